@@ -1,1 +1,213 @@
-fn main(){}
+//! `linli`: the gateway binary. Runs the gateway, provisions devices, and prints or
+//! checks the configuration. All wiring lives in `linli_gateway::pipeline`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use linli_gateway::config::{Config, LogFormat, TEMPLATE};
+use linli_gateway::registry::{NewDevice, Registry, SubjectKind, Trust};
+use linli_protocol::DeviceKind;
+
+#[derive(Parser, Debug)]
+#[command(name = "linli", version, about = "Linli IoT gateway for elderly care and street infrastructure")]
+struct Cli {
+    /// Config file (TOML). Default: ./linli.toml if it exists, else built-in defaults.
+    #[arg(long, short, global = true, env = "LINLI_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (the default when no command is given).
+    Run,
+    /// Register a device and print its MQTT credentials and sealing key (shown once).
+    Provision(ProvisionArgs),
+    /// List registered devices.
+    Devices,
+    /// Print an annotated config template, or check a config file.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Print the annotated template with every default.
+    Template,
+    /// Validate the config file and report every problem.
+    Check,
+}
+
+#[derive(Parser, Debug)]
+struct ProvisionArgs {
+    /// Device id: MQTT client id and username (1-64 of A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    id: String,
+    /// Device kind.
+    #[arg(long, value_parser = parse_kind)]
+    kind: DeviceKind,
+    /// Site id (created if new).
+    #[arg(long)]
+    site: String,
+    /// Zone id within the site (created if new).
+    #[arg(long)]
+    zone: String,
+    /// Resident the device belongs to (care devices).
+    #[arg(long, conflicts_with = "asset")]
+    resident: Option<String>,
+    /// Asset the device monitors (facility devices).
+    #[arg(long)]
+    asset: Option<String>,
+    /// Heartbeat interval in seconds (default: supervision.default_heartbeat_s).
+    #[arg(long)]
+    heartbeat_s: Option<u64>,
+    /// Third-party device speaking the JSON form (lower trust; no sealing key used).
+    #[arg(long)]
+    json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn parse_kind(s: &str) -> Result<DeviceKind, String> {
+    DeviceKind::parse(s).ok_or_else(|| {
+        let all: Vec<_> = DeviceKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown kind {s:?}; one of: {}", all.join(", "))
+    })
+}
+
+fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
+    let default = Path::new("linli.toml");
+    let path = match path {
+        Some(p) => p,
+        None if default.exists() => default,
+        None => return Ok((Config::default(), "built-in defaults".into())),
+    };
+    let config = Config::load(path)?;
+    Ok((config, path.display().to_string()))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Config {
+            action: ConfigAction::Template,
+        } => {
+            print!("{TEMPLATE}");
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            let (_, source) = load_config(cli.config.as_deref())?;
+            println!("{source}: ok");
+            Ok(())
+        }
+        Command::Provision(args) => provision(cli.config.as_deref(), args),
+        Command::Devices => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            let registry = Registry::open(&config.data_dir)
+                .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
+            for d in registry.all()? {
+                println!("{}\t{}\t{}/{}", d.id, d.kind.as_str(), d.site, d.zone);
+            }
+            Ok(())
+        }
+        Command::Run => run(cli.config.as_deref()),
+    }
+}
+
+fn provision(config: Option<&Path>, a: ProvisionArgs) -> Result<()> {
+    let (config, _) = load_config(config)?;
+    let registry = Registry::open(&config.data_dir)
+        .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
+    let subject = match (a.resident, a.asset) {
+        (Some(r), _) => Some((SubjectKind::Resident, r)),
+        (_, Some(x)) => Some((SubjectKind::Asset, x)),
+        _ => None,
+    };
+    let creds = registry
+        .provision(&NewDevice {
+            id: a.id.clone(),
+            kind: a.kind,
+            site: a.site,
+            zone: a.zone,
+            subject,
+            heartbeat_s: a.heartbeat_s,
+            trust: if a.json { Trust::Integration } else { Trust::Sealed },
+        })
+        .with_context(|| format!("provisioning device {}", a.id))?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&creds)?),
+        Format::Text => {
+            println!("device {} provisioned. These secrets are shown once; store them in the device now.", creds.device_id);
+            println!("  mqtt client id / username: {}", creds.device_id);
+            println!("  mqtt password:             {}", creds.password);
+            if !a.json {
+                println!("  sealing key id:            {}", creds.key_id);
+                println!("  sealing key (hex):         {}", creds.key_hex);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .context("log.level")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let res = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(e) = res {
+        bail!("cannot initialise logging: {e}");
+    }
+    Ok(())
+}
+
+fn run(config_path: Option<&Path>) -> Result<()> {
+    let (config, source) = load_config(config_path)?;
+    init_logging(&config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        };
+        let gw = linli_gateway::start(config, shutdown)
+            .await
+            .context("starting the gateway")?;
+        tracing::info!(config = %source, data_dir = %data_dir.display(), "gateway started");
+        println!("Linli gateway is running (config: {source}).");
+        println!("  MQTT (v3.1.1):  {}", gw.mqtt_v4);
+        if let Some(v5) = gw.mqtt_v5 {
+            println!("  MQTT (v5):      {v5}");
+        }
+        println!("  HTTP API:       http://{}/api/devices", gw.http);
+        println!("  Health:         http://{}/healthz", gw.http);
+        println!("  Metrics:        http://{}/metrics", gw.http);
+        println!("  Data:           {}", data_dir.display());
+        println!("Provision a device:  linli provision --id pendant-1 --kind pendant --site home --zone room-1 --resident R-1");
+        println!("Stop with Ctrl-C.");
+        gw.wait().await;
+        anyhow::Ok(())
+    })?;
+    // rumqttd has no shutdown; its threads end with the process.
+    std::process::exit(0);
+}

@@ -1,0 +1,189 @@
+//! HTTP API (axum): health, Prometheus metrics, and device views.
+//!
+//! Owns routes, JSON shapes and the error envelope
+//! `{"error": {"code": "...", "message": "..."}}`. Reads shared state; changes nothing.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::now_ms;
+use crate::pipeline::{device_liveness, Shared};
+use crate::reading::Reading;
+use crate::registry::{DeviceRecord, SubjectKind, Trust};
+use crate::state::DeviceView;
+use crate::supervision::Liveness;
+
+/// An API error with a stable JSON shape.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("{what} not found"),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "internal",
+        message: e.to_string(),
+    }
+}
+
+/// Builds the router.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/devices", get(devices))
+        .route("/api/devices/:id", get(device))
+        .route("/api/devices/:id/readings", get(readings))
+        .fallback(|| async { not_found("route") })
+        .with_state(shared)
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> Response {
+    if s.metrics.ingest_up.load(Relaxed) == 1 {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failing", "reason": "ingest stopped (journal failure); see logs"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A device as listed.
+#[derive(Debug, Serialize)]
+struct DeviceSummary {
+    id: String,
+    kind: &'static str,
+    site: String,
+    zone: String,
+    resident: Option<String>,
+    asset: Option<String>,
+    trust: Trust,
+    liveness: Liveness,
+    last_seen_ms: Option<u64>,
+    battery_pct: Option<u8>,
+    firmware: Option<String>,
+}
+
+fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> DeviceSummary {
+    let (resident, asset) = match &d.subject {
+        Some((SubjectKind::Resident, s)) => (Some(s.clone()), None),
+        Some((SubjectKind::Asset, s)) => (None, Some(s.clone())),
+        None => (None, None),
+    };
+    DeviceSummary {
+        id: d.id.clone(),
+        kind: d.kind.as_str(),
+        site: d.site.clone(),
+        zone: d.zone.clone(),
+        resident,
+        asset,
+        trust: d.trust,
+        liveness,
+        last_seen_ms: v.and_then(|v| v.last_seen_any_ms),
+        battery_pct: v.and_then(|v| v.battery_pct),
+        firmware: v.and_then(|v| v.firmware.clone()),
+    }
+}
+
+async fn devices(State(s): State<Arc<Shared>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let all = s.registry.all().map_err(internal)?;
+    let views = s.views.lock();
+    let now = now_ms();
+    Ok(Json(
+        all.iter()
+            .map(|d| {
+                let l = device_liveness(&s.config.supervision, &views, d, now);
+                summary(d, views.get(&d.id), l)
+            })
+            .collect(),
+    ))
+}
+
+async fn device(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let d = s
+        .registry
+        .get(&id)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&format!("device {id}")))?;
+    let views = s.views.lock();
+    let v = views.get(&id);
+    let l = device_liveness(&s.config.supervision, &views, &d, now_ms());
+    let mut body = serde_json::to_value(summary(&d, v, l)).map_err(internal)?;
+    let empty = DeviceView::default();
+    let v = v.unwrap_or(&empty);
+    body["heartbeat_s"] = json!(d.heartbeat_s.unwrap_or(s.config.supervision.default_heartbeat_s));
+    body["metrics"] = json!(v.metrics);
+    body["last_event"] = json!(v.last_event.map(|(e, t)| json!({"event": e, "received_ms": t})));
+    body["accepted_since_start"] = json!(v.accepted);
+    body["rejected_since_start"] = json!(v.rejected);
+    body["disconnected"] = json!(v.disconnected);
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadingsQuery {
+    limit: Option<usize>,
+}
+
+async fn readings(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadingsQuery>,
+) -> Result<Json<Vec<Reading>>, ApiError> {
+    s.registry
+        .get(&id)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&format!("device {id}")))?;
+    let views = s.views.lock();
+    let limit = q.limit.unwrap_or(100);
+    let out = views
+        .get(&id)
+        .map(|v| {
+            let skip = v.recent.len().saturating_sub(limit);
+            v.recent.iter().skip(skip).cloned().collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(out))
+}

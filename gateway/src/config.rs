@@ -1,0 +1,482 @@
+//! Gateway configuration: one TOML file, parsed strictly, validated with every error
+//! collected and named by its key, with embedded defaults when there is no file at all.
+//!
+//! Owns the config schema, its defaults, validation and the annotated template. Does not
+//! open sockets or files (the pipeline builds from a validated [`Config`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the registry, journal and other state live.
+    pub data_dir: PathBuf,
+    /// Embedded MQTT broker.
+    pub broker: BrokerConfig,
+    /// HTTP API.
+    pub http: HttpConfig,
+    /// Ingest and journal.
+    pub ingest: IngestConfig,
+    /// Device liveness.
+    pub supervision: SupervisionConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// MQTT 3.1.1 listener.
+    pub listen_v4: SocketAddr,
+    /// MQTT 5 listener; omit to disable.
+    pub listen_v5: Option<SocketAddr>,
+    /// Largest accepted MQTT payload, bytes.
+    pub max_payload_bytes: usize,
+    /// Maximum simultaneous connections.
+    pub max_connections: usize,
+    /// RAM the broker may use for in-flight messages, MiB (sets segment size × count).
+    pub memory_budget_mib: usize,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_ms: u16,
+    /// Inflight QoS1 messages per connection.
+    pub max_inflight: usize,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// HTTP listener.
+    pub listen: SocketAddr,
+}
+
+/// When the journal calls fsync.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// fsync every group commit before any ack (safest; the default).
+    Batch,
+    /// fsync at most every `fsync_interval_ms`; acks wait for it.
+    Interval,
+    /// Never fsync (the OS decides); acks after write(2). Survives a process crash,
+    /// not a power cut.
+    Never,
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest message ingest accepts, bytes; larger ones are counted as `oversized`.
+    /// (Messages above `broker.max_payload_bytes` never reach ingest: the broker closes
+    /// the connection.)
+    pub max_message_bytes: usize,
+    /// Messages waiting between the broker link and the journal before new ones are
+    /// refused (unacked, so devices resend).
+    pub queue_capacity: usize,
+    /// Most messages per group commit.
+    pub max_batch: usize,
+    /// fsync policy.
+    pub fsync: FsyncPolicy,
+    /// With `fsync = "interval"`: the interval.
+    pub fsync_interval_ms: u64,
+    /// Journal segment size before rolling to a new file, MiB.
+    pub segment_mib: u64,
+    /// Seconds between two log lines about rejections from the same device.
+    pub rejection_log_interval_s: u64,
+    /// Accept JSON from devices registered as integration devices.
+    pub accept_json: bool,
+    /// Readings kept in memory per device for `/api/devices/{id}/readings`.
+    pub recent_per_device: usize,
+}
+
+/// `[supervision]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    /// Heartbeat interval for devices registered without one, seconds.
+    pub default_heartbeat_s: u64,
+    /// Intervals missed before `late`.
+    pub late_after_missed: u32,
+    /// Intervals missed before `lost`.
+    pub lost_after_missed: u32,
+    /// How often liveness is re-evaluated, ms.
+    pub tick_ms: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable with key=value fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter, e.g. `info` or `linli_gateway=debug,rumqttd=warn`.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            broker: BrokerConfig::default(),
+            http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
+            supervision: SupervisionConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen_v4: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            listen_v5: Some(SocketAddr::from(([127, 0, 0, 1], 1884))),
+            max_payload_bytes: 2 * 1024 * 1024,
+            max_connections: 10_000,
+            memory_budget_mib: 256,
+            connect_timeout_ms: 5_000,
+            max_inflight: 100,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_message_bytes: 4096,
+            queue_capacity: 200_000,
+            max_batch: 4_096,
+            fsync: FsyncPolicy::Batch,
+            fsync_interval_ms: 20,
+            segment_mib: 64,
+            rejection_log_interval_s: 60,
+            accept_json: true,
+            recent_per_device: 256,
+        }
+    }
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            default_heartbeat_s: 900,
+            late_after_missed: 1,
+            lost_after_missed: 3,
+            tick_ms: 1_000,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info,rumqttd=off".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// One problem found in a config, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `broker.listen_v4`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown or mistyped key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// Values parsed but are not valid together.
+    #[error("config file {path} has {} problem(s):\n  {}", .issues.len(), issues_text(.issues))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+fn issues_text(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+impl Config {
+    /// Parses TOML text (strict: unknown keys are errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::parse(&text, path)?;
+        let issues = config.validate();
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                issues,
+            })
+        }
+    }
+
+    /// Every problem with this config; empty when it is valid.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                issues.push(ConfigIssue {
+                    key: key.into(),
+                    message: message.into(),
+                });
+            }
+        };
+        let b = &self.broker;
+        check(
+            b.listen_v5 != Some(b.listen_v4) || b.listen_v4.port() == 0,
+            "broker.listen_v5",
+            "must differ from broker.listen_v4",
+        );
+        check(
+            self.http.listen != b.listen_v4 || b.listen_v4.port() == 0,
+            "http.listen",
+            "must differ from broker.listen_v4",
+        );
+        check(
+            (256..=16 * 1024 * 1024).contains(&b.max_payload_bytes),
+            "broker.max_payload_bytes",
+            "must be between 256 and 16777216",
+        );
+        check(b.max_connections >= 1, "broker.max_connections", "must be at least 1");
+        check(
+            (8..=65_536).contains(&b.memory_budget_mib),
+            "broker.memory_budget_mib",
+            "must be between 8 and 65536",
+        );
+        check(
+            b.connect_timeout_ms >= 100,
+            "broker.connect_timeout_ms",
+            "must be at least 100",
+        );
+        check(
+            (1..=65_535).contains(&b.max_inflight),
+            "broker.max_inflight",
+            "must be between 1 and 65535",
+        );
+        let i = &self.ingest;
+        check(
+            (64..=b.max_payload_bytes.max(64)).contains(&i.max_message_bytes),
+            "ingest.max_message_bytes",
+            "must be between 64 and broker.max_payload_bytes",
+        );
+        check(i.queue_capacity >= 16, "ingest.queue_capacity", "must be at least 16");
+        check(
+            (1..=i.queue_capacity.max(1)).contains(&i.max_batch),
+            "ingest.max_batch",
+            "must be between 1 and ingest.queue_capacity",
+        );
+        check(
+            i.fsync_interval_ms >= 1 && i.fsync_interval_ms <= 10_000,
+            "ingest.fsync_interval_ms",
+            "must be between 1 and 10000",
+        );
+        check(
+            (1..=4096).contains(&i.segment_mib),
+            "ingest.segment_mib",
+            "must be between 1 and 4096",
+        );
+        check(
+            i.recent_per_device >= 1,
+            "ingest.recent_per_device",
+            "must be at least 1",
+        );
+        let s = &self.supervision;
+        check(
+            s.default_heartbeat_s >= 1,
+            "supervision.default_heartbeat_s",
+            "must be at least 1",
+        );
+        check(
+            s.late_after_missed >= 1,
+            "supervision.late_after_missed",
+            "must be at least 1",
+        );
+        check(
+            s.lost_after_missed > s.late_after_missed,
+            "supervision.lost_after_missed",
+            "must be greater than supervision.late_after_missed",
+        );
+        check(s.tick_ms >= 10, "supervision.tick_ms", "must be at least 10");
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "is not a valid filter (e.g. \"info\" or \"linli_gateway=debug\")",
+        );
+        issues
+    }
+
+    /// Broker segment size and count derived from the memory budget.
+    pub fn broker_segments(&self) -> (usize, usize) {
+        let budget = self.broker.memory_budget_mib * 1024 * 1024;
+        let count = 8;
+        (budget / count, count)
+    }
+
+    /// fsync interval as a duration.
+    pub fn fsync_interval(&self) -> Duration {
+        Duration::from_millis(self.ingest.fsync_interval_ms)
+    }
+}
+
+/// An annotated template with every key at its default.
+pub const TEMPLATE: &str = r#"# Linli gateway configuration. Every key is optional; shown values are the defaults.
+# Check a file with: linli config check --config FILE
+
+# Registry (SQLite), journal and state live here.
+data_dir = "./data"
+
+[broker]
+# MQTT 3.1.1 listener for devices.
+listen_v4 = "127.0.0.1:1883"
+# MQTT 5 listener; remove the line to disable it.
+listen_v5 = "127.0.0.1:1884"
+# Largest MQTT payload the broker takes, bytes; a larger one closes the connection.
+# Up to this size, too-large messages reach ingest and are counted as "oversized".
+max_payload_bytes = 2097152
+max_connections = 10000
+# RAM for messages in flight inside the broker, MiB. Sets segment size x count.
+memory_budget_mib = 256
+# Milliseconds a new connection has to send CONNECT.
+connect_timeout_ms = 5000
+# QoS1 messages in flight per connection.
+max_inflight = 100
+
+[http]
+# HTTP API and /metrics.
+listen = "127.0.0.1:8080"
+
+[ingest]
+# Largest message ingest accepts, bytes (a sealed frame is under 100 B).
+max_message_bytes = 4096
+# Messages waiting for the journal; past this, new ones are refused unacked (devices resend).
+queue_capacity = 200000
+# Most messages per group commit.
+max_batch = 4096
+# "batch": fsync every group commit before acking (default, survives power loss);
+# "interval": fsync every fsync_interval_ms; "never": survives a crash, not a power cut.
+fsync = "batch"
+fsync_interval_ms = 20
+# Journal segment size, MiB.
+segment_mib = 64
+# At most one log line per device per this many seconds about rejected messages.
+rejection_log_interval_s = 60
+# Accept the JSON form from devices registered with --json (lower trust level).
+accept_json = true
+# Readings kept in memory per device for /api/devices/{id}/readings.
+recent_per_device = 256
+
+[supervision]
+# Heartbeat interval for devices registered without one, seconds (hubs: 15 min).
+default_heartbeat_s = 900
+# Missed intervals before a device is "late", and before it is "lost".
+late_after_missed = 1
+lost_after_missed = 3
+# Liveness re-evaluation period, ms.
+tick_ms = 1000
+
+[log]
+# Filter: "info", "debug", "linli_gateway=debug,rumqttd=warn", ...
+level = "info,rumqttd=off"
+# "text" or "json"
+format = "text"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        let c = Config::parse(TEMPLATE, Path::new("t.toml")).expect("template parses");
+        assert_eq!(c, Config::default());
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[broker]\nlisten_v6 = 1\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("listen_v6"), "{e}");
+    }
+
+    #[test]
+    fn validation_collects_every_error() {
+        let text = "[ingest]\nqueue_capacity = 1\nsegment_mib = 0\n[supervision]\nlost_after_missed = 1\n[log]\nlevel = \"=[\"\n";
+        let c = Config::parse(text, Path::new("x.toml")).unwrap();
+        let keys: Vec<_> = c.validate().into_iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "ingest.queue_capacity",
+                "ingest.max_batch",
+                "ingest.segment_mib",
+                "supervision.lost_after_missed",
+                "log.level"
+            ]
+        );
+    }
+}

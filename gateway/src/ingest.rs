@@ -1,0 +1,301 @@
+//! Ingest: turns a [`RawMessage`] into a [`Reading`] or a counted [`Rejection`].
+//!
+//! Checks topic shape and size, finds the device, opens the seal (or parses the JSON form
+//! for integration devices), rejects replays, decodes, and checks the report fits the
+//! device's kind and the channel. Pure apart from the registry lookup: no journal, no
+//! network, time comes in on the message. Building acks lives here too, since ingest
+//! knows how each device speaks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use linli_protocol::codec::{decode_uplink, encode_downlink, DecodeError};
+use linli_protocol::json::JsonUplink;
+use linli_protocol::replay::{ReplayWindow, Verdict};
+use linli_protocol::seal::{self, FrameClass, OpenError, OVERHEAD};
+use linli_protocol::topic::{self, DownChannel, TopicError, UpChannel};
+use linli_protocol::Downlink;
+
+use crate::reading::{RawMessage, Reading};
+use crate::registry::{DeviceRecord, Registry, Trust};
+
+/// Why a message was not accepted. Every variant is a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// Topic is not `linli/v1/{device}/up/{channel}` (or not UTF-8).
+    BadTopic,
+    /// Payload larger than `ingest.max_message_bytes`.
+    Oversized,
+    /// No registered device with that id.
+    UnknownDevice,
+    /// Shorter than a sealed frame.
+    Truncated,
+    /// Schema version this gateway does not speak.
+    UnsupportedVersion,
+    /// Key id is not the device's current one.
+    UnknownKeyId,
+    /// Sealed with another key (e.g. another device publishing under this id).
+    WrongKey,
+    /// Authentication tag failed: altered in transit.
+    Tampered,
+    /// Counter already accepted (a replay or a resend; a resend is re-acked).
+    Replay,
+    /// Counter too old to check against the replay window.
+    Stale,
+    /// Body is not a report this gateway knows.
+    Undecodable,
+    /// Report from a newer schema (unknown variant).
+    UnknownReport,
+    /// Report does not belong to the device's kind.
+    WrongKind,
+    /// Report sent on the wrong channel.
+    WrongChannel,
+    /// JSON payload that is not valid UTF-8, not JSON, or not the documented schema.
+    BadJson,
+    /// JSON from a device registered as sealed, or JSON while JSON is disabled.
+    JsonNotAllowed,
+    /// Ingest queue full: refused unacked so the device resends later.
+    Overload,
+    /// Registry could not be read.
+    RegistryError,
+}
+
+impl Rejection {
+    /// Every reason, for metrics.
+    pub const ALL: [Rejection; 18] = [
+        Rejection::BadTopic,
+        Rejection::Oversized,
+        Rejection::UnknownDevice,
+        Rejection::Truncated,
+        Rejection::UnsupportedVersion,
+        Rejection::UnknownKeyId,
+        Rejection::WrongKey,
+        Rejection::Tampered,
+        Rejection::Replay,
+        Rejection::Stale,
+        Rejection::Undecodable,
+        Rejection::UnknownReport,
+        Rejection::WrongKind,
+        Rejection::WrongChannel,
+        Rejection::BadJson,
+        Rejection::JsonNotAllowed,
+        Rejection::Overload,
+        Rejection::RegistryError,
+    ];
+
+    /// Stable label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BadTopic => "bad_topic",
+            Rejection::Oversized => "oversized",
+            Rejection::UnknownDevice => "unknown_device",
+            Rejection::Truncated => "truncated",
+            Rejection::UnsupportedVersion => "unsupported_version",
+            Rejection::UnknownKeyId => "unknown_key_id",
+            Rejection::WrongKey => "wrong_key",
+            Rejection::Tampered => "tampered",
+            Rejection::Replay => "replay",
+            Rejection::Stale => "stale",
+            Rejection::Undecodable => "undecodable",
+            Rejection::UnknownReport => "unknown_report",
+            Rejection::WrongKind => "wrong_kind",
+            Rejection::WrongChannel => "wrong_channel",
+            Rejection::BadJson => "bad_json",
+            Rejection::JsonNotAllowed => "json_not_allowed",
+            Rejection::Overload => "overload",
+            Rejection::RegistryError => "registry_error",
+        }
+    }
+
+    /// Index into [`Rejection::ALL`].
+    pub fn index(self) -> usize {
+        Rejection::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or_default()
+    }
+
+    /// What an operator should know about it, for the log line.
+    pub const fn hint(self) -> &'static str {
+        match self {
+            Rejection::BadTopic => "publish on linli/v1/{device}/up/{telemetry|event|status|hb}",
+            Rejection::Oversized => "frames are small; check the device firmware",
+            Rejection::UnknownDevice => "provision the device with `linli provision`",
+            Rejection::WrongKey | Rejection::UnknownKeyId => {
+                "the device's key does not match the registry (re-provision, or another device uses this id)"
+            }
+            Rejection::Tampered => "frame altered in transit or forged",
+            Rejection::Replay => "counter seen before; resends are re-acked, not stored twice",
+            Rejection::Stale => "counter far older than the newest; check the device's counter",
+            Rejection::JsonNotAllowed => "this device is registered as sealed; JSON is refused",
+            Rejection::Overload => "ingest queue full; the device will resend",
+            _ => "see docs for the wire format",
+        }
+    }
+}
+
+/// What [`admit`] decided for a message that was not rejected.
+#[derive(Debug)]
+pub enum Admitted {
+    /// A new reading to journal, then ack.
+    New(Reading, Arc<DeviceRecord>),
+    /// Already accepted before: ack again, do not store again (counted as a replay).
+    Duplicate(u32, Arc<DeviceRecord>),
+    /// The broker published this device's Last Will: its connection is gone.
+    Will(String),
+}
+
+/// A rejection with the device id it concerns, when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Why.
+    pub reason: Rejection,
+    /// Device id from the topic, if the topic had one.
+    pub device: Option<String>,
+}
+
+/// Ingest settings that matter to [`admit`].
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Largest payload accepted.
+    pub max_message_bytes: usize,
+    /// Accept JSON from integration devices.
+    pub accept_json: bool,
+}
+
+/// Replay windows per device.
+pub type Windows = HashMap<String, ReplayWindow>;
+
+/// Checks one message. On success the replay window already counts the frame.
+pub fn admit(
+    raw: &RawMessage,
+    registry: &Registry,
+    windows: &mut Windows,
+    policy: Policy,
+) -> Result<Admitted, Rejected> {
+    let reject = |reason, device: Option<&str>| Rejected {
+        reason,
+        device: device.map(str::to_owned),
+    };
+    let topic_str = std::str::from_utf8(&raw.topic).map_err(|_| reject(Rejection::BadTopic, None))?;
+    let (device, channel) = topic::parse_uplink(topic_str).map_err(|e| {
+        let dev = match e {
+            TopicError::UnknownChannel => topic_str.split('/').nth(2),
+            _ => None,
+        };
+        reject(Rejection::BadTopic, dev)
+    })?;
+    let dev = Some(device);
+    if raw.payload.len() > policy.max_message_bytes {
+        return Err(reject(Rejection::Oversized, dev));
+    }
+    let record = match registry.get(device) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(reject(Rejection::UnknownDevice, dev)),
+        Err(_) => return Err(reject(Rejection::RegistryError, dev)),
+    };
+    if channel == UpChannel::Will {
+        return Ok(Admitted::Will(device.to_owned()));
+    }
+    let (counter, uplink, trust) = match record.trust {
+        Trust::Sealed => {
+            if raw.payload.first() == Some(&b'{') {
+                return Err(reject(Rejection::JsonNotAllowed, dev));
+            }
+            let mut frame = raw.payload.to_vec();
+            let header = seal::Header::parse(&frame).map_err(|e| reject(open_reason(e), dev))?;
+            if header.key_id != record.key_id {
+                return Err(reject(Rejection::UnknownKeyId, dev));
+            }
+            let (_, body) = seal::open(&record.key, FrameClass::Uplink, device, &mut frame)
+                .map_err(|e| reject(open_reason(e), dev))?;
+            let uplink = decode_uplink(body).map_err(|e| {
+                reject(
+                    if e == DecodeError::UnknownVariant {
+                        Rejection::UnknownReport
+                    } else {
+                        Rejection::Undecodable
+                    },
+                    dev,
+                )
+            })?;
+            (header.counter, uplink, Trust::Sealed)
+        }
+        Trust::Integration => {
+            if !policy.accept_json {
+                return Err(reject(Rejection::JsonNotAllowed, dev));
+            }
+            let text = std::str::from_utf8(&raw.payload).map_err(|_| reject(Rejection::BadJson, dev))?;
+            let j: JsonUplink =
+                serde_json::from_str(text).map_err(|_| reject(Rejection::BadJson, dev))?;
+            let uplink = linli_protocol::Uplink {
+                device_time: j.device_time,
+                report: j.report,
+            };
+            (j.counter, uplink, Trust::Integration)
+        }
+    };
+    if !uplink.report.allowed_for(record.kind) {
+        return Err(reject(Rejection::WrongKind, dev));
+    }
+    if uplink.report.channel() != channel {
+        return Err(reject(Rejection::WrongChannel, dev));
+    }
+    let window = windows.entry(device.to_owned()).or_default();
+    match window.check(counter) {
+        Verdict::Fresh => window.accept(counter),
+        Verdict::Duplicate => return Ok(Admitted::Duplicate(counter, record)),
+        Verdict::Stale => return Err(reject(Rejection::Stale, dev)),
+    }
+    Ok(Admitted::New(
+        Reading {
+            device: device.to_owned(),
+            counter,
+            device_time: uplink.device_time,
+            received_ms: raw.received_ms,
+            trust,
+            report: uplink.report,
+        },
+        record,
+    ))
+}
+
+fn open_reason(e: OpenError) -> Rejection {
+    match e {
+        OpenError::Truncated => Rejection::Truncated,
+        OpenError::UnsupportedVersion(_) => Rejection::UnsupportedVersion,
+        OpenError::WrongKey => Rejection::WrongKey,
+        OpenError::Tampered => Rejection::Tampered,
+    }
+}
+
+/// Builds the ack for `counter` to `device`: a sealed [`Downlink::Ack`] for sealed
+/// devices, `{"ack": counter}` for integration devices. Returns (topic, payload).
+pub fn ack(device: &DeviceRecord, counter: u32) -> (String, Vec<u8>) {
+    let mut topic = String::with_capacity(48);
+    // Writing to a String cannot fail.
+    let _ = topic::write_downlink(&mut topic, &device.id, DownChannel::Ack);
+    let payload = match device.trust {
+        Trust::Integration => format!("{{\"ack\":{counter}}}").into_bytes(),
+        Trust::Sealed => {
+            let mut body = [0u8; 16];
+            let mut frame = [0u8; 16 + OVERHEAD];
+            let sealed = encode_downlink(&Downlink::Ack { counter }, &mut body)
+                .ok()
+                .and_then(|b| {
+                    seal::seal(
+                        &device.key,
+                        device.key_id,
+                        FrameClass::Ack,
+                        &device.id,
+                        counter,
+                        b,
+                        &mut frame,
+                    )
+                    .ok()
+                });
+            frame[..sealed.unwrap_or(0)].to_vec()
+        }
+    };
+    (topic, payload)
+}

@@ -1,0 +1,288 @@
+//! The one place that wires the gateway: registry → journal recovery → broker → link
+//! reader → ingest worker → supervision → HTTP API. Reads top to bottom like DESIGN.md's
+//! picture.
+//!
+//! Owns start-up order and shutdown; each stage's logic lives in its own module.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rumqttd::local::LinkRx;
+use rumqttd::Notification;
+use tokio::sync::{mpsc, watch};
+
+use crate::broker::{self, BrokerError};
+use crate::clock::now_ms;
+use crate::config::{Config, SupervisionConfig};
+use crate::ingest::{Rejection, Windows};
+use crate::journal::{Journal, JournalError, Recovery};
+use crate::metrics::Metrics;
+use crate::reading::RawMessage;
+use crate::registry::{DeviceRecord, Registry, RegistryError};
+use crate::state::Views;
+use crate::supervision::{self, Liveness, Thresholds};
+use crate::worker::Worker;
+
+/// State shared by the stages and the API.
+#[derive(Debug)]
+pub struct Shared {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Device registry.
+    pub registry: Registry,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// Device views.
+    pub views: Mutex<Views>,
+    /// Test and maintenance hook: while true the ingest worker takes nothing from its
+    /// queue (simulates a slow stage; messages queue up unacked).
+    pub paused: AtomicBool,
+}
+
+/// Start-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Registry could not be opened.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Journal could not be opened or recovered.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Broker did not start.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// HTTP listener could not be bound.
+    #[error("cannot listen on {addr} (http.listen): {source}; pick another address or stop what uses it")]
+    Http {
+        /// Address.
+        addr: SocketAddr,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// A thread could not be spawned.
+    #[error("cannot spawn {what}: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// MQTT 3.1.1 address.
+    pub mqtt_v4: SocketAddr,
+    /// MQTT 5 address.
+    pub mqtt_v5: Option<SocketAddr>,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Shared state (for tests and embedding).
+    pub shared: Arc<Shared>,
+    /// What journal recovery found at start.
+    pub recovery: Recovery,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Waits until the HTTP server stops (after the shutdown signal).
+    pub async fn wait(self) {
+        let _ = self.http_task.await;
+    }
+}
+
+/// Starts every stage. `shutdown` resolving stops the HTTP server and the link reader.
+/// (rumqttd has no stop: its thread ends with the process.)
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Gateway, StartError> {
+    let config = Arc::new(config);
+    let registry = Registry::open(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+
+    // Recover the journal: device views and replay windows come back from it.
+    let mut views = Views::new(config.ingest.recent_per_device);
+    let mut windows = Windows::new();
+    let (journal, recovery) = Journal::open(
+        &config.data_dir.join("journal"),
+        config.ingest.segment_mib * 1024 * 1024,
+        config.ingest.fsync,
+        config.fsync_interval(),
+        &mut |_, r| {
+            windows.entry(r.device.clone()).or_default().accept(r.counter);
+            views.apply(&r, false);
+        },
+    )?;
+    if recovery.truncated_bytes > 0 || recovery.corrupt_records > 0 {
+        tracing::warn!(
+            truncated_bytes = recovery.truncated_bytes,
+            corrupt_records = recovery.corrupt_records,
+            "journal had a torn tail (cut) or corrupt records (skipped)"
+        );
+    }
+    tracing::info!(records = recovery.records, segments = recovery.segments, "journal recovered");
+
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        views: Mutex::new(views),
+        paused: AtomicBool::new(false),
+    });
+
+    let started = tokio::task::block_in_place(|| broker::start(&config, registry, metrics.clone()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Broker link → bounded queue → ingest worker (journal, then ack).
+    let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
+    tokio::spawn(read_link(started.link_rx, tx, metrics.clone(), stop_rx.clone()));
+    let worker = Worker {
+        shared: shared.clone(),
+        journal,
+        windows,
+        link_tx: started.link_tx,
+        rx,
+    };
+    std::thread::Builder::new()
+        .name("linli-ingest".into())
+        .spawn(move || worker.run())
+        .map_err(|source| StartError::Spawn {
+            what: "ingest worker",
+            source,
+        })?;
+
+    tokio::spawn(supervise(shared.clone(), stop_rx.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Http {
+            addr: config.http.listen,
+            source,
+        })?;
+    let http = listener.local_addr().map_err(|source| StartError::Http {
+        addr: config.http.listen,
+        source,
+    })?;
+    let app = crate::api::router(shared.clone());
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "http server stopped");
+        }
+    });
+    Ok(Gateway {
+        mqtt_v4: started.v4,
+        mqtt_v5: started.v5,
+        http,
+        shared,
+        recovery,
+        http_task,
+    })
+}
+
+/// Reads the broker link and enqueues; never blocks on the journal. Answers
+/// `Unschedule` with `ready()`, without which rumqttd stops delivering for good.
+async fn read_link(
+    mut link_rx: LinkRx,
+    tx: mpsc::Sender<RawMessage>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let n = tokio::select! {
+            n = link_rx.next() => n,
+            _ = stop.changed() => return,
+        };
+        match n {
+            Ok(Some(Notification::Forward(f))) => {
+                let raw = RawMessage {
+                    topic: f.publish.topic,
+                    payload: f.publish.payload,
+                    received_ms: now_ms(),
+                    received_at: Instant::now(),
+                };
+                metrics.queue_depth.fetch_add(1, Relaxed);
+                if tx.try_send(raw).is_err() {
+                    metrics.queue_depth.fetch_sub(1, Relaxed);
+                    metrics.reject(Rejection::Overload);
+                }
+            }
+            Ok(Some(Notification::Unschedule)) => {
+                if let Err(e) = link_rx.ready() {
+                    tracing::error!(error = %e, "broker link lost");
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "broker link lost");
+                return;
+            }
+        }
+    }
+}
+
+/// Re-evaluates liveness of every registered device periodically and publishes gauges.
+async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let s = &shared.config.supervision;
+    let mut tick = tokio::time::interval(Duration::from_millis(s.tick_ms));
+    let mut previous: std::collections::HashMap<String, Liveness> = Default::default();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Ok(devices) = shared.registry.all() else {
+            continue;
+        };
+        let now = now_ms();
+        let mut counts = [0u64; 4];
+        let mut connected = 0;
+        {
+            let views = shared.views.lock();
+            for d in &devices {
+                let l = device_liveness(s, &views, d, now);
+                if l == Liveness::Ok {
+                    connected += 1;
+                }
+                counts[Liveness::ALL.iter().position(|x| *x == l).unwrap_or(3)] += 1;
+                if previous.insert(d.id.clone(), l).is_some_and(|p| p != l) {
+                    tracing::info!(device = %d.id, liveness = l.as_str(), "device liveness changed");
+                }
+            }
+        }
+        for (i, c) in counts.iter().enumerate() {
+            shared.metrics.liveness[i].store(*c, Relaxed);
+        }
+        shared.metrics.connected.store(connected, Relaxed);
+    }
+}
+
+/// Liveness of `device` at `now` from its view.
+pub fn device_liveness(
+    s: &SupervisionConfig,
+    views: &Views,
+    device: &DeviceRecord,
+    now: u64,
+) -> Liveness {
+    let v = views.get(&device.id);
+    supervision::liveness(
+        v.and_then(|v| v.last_seen_ms),
+        v.is_some_and(|v| v.disconnected),
+        device.heartbeat_s.unwrap_or(s.default_heartbeat_s) * 1000,
+        now,
+        Thresholds {
+            late_after_missed: s.late_after_missed,
+            lost_after_missed: s.lost_after_missed,
+        },
+    )
+}

@@ -1,0 +1,42 @@
+//! The stage nouns of ingest: [`RawMessage`] (what the broker handed over) and
+//! [`Reading`] (an authenticated, decoded report, the unit the journal keeps).
+//!
+//! Owns these types only; building them is `ingest`'s job.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use linli_protocol::Report;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::Trust;
+
+/// A message as the broker delivered it, before anything is checked.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// MQTT topic bytes (not yet known to be UTF-8).
+    pub topic: Bytes,
+    /// Payload bytes.
+    pub payload: Bytes,
+    /// Gateway receive time, ms since the epoch.
+    pub received_ms: u64,
+    /// Gateway receive instant, for lag measurement.
+    pub received_at: Instant,
+}
+
+/// An accepted report from a known device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Device id.
+    pub device: String,
+    /// Frame counter the device used.
+    pub counter: u32,
+    /// Device clock, seconds since the epoch (0 = unknown).
+    pub device_time: u32,
+    /// Gateway receive time, ms since the epoch.
+    pub received_ms: u64,
+    /// How the sender was authenticated.
+    pub trust: Trust,
+    /// What the device reported.
+    pub report: Report,
+}

@@ -1,0 +1,110 @@
+//! Device views: what the gateway currently knows of each device (last seen, battery,
+//! last value per metric, recent readings), fed from accepted readings and rebuilt from
+//! the journal at start.
+//!
+//! Owns the in-memory view only; liveness rules live in `supervision`, durability in
+//! `journal`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::reading::Reading;
+
+/// Last value of one metric.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LastValue {
+    /// The value.
+    pub value: f64,
+    /// Gateway receive time, ms.
+    pub received_ms: u64,
+}
+
+/// What the gateway knows of one device.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeviceView {
+    /// Last accepted reading since this start (drives liveness), ms.
+    pub last_seen_ms: Option<u64>,
+    /// Last accepted reading ever, including before this start, ms.
+    pub last_seen_any_ms: Option<u64>,
+    /// Last Will received after the last reading.
+    pub disconnected: bool,
+    /// Battery, %.
+    pub battery_pct: Option<u8>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+    /// Last value per metric.
+    pub metrics: BTreeMap<&'static str, LastValue>,
+    /// Last event name and when.
+    pub last_event: Option<(&'static str, u64)>,
+    /// Readings accepted since this start.
+    pub accepted: u64,
+    /// Rejections since this start.
+    pub rejected: u64,
+    /// Most recent readings, oldest first.
+    #[serde(skip)]
+    pub recent: VecDeque<Reading>,
+}
+
+/// All device views.
+#[derive(Debug, Default)]
+pub struct Views {
+    devices: HashMap<String, DeviceView>,
+    recent_cap: usize,
+}
+
+impl Views {
+    /// Empty views keeping `recent_cap` readings per device.
+    pub fn new(recent_cap: usize) -> Self {
+        Views {
+            devices: HashMap::new(),
+            recent_cap: recent_cap.max(1),
+        }
+    }
+
+    /// Applies an accepted reading. `live` is false while replaying the journal.
+    pub fn apply(&mut self, r: &Reading, live: bool) {
+        let v = self.devices.entry(r.device.clone()).or_default();
+        if live {
+            v.last_seen_ms = Some(r.received_ms.max(v.last_seen_ms.unwrap_or(0)));
+            v.disconnected = false;
+            v.accepted += 1;
+        }
+        v.last_seen_any_ms = Some(r.received_ms.max(v.last_seen_any_ms.unwrap_or(0)));
+        if let Some(b) = r.report.battery_pct() {
+            v.battery_pct = Some(b);
+        }
+        if let linli_protocol::Report::Status(s) = r.report {
+            let [a, b, c] = s.firmware;
+            v.firmware = Some(format!("{a}.{b}.{c}"));
+        }
+        if let Some(e) = r.report.event() {
+            v.last_event = Some((e.as_str(), r.received_ms));
+        }
+        let received_ms = r.received_ms;
+        r.report.for_each_metric(&mut |name, value| {
+            v.metrics.insert(name, LastValue { value, received_ms });
+        });
+        if v.recent.len() == self.recent_cap {
+            v.recent.pop_front();
+        }
+        v.recent.push_back(r.clone());
+    }
+
+    /// Marks a device's connection as dropped (its Last Will arrived).
+    pub fn will(&mut self, device: &str) {
+        self.devices.entry(device.to_owned()).or_default().disconnected = true;
+    }
+
+    /// Counts a rejection against a device.
+    pub fn rejected(&mut self, device: &str) {
+        if let Some(v) = self.devices.get_mut(device) {
+            v.rejected += 1;
+        }
+    }
+
+    /// One device's view.
+    pub fn get(&self, device: &str) -> Option<&DeviceView> {
+        self.devices.get(device)
+    }
+}

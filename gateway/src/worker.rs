@@ -1,0 +1,199 @@
+//! The ingest worker: takes batches of [`RawMessage`]s, admits them, journals the new
+//! readings in one group commit, then updates device views and publishes the acks.
+//!
+//! Owns the order "journal, then ack" and rejection accounting (counted always, logged
+//! at most once per device per interval). Runs on its own thread because journal commits
+//! block; it never holds up the broker link (the link reader only enqueues).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttd::local::LinkTx;
+use tokio::sync::mpsc;
+
+use crate::ingest::{self, Admitted, Policy, Rejected, Windows};
+use crate::journal::Journal;
+use crate::pipeline::Shared;
+use crate::reading::{RawMessage, Reading};
+use crate::registry::DeviceRecord;
+
+/// Rate limiter for rejection log lines: one per device per interval, with a count of
+/// what was suppressed in between.
+#[derive(Debug)]
+struct RejectionLog {
+    interval: Duration,
+    last: HashMap<String, (Instant, u64)>,
+}
+
+impl RejectionLog {
+    fn note(&mut self, r: &Rejected, now: Instant) {
+        let key = r.device.clone().unwrap_or_else(|| "-".into());
+        if self.last.len() > 50_000 {
+            self.last.retain(|_, (t, _)| now.duration_since(*t) < self.interval);
+        }
+        match self.last.get_mut(&key) {
+            Some((t, suppressed)) if now.duration_since(*t) < self.interval => *suppressed += 1,
+            entry => {
+                let suppressed = entry.map(|(_, s)| *s).unwrap_or(0);
+                tracing::warn!(
+                    device = %key,
+                    reason = r.reason.as_str(),
+                    suppressed_since_last_log = suppressed,
+                    hint = r.reason.hint(),
+                    "message rejected"
+                );
+                self.last.insert(key, (now, 0));
+            }
+        }
+    }
+}
+
+/// Everything the worker thread owns.
+pub struct Worker {
+    /// Shared state and metrics.
+    pub shared: Arc<Shared>,
+    /// The journal.
+    pub journal: Journal,
+    /// Replay windows, rebuilt from the journal.
+    pub windows: Windows,
+    /// Link for publishing acks.
+    pub link_tx: LinkTx,
+    /// Incoming messages.
+    pub rx: mpsc::Receiver<RawMessage>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Runs until the queue closes or the journal fails.
+    pub fn run(mut self) {
+        let cfg = &self.shared.config.ingest;
+        let policy = Policy {
+            max_message_bytes: cfg.max_message_bytes,
+            accept_json: cfg.accept_json,
+        };
+        let max_batch = cfg.max_batch;
+        let mut log = RejectionLog {
+            interval: Duration::from_secs(cfg.rejection_log_interval_s),
+            last: HashMap::new(),
+        };
+        let metrics = self.shared.metrics.clone();
+        metrics.ingest_up.store(1, Relaxed);
+        let mut batch: Vec<RawMessage> = Vec::with_capacity(max_batch);
+        let mut fresh: Vec<Reading> = Vec::with_capacity(max_batch);
+        let mut acks: Vec<(Arc<DeviceRecord>, u32)> = Vec::with_capacity(max_batch);
+        let mut wills: Vec<String> = Vec::new();
+        let mut rejected_devices: Vec<String> = Vec::new();
+        loop {
+            while self.shared.paused.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match self.rx.blocking_recv() {
+                Some(m) => batch.push(m),
+                None => break,
+            }
+            while batch.len() < max_batch {
+                match self.rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            metrics.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
+            metrics.messages_in.fetch_add(batch.len() as u64, Relaxed);
+            let oldest = batch[0].received_at;
+            metrics
+                .link_lag_us
+                .store(oldest.elapsed().as_micros() as u64, Relaxed);
+            let now = Instant::now();
+            for raw in batch.drain(..) {
+                match ingest::admit(&raw, &self.shared.registry, &mut self.windows, policy) {
+                    Ok(Admitted::New(reading, device)) => {
+                        if let Err(e) = self.journal.append(&reading) {
+                            return self.fail(e);
+                        }
+                        acks.push((device, reading.counter));
+                        fresh.push(reading);
+                    }
+                    Ok(Admitted::Duplicate(counter, device)) => {
+                        metrics.reject(ingest::Rejection::Replay);
+                        rejected_devices.push(device.id.clone());
+                        log.note(
+                            &Rejected {
+                                reason: ingest::Rejection::Replay,
+                                device: Some(device.id.clone()),
+                            },
+                            now,
+                        );
+                        acks.push((device, counter));
+                    }
+                    Ok(Admitted::Will(device)) => {
+                        metrics.wills.fetch_add(1, Relaxed);
+                        tracing::info!(device = %device, "device connection dropped (last will)");
+                        wills.push(device);
+                    }
+                    Err(r) => {
+                        metrics.reject(r.reason);
+                        if let Some(d) = &r.device {
+                            rejected_devices.push(d.clone());
+                        }
+                        log.note(&r, now);
+                    }
+                }
+            }
+            if !fresh.is_empty() {
+                match self.journal.commit() {
+                    Ok(synced) => {
+                        metrics.journal_commits.fetch_add(1, Relaxed);
+                        if synced {
+                            metrics.journal_fsyncs.fetch_add(1, Relaxed);
+                        }
+                    }
+                    Err(e) => return self.fail(e),
+                }
+                metrics
+                    .journal_lag_us
+                    .store(oldest.elapsed().as_micros() as u64, Relaxed);
+                metrics
+                    .readings_accepted
+                    .fetch_add(fresh.len() as u64, Relaxed);
+            }
+            {
+                let mut views = self.shared.views.lock();
+                for r in &fresh {
+                    views.apply(r, true);
+                }
+                for d in wills.drain(..) {
+                    views.will(&d);
+                }
+                for d in rejected_devices.drain(..) {
+                    views.rejected(&d);
+                }
+            }
+            fresh.clear();
+            for (device, counter) in acks.drain(..) {
+                let (topic, payload) = ingest::ack(&device, counter);
+                match self.link_tx.publish(topic, payload) {
+                    Ok(_) => {
+                        metrics.acks_sent.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot publish ack to the broker"),
+                }
+            }
+        }
+        metrics.ingest_up.store(0, Relaxed);
+    }
+
+    fn fail(self, e: crate::journal::JournalError) {
+        self.shared.metrics.ingest_up.store(0, Relaxed);
+        tracing::error!(
+            error = %e,
+            "journal write failed: ingest stopped, nothing more is acked; devices keep their frames. Fix the disk and restart the gateway"
+        );
+    }
+}

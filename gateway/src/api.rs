@@ -153,9 +153,13 @@ async fn device(
     let mut body = serde_json::to_value(summary(&d, v, l)).map_err(internal)?;
     let empty = DeviceView::default();
     let v = v.unwrap_or(&empty);
-    body["heartbeat_s"] = json!(d.heartbeat_s.unwrap_or(s.config.supervision.default_heartbeat_s));
+    body["heartbeat_s"] = json!(d
+        .heartbeat_s
+        .unwrap_or(s.config.supervision.default_heartbeat_s));
     body["metrics"] = json!(v.metrics);
-    body["last_event"] = json!(v.last_event.map(|(e, t)| json!({"event": e, "received_ms": t})));
+    body["last_event"] = json!(v
+        .last_event
+        .map(|(e, t)| json!({"event": e, "received_ms": t})));
     body["accepted_since_start"] = json!(v.accepted);
     body["rejected_since_start"] = json!(v.rejected);
     body["disconnected"] = json!(v.disconnected);

@@ -22,7 +22,9 @@ use crate::registry::Registry;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The address cannot be bound (in use, or not an address of this host).
-    #[error("cannot listen on {addr} ({key}): {source}; pick another address or stop what uses it")]
+    #[error(
+        "cannot listen on {addr} ({key}): {source}; pick another address or stop what uses it"
+    )]
     Bind {
         /// Config key.
         key: &'static str,
@@ -121,7 +123,11 @@ pub fn start(
                 metrics.auth_accepted.fetch_add(1, Relaxed);
             } else {
                 metrics.auth_refused.fetch_add(1, Relaxed);
-                tracing::warn!(client_id, username = user, "mqtt connection refused: unknown device or bad credentials");
+                tracing::warn!(
+                    client_id,
+                    username = user,
+                    "mqtt connection refused: unknown device or bad credentials"
+                );
             }
             ok
         }

@@ -302,7 +302,11 @@ impl Config {
             "broker.max_payload_bytes",
             "must be between 256 and 16777216",
         );
-        check(b.max_connections >= 1, "broker.max_connections", "must be at least 1");
+        check(
+            b.max_connections >= 1,
+            "broker.max_connections",
+            "must be at least 1",
+        );
         check(
             (8..=65_536).contains(&b.memory_budget_mib),
             "broker.memory_budget_mib",
@@ -324,7 +328,11 @@ impl Config {
             "ingest.max_message_bytes",
             "must be between 64 and broker.max_payload_bytes",
         );
-        check(i.queue_capacity >= 16, "ingest.queue_capacity", "must be at least 16");
+        check(
+            i.queue_capacity >= 16,
+            "ingest.queue_capacity",
+            "must be at least 16",
+        );
         check(
             (1..=i.queue_capacity.max(1)).contains(&i.max_batch),
             "ingest.max_batch",
@@ -361,7 +369,11 @@ impl Config {
             "supervision.lost_after_missed",
             "must be greater than supervision.late_after_missed",
         );
-        check(s.tick_ms >= 10, "supervision.tick_ms", "must be at least 10");
+        check(
+            s.tick_ms >= 10,
+            "supervision.tick_ms",
+            "must be at least 10",
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",

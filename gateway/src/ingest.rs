@@ -177,7 +177,8 @@ pub fn admit(
         reason,
         device: device.map(str::to_owned),
     };
-    let topic_str = std::str::from_utf8(&raw.topic).map_err(|_| reject(Rejection::BadTopic, None))?;
+    let topic_str =
+        std::str::from_utf8(&raw.topic).map_err(|_| reject(Rejection::BadTopic, None))?;
     let (device, channel) = topic::parse_uplink(topic_str).map_err(|e| {
         let dev = match e {
             TopicError::UnknownChannel => topic_str.split('/').nth(2),
@@ -225,7 +226,8 @@ pub fn admit(
             if !policy.accept_json {
                 return Err(reject(Rejection::JsonNotAllowed, dev));
             }
-            let text = std::str::from_utf8(&raw.payload).map_err(|_| reject(Rejection::BadJson, dev))?;
+            let text =
+                std::str::from_utf8(&raw.payload).map_err(|_| reject(Rejection::BadJson, dev))?;
             let j: JsonUplink =
                 serde_json::from_str(text).map_err(|_| reject(Rejection::BadJson, dev))?;
             let uplink = linli_protocol::Uplink {

@@ -162,7 +162,10 @@ impl Journal {
                 let len = fs::metadata(path).map_err(io_err(path))?.len();
                 if bad {
                     recovery.truncated_bytes = len - good_end;
-                    let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(io_err(path))?;
                     f.set_len(good_end).map_err(io_err(path))?;
                     f.sync_all().map_err(io_err(path))?;
                 }

@@ -10,7 +10,11 @@ use linli_gateway::registry::{NewDevice, Registry, SubjectKind, Trust};
 use linli_protocol::DeviceKind;
 
 #[derive(Parser, Debug)]
-#[command(name = "linli", version, about = "Linli IoT gateway for elderly care and street infrastructure")]
+#[command(
+    name = "linli",
+    version,
+    about = "Linli IoT gateway for elderly care and street infrastructure"
+)]
 struct Cli {
     /// Config file (TOML). Default: ./linli.toml if it exists, else built-in defaults.
     #[arg(long, short, global = true, env = "LINLI_CONFIG")]
@@ -116,8 +120,9 @@ fn main() -> Result<()> {
         Command::Provision(args) => provision(cli.config.as_deref(), args),
         Command::Devices => {
             let (config, _) = load_config(cli.config.as_deref())?;
-            let registry = Registry::open(&config.data_dir)
-                .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
+            let registry = Registry::open(&config.data_dir).with_context(|| {
+                format!("opening the registry in {}", config.data_dir.display())
+            })?;
             for d in registry.all()? {
                 println!("{}\t{}\t{}/{}", d.id, d.kind.as_str(), d.site, d.zone);
             }
@@ -144,7 +149,11 @@ fn provision(config: Option<&Path>, a: ProvisionArgs) -> Result<()> {
             zone: a.zone,
             subject,
             heartbeat_s: a.heartbeat_s,
-            trust: if a.json { Trust::Integration } else { Trust::Sealed },
+            trust: if a.json {
+                Trust::Integration
+            } else {
+                Trust::Sealed
+            },
         })
         .with_context(|| format!("provisioning device {}", a.id))?;
     match a.format {

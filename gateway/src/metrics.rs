@@ -62,26 +62,104 @@ impl Metrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
         let g = |a: &AtomicU64| a.load(Relaxed) as f64;
-        one("linli_messages_in_total", "counter", "Messages taken from the broker link.", g(&self.messages_in));
-        one("linli_readings_accepted_total", "counter", "Readings journaled.", g(&self.readings_accepted));
-        one("linli_acks_sent_total", "counter", "Application acks published to devices.", g(&self.acks_sent));
-        one("linli_ingest_queue_depth", "gauge", "Messages received from the broker and not yet journaled (broker link lag).", g(&self.queue_depth));
-        one("linli_broker_link_lag_seconds", "gauge", "Age of the oldest message when the ingest worker last took a batch.", g(&self.link_lag_us) / 1e6);
-        one("linli_journal_lag_seconds", "gauge", "Receive-to-durable time of the oldest message in the last group commit.", g(&self.journal_lag_us) / 1e6);
-        one("linli_journal_commits_total", "counter", "Journal group commits.", g(&self.journal_commits));
-        one("linli_journal_fsyncs_total", "counter", "Journal fsync calls.", g(&self.journal_fsyncs));
-        one("linli_broker_auth_accepted_total", "counter", "MQTT connections admitted.", g(&self.auth_accepted));
-        one("linli_broker_auth_refused_total", "counter", "MQTT connections refused (unknown device or bad credentials).", g(&self.auth_refused));
-        one("linli_wills_total", "counter", "Last Will messages (device connection dropped).", g(&self.wills));
-        one("linli_devices_connected", "gauge", "Devices heard since start with no Last Will since.", g(&self.connected));
-        one("linli_ingest_up", "gauge", "1 while ingest runs; 0 after a journal failure.", g(&self.ingest_up));
+        one(
+            "linli_messages_in_total",
+            "counter",
+            "Messages taken from the broker link.",
+            g(&self.messages_in),
+        );
+        one(
+            "linli_readings_accepted_total",
+            "counter",
+            "Readings journaled.",
+            g(&self.readings_accepted),
+        );
+        one(
+            "linli_acks_sent_total",
+            "counter",
+            "Application acks published to devices.",
+            g(&self.acks_sent),
+        );
+        one(
+            "linli_ingest_queue_depth",
+            "gauge",
+            "Messages received from the broker and not yet journaled (broker link lag).",
+            g(&self.queue_depth),
+        );
+        one(
+            "linli_broker_link_lag_seconds",
+            "gauge",
+            "Age of the oldest message when the ingest worker last took a batch.",
+            g(&self.link_lag_us) / 1e6,
+        );
+        one(
+            "linli_journal_lag_seconds",
+            "gauge",
+            "Receive-to-durable time of the oldest message in the last group commit.",
+            g(&self.journal_lag_us) / 1e6,
+        );
+        one(
+            "linli_journal_commits_total",
+            "counter",
+            "Journal group commits.",
+            g(&self.journal_commits),
+        );
+        one(
+            "linli_journal_fsyncs_total",
+            "counter",
+            "Journal fsync calls.",
+            g(&self.journal_fsyncs),
+        );
+        one(
+            "linli_broker_auth_accepted_total",
+            "counter",
+            "MQTT connections admitted.",
+            g(&self.auth_accepted),
+        );
+        one(
+            "linli_broker_auth_refused_total",
+            "counter",
+            "MQTT connections refused (unknown device or bad credentials).",
+            g(&self.auth_refused),
+        );
+        one(
+            "linli_wills_total",
+            "counter",
+            "Last Will messages (device connection dropped).",
+            g(&self.wills),
+        );
+        one(
+            "linli_devices_connected",
+            "gauge",
+            "Devices heard since start with no Last Will since.",
+            g(&self.connected),
+        );
+        one(
+            "linli_ingest_up",
+            "gauge",
+            "1 while ingest runs; 0 after a journal failure.",
+            g(&self.ingest_up),
+        );
         let _ = writeln!(s, "# HELP linli_rejected_total Messages rejected, by reason.\n# TYPE linli_rejected_total counter");
         for r in Rejection::ALL {
-            let _ = writeln!(s, "linli_rejected_total{{reason=\"{}\"}} {}", r.as_str(), self.rejected_of(r));
+            let _ = writeln!(
+                s,
+                "linli_rejected_total{{reason=\"{}\"}} {}",
+                r.as_str(),
+                self.rejected_of(r)
+            );
         }
-        let _ = writeln!(s, "# HELP linli_devices Registered devices by liveness.\n# TYPE linli_devices gauge");
+        let _ = writeln!(
+            s,
+            "# HELP linli_devices Registered devices by liveness.\n# TYPE linli_devices gauge"
+        );
         for (i, l) in Liveness::ALL.iter().enumerate() {
-            let _ = writeln!(s, "linli_devices{{liveness=\"{}\"}} {}", l.as_str(), self.liveness[i].load(Relaxed));
+            let _ = writeln!(
+                s,
+                "linli_devices{{liveness=\"{}\"}} {}",
+                l.as_str(),
+                self.liveness[i].load(Relaxed)
+            );
         }
         s
     }

@@ -115,7 +115,10 @@ pub async fn start(
         config.ingest.fsync,
         config.fsync_interval(),
         &mut |_, r| {
-            windows.entry(r.device.clone()).or_default().accept(r.counter);
+            windows
+                .entry(r.device.clone())
+                .or_default()
+                .accept(r.counter);
             views.apply(&r, false);
         },
     )?;
@@ -126,7 +129,11 @@ pub async fn start(
             "journal had a torn tail (cut) or corrupt records (skipped)"
         );
     }
-    tracing::info!(records = recovery.records, segments = recovery.segments, "journal recovered");
+    tracing::info!(
+        records = recovery.records,
+        segments = recovery.segments,
+        "journal recovered"
+    );
 
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -136,12 +143,18 @@ pub async fn start(
         paused: AtomicBool::new(false),
     });
 
-    let started = tokio::task::block_in_place(|| broker::start(&config, registry, metrics.clone()))?;
+    let started =
+        tokio::task::block_in_place(|| broker::start(&config, registry, metrics.clone()))?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Broker link → bounded queue → ingest worker (journal, then ack).
     let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
-    tokio::spawn(read_link(started.link_rx, tx, metrics.clone(), stop_rx.clone()));
+    tokio::spawn(read_link(
+        started.link_rx,
+        tx,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let worker = Worker {
         shared: shared.clone(),
         journal,

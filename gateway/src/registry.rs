@@ -246,7 +246,9 @@ impl Registry {
         let mut db = self.db.lock();
         let tx = db.transaction()?;
         let exists: Option<String> = tx
-            .query_row("SELECT id FROM devices WHERE id = ?1", [&new.id], |r| r.get(0))
+            .query_row("SELECT id FROM devices WHERE id = ?1", [&new.id], |r| {
+                r.get(0)
+            })
             .optional()?;
         if exists.is_some() {
             return Err(RegistryError::Exists(new.id.clone()));
@@ -354,7 +356,9 @@ impl Registry {
                 })
             })
             .optional()?;
-        row.map(RawRow::into_record).transpose().map(|r| r.map(Arc::new))
+        row.map(RawRow::into_record)
+            .transpose()
+            .map(|r| r.map(Arc::new))
     }
 
     /// Every device id, sorted.
@@ -466,8 +470,14 @@ mod tests {
         assert!(!d.password_matches("guess"));
         assert_eq!(d.site, "care-home-1");
         assert_eq!(d.subject, Some((SubjectKind::Resident, "R-12".into())));
-        assert!(matches!(reg.provision(&new("p-1")), Err(RegistryError::Exists(_))));
-        assert!(matches!(reg.provision(&new("bad id")), Err(RegistryError::BadId(_))));
+        assert!(matches!(
+            reg.provision(&new("p-1")),
+            Err(RegistryError::Exists(_))
+        ));
+        assert!(matches!(
+            reg.provision(&new("bad id")),
+            Err(RegistryError::BadId(_))
+        ));
         // A second handle (another process) sees the device too.
         let other = Registry::open(dir.path()).unwrap();
         assert_eq!(other.device_ids().unwrap(), ["p-1"]);

@@ -93,7 +93,10 @@ impl Views {
 
     /// Marks a device's connection as dropped (its Last Will arrived).
     pub fn will(&mut self, device: &str) {
-        self.devices.entry(device.to_owned()).or_default().disconnected = true;
+        self.devices
+            .entry(device.to_owned())
+            .or_default()
+            .disconnected = true;
     }
 
     /// Counts a rejection against a device.

@@ -21,7 +21,12 @@ pub enum Liveness {
 
 impl Liveness {
     /// Every state, for metrics.
-    pub const ALL: [Liveness; 4] = [Liveness::Ok, Liveness::Late, Liveness::Lost, Liveness::Unknown];
+    pub const ALL: [Liveness; 4] = [
+        Liveness::Ok,
+        Liveness::Late,
+        Liveness::Lost,
+        Liveness::Unknown,
+    ];
 
     /// Stable label.
     pub const fn as_str(self) -> &'static str {
@@ -78,7 +83,10 @@ mod tests {
 
     #[test]
     fn never_seen_is_unknown_not_ok_or_lost() {
-        assert_eq!(liveness(None, false, 60_000, 10_000_000, T), Liveness::Unknown);
+        assert_eq!(
+            liveness(None, false, 60_000, 10_000_000, T),
+            Liveness::Unknown
+        );
     }
 
     #[test]

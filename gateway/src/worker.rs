@@ -31,7 +31,8 @@ impl RejectionLog {
     fn note(&mut self, r: &Rejected, now: Instant) {
         let key = r.device.clone().unwrap_or_else(|| "-".into());
         if self.last.len() > 50_000 {
-            self.last.retain(|_, (t, _)| now.duration_since(*t) < self.interval);
+            self.last
+                .retain(|_, (t, _)| now.duration_since(*t) < self.interval);
         }
         match self.last.get_mut(&key) {
             Some((t, suppressed)) if now.duration_since(*t) < self.interval => *suppressed += 1,
@@ -91,12 +92,12 @@ impl Worker {
         let mut wills: Vec<String> = Vec::new();
         let mut rejected_devices: Vec<String> = Vec::new();
         loop {
-            while self.shared.paused.load(Relaxed) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
             match self.rx.blocking_recv() {
                 Some(m) => batch.push(m),
                 None => break,
+            }
+            while self.shared.paused.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
             }
             while batch.len() < max_batch {
                 match self.rx.try_recv() {

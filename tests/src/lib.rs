@@ -1,1 +1,378 @@
-//! placeholder
+//! Support for the black-box system tests: start a gateway (in-process or as the real
+//! `linli` binary) on free loopback ports, provision devices, talk MQTT with real clients
+//! and read the HTTP API.
+//!
+//! Owns test plumbing only; every assertion lives in `tests/*.rs`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use linli_gateway::registry::{NewDevice, Registry, SubjectKind, Trust};
+use linli_gateway::{Config, Gateway};
+use linli_protocol::DeviceKind;
+use linli_sim::device::SimDevice;
+use rumqttc::v5::Event as Event5;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, oneshot};
+
+/// An in-process gateway on free loopback ports with its own data dir.
+#[derive(Debug)]
+pub struct TestGateway {
+    /// The running gateway.
+    pub gw: Gateway,
+    /// Its data dir (removed on drop).
+    pub dir: tempfile::TempDir,
+    _stop: oneshot::Sender<()>,
+}
+
+/// A config on port 0 everywhere, in `data_dir`.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut c = Config {
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.broker.listen_v4 = any;
+    c.broker.listen_v5 = Some(any);
+    c.http.listen = any;
+    c.supervision.tick_ms = 100;
+    c
+}
+
+impl TestGateway {
+    /// Starts a gateway; `tweak` may change the config first.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Result<TestGateway> {
+        let dir = tempfile::tempdir()?;
+        let mut c = test_config(dir.path());
+        tweak(&mut c);
+        let (tx, rx) = oneshot::channel::<()>();
+        let gw = linli_gateway::start(c, async {
+            let _ = rx.await;
+        })
+        .await?;
+        Ok(TestGateway { gw, dir, _stop: tx })
+    }
+
+    /// Registers a device directly in the registry.
+    pub fn provision(&self, id: &str, kind: DeviceKind, trust: Trust) -> Result<SimDevice> {
+        let reg = Registry::open(self.dir.path())?;
+        provision_in(&reg, id, kind, trust)
+    }
+
+    /// `http://host:port` of the API.
+    pub fn http(&self) -> String {
+        format!("http://{}", self.gw.http)
+    }
+}
+
+/// Registers a device in `reg` and returns it as a simulated device.
+pub fn provision_in(reg: &Registry, id: &str, kind: DeviceKind, trust: Trust) -> Result<SimDevice> {
+    let c = reg.provision(&NewDevice {
+        id: id.into(),
+        kind,
+        site: "site-1".into(),
+        zone: "zone-1".into(),
+        subject: Some((SubjectKind::Resident, format!("R-{id}"))),
+        heartbeat_s: Some(60),
+        trust,
+    })?;
+    Ok(SimDevice::from_credentials_json(&serde_json::to_string(
+        &c,
+    )?)?)
+}
+
+/// An MQTT client (rumqttc) whose incoming publishes arrive on a channel.
+#[derive(Debug)]
+pub struct Mqtt {
+    /// The client.
+    pub client: AsyncClient,
+    /// Incoming publishes: (topic, payload).
+    pub incoming: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+/// Connects with `id`/`password` as client id, username and password. Fails when the
+/// broker closes the connection instead of accepting it.
+pub async fn connect(addr: SocketAddr, id: &str, user: &str, password: &str) -> Result<Mqtt> {
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_credentials(user, password);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+    let (client, mut el) = AsyncClient::new(opts, 1000);
+    let (tx, incoming) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic.to_string(), p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // No automatic reconnect: a test that wants one connects again.
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Err(e.to_string()));
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
+        Ok(Ok(Ok(()))) => Ok(Mqtt { client, incoming }),
+        Ok(Ok(Err(e))) => bail!("connection refused: {e}"),
+        _ => bail!("no CONNACK within 10 s"),
+    }
+}
+
+/// Connects a simulated device with its own credentials and subscribes to its acks.
+pub async fn connect_device(addr: SocketAddr, dev: &SimDevice) -> Result<Mqtt> {
+    let m = connect(addr, &dev.id, &dev.id, &dev.password).await?;
+    m.client
+        .subscribe(dev.ack_topic(), QoS::AtLeastOnce)
+        .await?;
+    // Give the broker a moment to install the subscription before acks flow.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(m)
+}
+
+impl Mqtt {
+    /// Publishes QoS1.
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<()> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for acks until `want` counters have arrived or `within` passes; returns
+    /// every counter acked, in arrival order.
+    pub async fn acks(&mut self, dev: &SimDevice, want: usize, within: Duration) -> Vec<u32> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        while got.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.incoming.recv()).await {
+                Ok(Some((_, payload))) => {
+                    if let Some(c) = dev.open_ack(&payload) {
+                        got.push(c);
+                    }
+                }
+                _ => break,
+            }
+        }
+        got
+    }
+}
+
+/// GET `url`; returns (status, body). Runs the blocking client off the async threads.
+pub async fn get(url: &str) -> Result<(u16, String)> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+            Ok(r) => Ok((r.status(), r.into_string()?)),
+            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string()?)),
+            Err(e) => Err(anyhow::Error::from(e)),
+        }
+    })
+    .await?
+}
+
+/// GET `url` and parse JSON, requiring 200.
+pub async fn get_json(url: &str) -> Result<serde_json::Value> {
+    let (status, body) = get(url).await?;
+    if status != 200 {
+        bail!("GET {url}: {status} {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Value of a Prometheus sample line `name` (with labels, if given in `name`).
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Fetches `/metrics` and reads one sample.
+pub async fn scrape(http: &str, name: &str) -> Result<f64> {
+    let (_, body) = get(&format!("{http}/metrics")).await?;
+    metric(&body, name).with_context(|| format!("metric {name} missing"))
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Path of the `linli` binary, built once per test run.
+pub fn linli_bin() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "linli-gateway",
+                    "--bin",
+                    "linli",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("cargo build of linli failed".into());
+            }
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            Ok(target.join("debug/linli"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The real `linli` binary running as a child process.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    /// The child.
+    pub child: Child,
+    /// MQTT v4 address.
+    pub mqtt: SocketAddr,
+    /// HTTP base URL.
+    pub http: String,
+}
+
+/// Writes a config for fixed free ports in `dir` and returns (config path, mqtt, http).
+pub fn write_process_config(dir: &Path, extra: &str) -> Result<(PathBuf, SocketAddr, SocketAddr)> {
+    let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let path = dir.join("linli.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"127.0.0.1:0\"\n[http]\nlisten = \"{http}\"\n{extra}",
+            dir.join("data")
+        ),
+    )?;
+    Ok((path, mqtt, http))
+}
+
+/// Runs `linli provision` against `config` and returns the device.
+pub fn provision_cli(config: &Path, id: &str, kind: &str) -> Result<SimDevice> {
+    let out = Command::new(linli_bin()?)
+        .args([
+            "provision",
+            "--format",
+            "json",
+            "--site",
+            "s",
+            "--zone",
+            "z",
+            "--kind",
+            kind,
+            "--id",
+            id,
+            "--config",
+        ])
+        .arg(config)
+        .output()?;
+    if !out.status.success() {
+        bail!("provision failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(SimDevice::from_credentials_json(std::str::from_utf8(
+        &out.stdout,
+    )?)?)
+}
+
+/// Starts `linli run` with `config` and waits for `/healthz`.
+pub async fn spawn_gateway(
+    config: &Path,
+    mqtt: SocketAddr,
+    http: SocketAddr,
+) -> Result<GatewayProcess> {
+    let child = Command::new(linli_bin()?)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let url = format!("http://{http}");
+    let up = eventually(Duration::from_secs(20), || {
+        let u = format!("{url}/healthz");
+        async move { matches!(get(&u).await, Ok((200, _))) }
+    })
+    .await;
+    if !up {
+        bail!("gateway process did not become healthy");
+    }
+    Ok(GatewayProcess {
+        child,
+        mqtt,
+        http: url,
+    })
+}
+
+/// Over MQTT 5 (rumqttc's v5 client): connects as `dev`, subscribes to its acks,
+/// publishes `frame` on `topic` with QoS1 and returns the first ack payload.
+pub async fn v5_publish_and_ack(
+    addr: SocketAddr,
+    dev: &SimDevice,
+    topic: &str,
+    frame: Vec<u8>,
+) -> Result<Vec<u8>> {
+    use rumqttc::v5::mqttbytes::v5::Packet as P5;
+    use rumqttc::v5::mqttbytes::QoS as Q5;
+    use rumqttc::v5::{AsyncClient as C5, MqttOptions as O5};
+    let mut opts = O5::new(&dev.id, addr.ip().to_string(), addr.port());
+    opts.set_credentials(&dev.id, &dev.password);
+    let (client, mut el) = C5::new(opts, 10);
+    client.subscribe(dev.ack_topic(), Q5::AtLeastOnce).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut published = false;
+    while Instant::now() < deadline {
+        let ev = tokio::time::timeout(Duration::from_secs(10), el.poll()).await??;
+        match ev {
+            Event5::Incoming(P5::SubAck(_)) if !published => {
+                published = true;
+                client
+                    .publish(topic, Q5::AtLeastOnce, false, frame.clone())
+                    .await?;
+            }
+            Event5::Incoming(P5::Publish(p)) => return Ok(p.payload.to_vec()),
+            _ => {}
+        }
+    }
+    bail!("no ack over MQTT 5 within 10 s")
+}

@@ -1,11 +1,15 @@
 //! Anti-replay window over wrapping 32-bit frame counters (serial-number arithmetic,
-//! as in RFC 1982, with a 64-frame bitmap as in IPsec).
+//! as in RFC 1982, with a 1024-frame ring bitmap as in IPsec).
+//!
+//! A frame more than [`WINDOW`] counters behind the newest accepted one is stale and
+//! refused; firmware that resends such an old frame must re-seal it with a new counter.
 //!
 //! Owns the "have I seen this counter" decision; does not own persistence (the gateway
 //! rebuilds windows from its journal) or what to do with a duplicate.
 
 /// Frames older than the newest by this many or more are stale.
-pub const WINDOW: u32 = 64;
+pub const WINDOW: u32 = 1024;
+const WORDS: usize = (WINDOW / 64) as usize;
 
 /// Outcome of checking a counter against the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +26,13 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayWindow {
     newest: Option<u32>,
-    seen: u64,
+    /// Bit `c % WINDOW` is set when counter `c` (within the window) was accepted.
+    seen: [u64; WORDS],
+}
+
+fn slot(counter: u32) -> (usize, u64) {
+    let i = counter % WINDOW;
+    ((i / 64) as usize, 1u64 << (i % 64))
 }
 
 /// Is `a` after `b` in wrapping counter order?
@@ -46,9 +56,10 @@ impl ReplayWindow {
             return Verdict::Fresh;
         }
         let back = newest.wrapping_sub(counter);
+        let (w, bit) = slot(counter);
         if back >= WINDOW {
             Verdict::Stale
-        } else if self.seen & (1u64 << back) != 0 {
+        } else if self.seen[w] & bit != 0 {
             Verdict::Duplicate
         } else {
             Verdict::Fresh
@@ -58,26 +69,28 @@ impl ReplayWindow {
     /// Records `counter` as accepted. Call only after [`ReplayWindow::check`] said Fresh.
     pub fn accept(&mut self, counter: u32) {
         match self.newest {
-            None => {
-                self.newest = Some(counter);
-                self.seen = 1;
-            }
+            None => self.newest = Some(counter),
             Some(newest) if is_after(counter, newest) => {
-                let shift = counter.wrapping_sub(newest);
-                self.seen = if shift >= WINDOW {
-                    0
+                let advance = counter.wrapping_sub(newest);
+                if advance >= WINDOW {
+                    self.seen = [0; WORDS];
                 } else {
-                    self.seen << shift
-                } | 1;
+                    // Forget what the slots of the newly covered counters held.
+                    for c in 1..=advance {
+                        let (w, bit) = slot(newest.wrapping_add(c));
+                        self.seen[w] &= !bit;
+                    }
+                }
                 self.newest = Some(counter);
             }
             Some(newest) => {
-                let back = newest.wrapping_sub(counter);
-                if back < WINDOW {
-                    self.seen |= 1u64 << back;
+                if newest.wrapping_sub(counter) >= WINDOW {
+                    return;
                 }
             }
         }
+        let (w, bit) = slot(counter);
+        self.seen[w] |= bit;
     }
 }
 
@@ -94,8 +107,12 @@ mod tests {
         }
         assert_eq!(w.check(100), Verdict::Duplicate);
         assert_eq!(w.check(50), Verdict::Duplicate);
-        assert_eq!(w.check(30), Verdict::Stale);
-        assert_eq!(w.check(101), Verdict::Fresh);
+        for c in 101..=1100 {
+            w.accept(c);
+        }
+        assert_eq!(w.check(100), Verdict::Duplicate);
+        assert_eq!(w.check(76), Verdict::Stale);
+        assert_eq!(w.check(1101), Verdict::Fresh);
     }
 
     #[test]
@@ -125,8 +142,13 @@ mod tests {
     fn big_jump_forgets_old_bits() {
         let mut w = ReplayWindow::default();
         w.accept(5);
-        w.accept(1000);
+        w.accept(5000);
         assert_eq!(w.check(5), Verdict::Stale);
-        assert_eq!(w.check(999), Verdict::Fresh);
+        assert_eq!(w.check(4999), Verdict::Fresh);
+        assert_eq!(
+            w.check(5000 - 1024 + 5),
+            Verdict::Fresh,
+            "old slot bits were cleared"
+        );
     }
 }

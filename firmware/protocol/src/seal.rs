@@ -264,7 +264,13 @@ mod tests {
     #[test]
     fn seal_then_open_round_trips() {
         let (mut f, n) = sealed(&K1, 42);
-        let (h, body) = open(&DeviceKey::new(&K1), FrameClass::Uplink, "pendant-1", &mut f[..n]).unwrap();
+        let (h, body) = open(
+            &DeviceKey::new(&K1),
+            FrameClass::Uplink,
+            "pendant-1",
+            &mut f[..n],
+        )
+        .unwrap();
         assert_eq!(h.counter, 42);
         assert_eq!(h.key_id, 1);
         assert_eq!(body, b"hello body");
@@ -302,7 +308,13 @@ mod tests {
             OpenError::Truncated
         );
         assert_eq!(
-            open(&DeviceKey::new(&K2), FrameClass::Uplink, "pendant-1", &mut f[..n]).unwrap_err(),
+            open(
+                &DeviceKey::new(&K2),
+                FrameClass::Uplink,
+                "pendant-1",
+                &mut f[..n]
+            )
+            .unwrap_err(),
             OpenError::WrongKey
         );
         let (mut f, n) = sealed(&K1, 5);
@@ -327,7 +339,15 @@ mod tests {
     #[test]
     fn small_buffer_is_an_error_not_a_panic() {
         let mut out = [0u8; 20];
-        let r = seal(&DeviceKey::new(&K1), 0, FrameClass::Uplink, "d", 0, b"abc", &mut out);
+        let r = seal(
+            &DeviceKey::new(&K1),
+            0,
+            FrameClass::Uplink,
+            "d",
+            0,
+            b"abc",
+            &mut out,
+        );
         assert_eq!(r, Err(SealError::BufferTooSmall));
     }
 }

@@ -107,9 +107,7 @@ pub fn is_valid_device_id(id: &str) -> bool {
 
 /// Splits an uplink topic into device id and channel.
 pub fn parse_uplink(topic: &str) -> Result<(&str, UpChannel), TopicError> {
-    let rest = topic
-        .strip_prefix(PREFIX)
-        .ok_or(TopicError::WrongPrefix)?;
+    let rest = topic.strip_prefix(PREFIX).ok_or(TopicError::WrongPrefix)?;
     let mut parts = rest.split('/');
     let (Some(device), Some("up"), Some(channel), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -154,13 +152,32 @@ mod tests {
 
     #[test]
     fn rejects_bad_topics_with_distinct_reasons() {
-        assert_eq!(parse_uplink("other/v1/a/up/hb"), Err(TopicError::WrongPrefix));
-        assert_eq!(parse_uplink("linli/v1/a/down/ack"), Err(TopicError::WrongShape));
-        assert_eq!(parse_uplink("linli/v1/a/up/hb/x"), Err(TopicError::WrongShape));
-        assert_eq!(parse_uplink("linli/v1//up/hb"), Err(TopicError::BadDeviceId));
-        assert_eq!(parse_uplink("linli/v1/a b/up/hb"), Err(TopicError::BadDeviceId));
-        assert_eq!(parse_uplink("linli/v1/a/up/nope"), Err(TopicError::UnknownChannel));
-        let long = "linli/v1/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/up/hb";
+        assert_eq!(
+            parse_uplink("other/v1/a/up/hb"),
+            Err(TopicError::WrongPrefix)
+        );
+        assert_eq!(
+            parse_uplink("linli/v1/a/down/ack"),
+            Err(TopicError::WrongShape)
+        );
+        assert_eq!(
+            parse_uplink("linli/v1/a/up/hb/x"),
+            Err(TopicError::WrongShape)
+        );
+        assert_eq!(
+            parse_uplink("linli/v1//up/hb"),
+            Err(TopicError::BadDeviceId)
+        );
+        assert_eq!(
+            parse_uplink("linli/v1/a b/up/hb"),
+            Err(TopicError::BadDeviceId)
+        );
+        assert_eq!(
+            parse_uplink("linli/v1/a/up/nope"),
+            Err(TopicError::UnknownChannel)
+        );
+        let long =
+            "linli/v1/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/up/hb";
         assert_eq!(parse_uplink(long), Err(TopicError::BadDeviceId));
     }
 
@@ -184,7 +201,10 @@ mod tests {
     impl fmt::Write for Buf {
         fn write_str(&mut self, s: &str) -> fmt::Result {
             let end = self.n + s.len();
-            self.b.get_mut(self.n..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
+            self.b
+                .get_mut(self.n..end)
+                .ok_or(fmt::Error)?
+                .copy_from_slice(s.as_bytes());
             self.n = end;
             Ok(())
         }

@@ -9,26 +9,125 @@ use linli_protocol::{decode_uplink, encode_uplink, DecodeError};
 
 fn samples() -> Vec<(Uplink, &'static str)> {
     let t = 1_764_230_400;
-    let u = |report| Uplink { device_time: t, report };
+    let u = |report| Uplink {
+        device_time: t,
+        report,
+    };
     vec![
-        (u(Report::Heartbeat(Heartbeat { uptime_s: 3600 })), "808aa0c90600901c"),
-        (u(Report::Battery(Battery { millivolts: 3700, percent: 81 })), "808aa0c90601f41c51"),
-        (u(Report::Status(Status { firmware: [1, 2, 3], rssi_dbm: -71, tamper: false })), "808aa0c90602010203b900"),
-        (u(Report::Pendant(Pendant::Fall { impact_mg: 3200, still_s: 25 })), "808aa0c9060300801919"),
+        (
+            u(Report::Heartbeat(Heartbeat { uptime_s: 3600 })),
+            "808aa0c90600901c",
+        ),
+        (
+            u(Report::Battery(Battery {
+                millivolts: 3700,
+                percent: 81,
+            })),
+            "808aa0c90601f41c51",
+        ),
+        (
+            u(Report::Status(Status {
+                firmware: [1, 2, 3],
+                rssi_dbm: -71,
+                tamper: false,
+            })),
+            "808aa0c90602010203b900",
+        ),
+        (
+            u(Report::Pendant(Pendant::Fall {
+                impact_mg: 3200,
+                still_s: 25,
+            })),
+            "808aa0c9060300801919",
+        ),
         (u(Report::Pendant(Pendant::Sos)), "808aa0c9060302"),
         (u(Report::Pendant(Pendant::FallCancelled)), "808aa0c9060301"),
-        (u(Report::Pendant(Pendant::Activity { level: 40, steps: 300 })), "808aa0c906030328ac02"),
-        (u(Report::Bed(Bed { occupied: true, pressure: 512 })), "808aa0c90604018004" ),
+        (
+            u(Report::Pendant(Pendant::Activity {
+                level: 40,
+                steps: 300,
+            })),
+            "808aa0c906030328ac02",
+        ),
+        (
+            u(Report::Bed(Bed {
+                occupied: true,
+                pressure: 512,
+            })),
+            "808aa0c90604018004",
+        ),
         (u(Report::Door(Door { open: true })), "808aa0c9060501"),
-        (u(Report::Motion(Motion { motion: true, count: 3 })), "808aa0c906060103"),
-        (u(Report::Vitals(Vitals { heart_rate_bpm: 72, spo2_pct: 97, respiration_bpm: 16, quality: 90 })), "808aa0c906074861105a"),
-        (u(Report::Hazard(Hazard { hazard: HazardKind::Smoke, alarm: true, level: 150 })), "808aa0c9060800019601"),
-        (u(Report::HubHeartbeat(HubHeartbeat { devices_seen: 6, mains: true })), "808aa0c906090601"),
-        (u(Report::StreetLight(StreetLight { relay_on: true, current_ma: 420, power_dw: 950, dimming_pct: 80 })), "808aa0c9060a01a403b60750"),
-        (u(Report::Manhole(Manhole { tilt_cdeg: -150, water_mm: 300, gas_ppm: 5 })), "808aa0c9060bab02ac0205"),
-        (u(Report::WaterLevel(WaterLevel { level_mm: 250 })), "808aa0c9060cfa01"),
-        (u(Report::WasteBin(WasteBin { fill_pct: 85, temperature_dc: 215, tilt_deg: 2 })), "808aa0c9060d55ae0302"),
-        (u(Report::PowerMeter(PowerMeter { voltage_dv: 2301, current_ma: 5120, power_w: 1150, power_factor_milli: 950, frequency_chz: 5001, import_wh: 123_456 })), "808aa0c906 0e fd11 8028 fc11 ec0e 8927 c0c407"),
+        (
+            u(Report::Motion(Motion {
+                motion: true,
+                count: 3,
+            })),
+            "808aa0c906060103",
+        ),
+        (
+            u(Report::Vitals(Vitals {
+                heart_rate_bpm: 72,
+                spo2_pct: 97,
+                respiration_bpm: 16,
+                quality: 90,
+            })),
+            "808aa0c906074861105a",
+        ),
+        (
+            u(Report::Hazard(Hazard {
+                hazard: HazardKind::Smoke,
+                alarm: true,
+                level: 150,
+            })),
+            "808aa0c9060800019601",
+        ),
+        (
+            u(Report::HubHeartbeat(HubHeartbeat {
+                devices_seen: 6,
+                mains: true,
+            })),
+            "808aa0c906090601",
+        ),
+        (
+            u(Report::StreetLight(StreetLight {
+                relay_on: true,
+                current_ma: 420,
+                power_dw: 950,
+                dimming_pct: 80,
+            })),
+            "808aa0c9060a01a403b60750",
+        ),
+        (
+            u(Report::Manhole(Manhole {
+                tilt_cdeg: -150,
+                water_mm: 300,
+                gas_ppm: 5,
+            })),
+            "808aa0c9060bab02ac0205",
+        ),
+        (
+            u(Report::WaterLevel(WaterLevel { level_mm: 250 })),
+            "808aa0c9060cfa01",
+        ),
+        (
+            u(Report::WasteBin(WasteBin {
+                fill_pct: 85,
+                temperature_dc: 215,
+                tilt_deg: 2,
+            })),
+            "808aa0c9060d55ae0302",
+        ),
+        (
+            u(Report::PowerMeter(PowerMeter {
+                voltage_dv: 2301,
+                current_ma: 5120,
+                power_w: 1150,
+                power_factor_milli: 950,
+                frequency_chz: 5001,
+                import_wh: 123_456,
+            })),
+            "808aa0c906 0e fd11 8028 fc11 ec0e 8927 c0c407",
+        ),
     ]
 }
 
@@ -44,11 +143,19 @@ fn golden_bytes_of_every_report() {
         let bytes = encode_uplink(&uplink, &mut buf).unwrap();
         let golden: String = golden.chars().filter(|c| !c.is_whitespace()).collect();
         if hex(bytes) != golden {
-            failures.push(format!("{}: got {} want {golden}", uplink.report.name(), hex(bytes)));
+            failures.push(format!(
+                "{}: got {} want {golden}",
+                uplink.report.name(),
+                hex(bytes)
+            ));
         }
         assert_eq!(decode_uplink(bytes).unwrap(), uplink);
     }
-    assert!(failures.is_empty(), "wire format changed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "wire format changed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -65,7 +172,10 @@ fn truncated_unknown_and_trailing_bodies_are_distinct_errors() {
     let (uplink, _) = &samples()[13];
     let mut buf = [0u8; 64];
     let bytes = encode_uplink(uplink, &mut buf).unwrap().to_vec();
-    assert_eq!(decode_uplink(&bytes[..bytes.len() - 1]), Err(DecodeError::Truncated));
+    assert_eq!(
+        decode_uplink(&bytes[..bytes.len() - 1]),
+        Err(DecodeError::Truncated)
+    );
     let mut longer = bytes.clone();
     longer.push(0);
     assert_eq!(decode_uplink(&longer), Err(DecodeError::TrailingBytes));
@@ -81,7 +191,16 @@ fn sealed_uplink_and_ack_round_trip() {
     let mut body = [0u8; 64];
     let body = encode_uplink(uplink, &mut body).unwrap();
     let mut frame = [0u8; 96];
-    let n = seal(&key, 0, FrameClass::Uplink, "pendant-9", 77, body, &mut frame).unwrap();
+    let n = seal(
+        &key,
+        0,
+        FrameClass::Uplink,
+        "pendant-9",
+        77,
+        body,
+        &mut frame,
+    )
+    .unwrap();
     let (h, opened) = open(&key, FrameClass::Uplink, "pendant-9", &mut frame[..n]).unwrap();
     assert_eq!(h.counter, 77);
     assert_eq!(decode_uplink(opened).unwrap(), *uplink);
@@ -91,7 +210,10 @@ fn sealed_uplink_and_ack_round_trip() {
     let mut frame = [0u8; 64];
     let n = seal(&key, 0, FrameClass::Ack, "pendant-9", 77, ack, &mut frame).unwrap();
     let (_, opened) = open(&key, FrameClass::Ack, "pendant-9", &mut frame[..n]).unwrap();
-    assert_eq!(decode_downlink(opened).unwrap(), Downlink::Ack { counter: 77 });
+    assert_eq!(
+        decode_downlink(opened).unwrap(),
+        Downlink::Ack { counter: 77 }
+    );
 }
 
 #[test]
@@ -102,14 +224,26 @@ fn json_form_parses_and_rejects_unknown_fields() {
     assert_eq!(m.counter, 17);
     assert_eq!(m.report, samples()[13].0.report);
     let sos = r#"{"counter":1,"report":{"pendant":"sos"}}"#;
-    assert_eq!(serde_json::from_str::<JsonUplink>(sos).unwrap().report, Report::Pendant(Pendant::Sos));
-    assert!(serde_json::from_str::<JsonUplink>(r#"{"counter":1,"x":2,"report":{"door":{"open":true}}}"#).is_err());
-    assert!(serde_json::from_str::<JsonUplink>(r#"{"counter":1,"report":{"door":{"open":"yes"}}}"#).is_err());
+    assert_eq!(
+        serde_json::from_str::<JsonUplink>(sos).unwrap().report,
+        Report::Pendant(Pendant::Sos)
+    );
+    assert!(serde_json::from_str::<JsonUplink>(
+        r#"{"counter":1,"x":2,"report":{"door":{"open":true}}}"#
+    )
+    .is_err());
+    assert!(serde_json::from_str::<JsonUplink>(
+        r#"{"counter":1,"report":{"door":{"open":"yes"}}}"#
+    )
+    .is_err());
 }
 
 #[test]
 fn kinds_gate_reports_and_events_are_derived() {
-    let fall = Report::Pendant(Pendant::Fall { impact_mg: 1, still_s: 1 });
+    let fall = Report::Pendant(Pendant::Fall {
+        impact_mg: 1,
+        still_s: 1,
+    });
     assert!(fall.allowed_for(DeviceKind::Pendant));
     assert!(!fall.allowed_for(DeviceKind::StreetLight));
     assert!(Report::Heartbeat(Heartbeat { uptime_s: 1 }).allowed_for(DeviceKind::Manhole));

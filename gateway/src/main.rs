@@ -72,6 +72,10 @@ struct ProvisionArgs {
     /// Third-party device speaking the JSON form (lower trust; no sealing key used).
     #[arg(long)]
     json: bool,
+    /// Provision this many devices at once, with ids `{id}-00000`, `{id}-00001`, ...
+    /// (JSON output is then an array).
+    #[arg(long)]
+    count: Option<u32>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -136,29 +140,33 @@ fn provision(config: Option<&Path>, a: ProvisionArgs) -> Result<()> {
     let (config, _) = load_config(config)?;
     let registry = Registry::open(&config.data_dir)
         .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
-    let subject = match (a.resident, a.asset) {
-        (Some(r), _) => Some((SubjectKind::Resident, r)),
-        (_, Some(x)) => Some((SubjectKind::Asset, x)),
+    let subject = match (&a.resident, &a.asset) {
+        (Some(r), _) => Some((SubjectKind::Resident, r.clone())),
+        (_, Some(x)) => Some((SubjectKind::Asset, x.clone())),
         _ => None,
     };
-    let creds = registry
-        .provision(&NewDevice {
-            id: a.id.clone(),
-            kind: a.kind,
-            site: a.site,
-            zone: a.zone,
-            subject,
-            heartbeat_s: a.heartbeat_s,
-            trust: if a.json {
-                Trust::Integration
-            } else {
-                Trust::Sealed
-            },
-        })
-        .with_context(|| format!("provisioning device {}", a.id))?;
-    match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&creds)?),
-        Format::Text => {
+    let ids: Vec<String> = match a.count {
+        None => vec![a.id.clone()],
+        Some(n) => (0..n).map(|i| format!("{}-{i:05}", a.id)).collect(),
+    };
+    let mut all = Vec::with_capacity(ids.len());
+    for id in ids {
+        let creds = registry
+            .provision(&NewDevice {
+                id: id.clone(),
+                kind: a.kind,
+                site: a.site.clone(),
+                zone: a.zone.clone(),
+                subject: subject.clone(),
+                heartbeat_s: a.heartbeat_s,
+                trust: if a.json {
+                    Trust::Integration
+                } else {
+                    Trust::Sealed
+                },
+            })
+            .with_context(|| format!("provisioning device {id}"))?;
+        if let Format::Text = a.format {
             println!("device {} provisioned. These secrets are shown once; store them in the device now.", creds.device_id);
             println!("  mqtt client id / username: {}", creds.device_id);
             println!("  mqtt password:             {}", creds.password);
@@ -167,6 +175,15 @@ fn provision(config: Option<&Path>, a: ProvisionArgs) -> Result<()> {
                 println!("  sealing key (hex):         {}", creds.key_hex);
             }
         }
+        all.push(creds);
+    }
+    if let Format::Json = a.format {
+        let out = if a.count.is_some() {
+            serde_json::to_string_pretty(&all)?
+        } else {
+            serde_json::to_string_pretty(&all[0])?
+        };
+        println!("{out}");
     }
     Ok(())
 }

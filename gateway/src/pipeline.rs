@@ -210,6 +210,8 @@ async fn read_link(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut overload_logged: Option<Instant> = None;
+    let mut overloaded_since_log = 0u64;
     loop {
         let n = tokio::select! {
             n = link_rx.next() => n,
@@ -227,6 +229,16 @@ async fn read_link(
                 if tx.try_send(raw).is_err() {
                     metrics.queue_depth.fetch_sub(1, Relaxed);
                     metrics.reject(Rejection::Overload);
+                    overloaded_since_log += 1;
+                    if overload_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            refused = overloaded_since_log,
+                            capacity = tx.max_capacity(),
+                            "ingest queue full: messages refused unacked (devices resend); raise ingest.queue_capacity or slow the devices"
+                        );
+                        overload_logged = Some(Instant::now());
+                        overloaded_since_log = 0;
+                    }
                 }
             }
             Ok(Some(Notification::Unschedule)) => {

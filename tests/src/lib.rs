@@ -274,6 +274,14 @@ pub struct GatewayProcess {
     pub http: String,
 }
 
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        // Never leave a gateway running after a test, whether it passed or failed.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Writes a config for fixed free ports in `dir` and returns (config path, mqtt, http).
 pub fn write_process_config(dir: &Path, extra: &str) -> Result<(PathBuf, SocketAddr, SocketAddr)> {
     let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));

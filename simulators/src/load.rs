@@ -1,0 +1,227 @@
+//! Load generation over raw MQTT 3.1.1 connections: packets are encoded up front with
+//! rumqttc's `mqttbytes` codec and written with a QoS1 in-flight window, so the
+//! generator spends its CPU on sockets, not on a client library's event loop.
+//!
+//! Owns connections, publishing with flow control and the counting subscriber. Does not
+//! start brokers or decide what to measure (see `bench`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{Connect, Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::{Error as MqttError, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+const MAX_PACKET: usize = 1 << 20;
+
+/// Counters shared by every connection of a run.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// PUBACKs received by publishers.
+    pub pubacks: AtomicU64,
+    /// Publishes received (app acks for devices; readings for the subscriber).
+    pub received: AtomicU64,
+}
+
+/// What returns a publisher's in-flight credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credit {
+    /// The broker's PUBACK (the message is in the broker's memory).
+    PubAck,
+    /// The gateway's application ack on `down/ack` (the reading is journaled).
+    AppAck,
+}
+
+/// One MQTT connection after CONNACK.
+#[derive(Debug)]
+pub struct Conn {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    buf: BytesMut,
+}
+
+fn encode(write: impl FnOnce(&mut BytesMut) -> Result<usize, MqttError>) -> Result<BytesMut> {
+    let mut b = BytesMut::with_capacity(128);
+    write(&mut b).map_err(|e| anyhow::anyhow!("encoding MQTT packet: {e:?}"))?;
+    Ok(b)
+}
+
+impl Conn {
+    /// Connects and waits for a successful CONNACK.
+    pub async fn open(
+        addr: SocketAddr,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+    ) -> Result<Conn> {
+        let stream = tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(addr))
+            .await
+            .context("TCP connect timed out")??;
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let mut c = Conn {
+            rd,
+            wr,
+            buf: BytesMut::with_capacity(64 * 1024),
+        };
+        let mut connect = Connect::new(client_id);
+        connect.keep_alive = 600;
+        if let Some((u, p)) = login {
+            connect.set_login(u, p);
+        }
+        c.wr.write_all(&encode(|b| connect.write(b))?).await?;
+        match tokio::time::timeout(Duration::from_secs(30), c.next()).await {
+            Ok(Ok(Packet::ConnAck(a)))
+                if a.code == rumqttc::mqttbytes::v4::ConnectReturnCode::Success =>
+            {
+                Ok(c)
+            }
+            Ok(Ok(p)) => bail!("{client_id}: unexpected reply to CONNECT: {p:?}"),
+            Ok(Err(e)) => Err(e.context(format!("{client_id}: connection refused"))),
+            Err(_) => bail!("{client_id}: no CONNACK within 30 s"),
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<()> {
+        let mut s = Subscribe::new(filter, qos);
+        s.pkid = 1;
+        self.wr.write_all(&encode(|b| s.write(b))?).await?;
+        loop {
+            if let Packet::SubAck(_) = self.next().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Packet> {
+        loop {
+            match Packet::read(&mut self.buf, MAX_PACKET) {
+                Ok(p) => return Ok(p),
+                Err(MqttError::InsufficientBytes(_)) => {
+                    if self.rd.read_buf(&mut self.buf).await? == 0 {
+                        bail!("connection closed by the broker");
+                    }
+                }
+                Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+            }
+        }
+    }
+
+    /// Publishes every payload on `topic` with QoS1, at most `window` unacknowledged,
+    /// and returns when all are acknowledged. With [`Credit::AppAck`] a frame counts as
+    /// acknowledged when the gateway's application ack arrives (it is journaled), as
+    /// firmware does; with [`Credit::PubAck`] when the broker's PUBACK does.
+    pub async fn publish_all(
+        self,
+        topic: &str,
+        payloads: &[Vec<u8>],
+        window: usize,
+        credit_on: Credit,
+        counters: Arc<Counters>,
+    ) -> Result<()> {
+        // Encode everything first: the timed part only moves bytes.
+        let mut wire = BytesMut::with_capacity(payloads.len() * (topic.len() + 64));
+        let mut ends = Vec::with_capacity(payloads.len());
+        for (i, p) in payloads.iter().enumerate() {
+            let mut publish = Publish::new(topic, QoS::AtLeastOnce, p.clone());
+            publish.pkid = (i % 65_535 + 1) as u16;
+            publish
+                .write(&mut wire)
+                .map_err(|e| anyhow::anyhow!("encoding publish: {e:?}"))?;
+            ends.push(wire.len());
+        }
+        let total = payloads.len();
+        let window = window.clamp(1, 65_535);
+        let credit = Arc::new(Semaphore::new(window));
+        let Conn {
+            mut rd,
+            mut wr,
+            mut buf,
+        } = self;
+        let reader_credit = credit.clone();
+        let reader = tokio::spawn(async move {
+            let mut acked = 0usize;
+            while acked < total {
+                match Packet::read(&mut buf, MAX_PACKET) {
+                    Ok(Packet::PubAck(_)) => {
+                        counters.pubacks.fetch_add(1, Relaxed);
+                        if credit_on == Credit::PubAck {
+                            acked += 1;
+                            reader_credit.add_permits(1);
+                        }
+                    }
+                    Ok(Packet::Publish(_)) => {
+                        counters.received.fetch_add(1, Relaxed);
+                        if credit_on == Credit::AppAck {
+                            acked += 1;
+                            reader_credit.add_permits(1);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(MqttError::InsufficientBytes(_)) => {
+                        if rd.read_buf(&mut buf).await? == 0 {
+                            bail!("connection closed after {acked} of {total} PUBACKs");
+                        }
+                    }
+                    Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+                }
+            }
+            anyhow::Ok(())
+        });
+        let mut sent = 0usize;
+        while sent < total {
+            let k = (total - sent).min(32).min(window);
+            credit.acquire_many(k as u32).await?.forget();
+            let start = if sent == 0 { 0 } else { ends[sent - 1] };
+            wr.write_all(&wire[start..ends[sent + k - 1]]).await?;
+            sent += k;
+        }
+        reader.await??;
+        Ok(())
+    }
+
+    /// Reads publishes until `stop` says so, PUBACKing QoS1 ones and counting each.
+    pub async fn count_incoming(
+        mut self,
+        counters: Arc<Counters>,
+        stop: Arc<AtomicU64>,
+    ) -> Result<()> {
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        while stop.load(Relaxed) == 0 {
+            loop {
+                match Packet::read(&mut self.buf, MAX_PACKET) {
+                    Ok(Packet::Publish(p)) => {
+                        counters.received.fetch_add(1, Relaxed);
+                        if p.qos != QoS::AtMostOnce {
+                            PubAck::new(p.pkid)
+                                .write(&mut out)
+                                .map_err(|e| anyhow::anyhow!("encoding puback: {e:?}"))?;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(MqttError::InsufficientBytes(_)) => break,
+                    Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+                }
+            }
+            if !out.is_empty() {
+                self.wr.write_all(&out).await?;
+                out.clear();
+            }
+            match tokio::time::timeout(Duration::from_millis(200), self.rd.read_buf(&mut self.buf))
+                .await
+            {
+                Ok(Ok(0)) => bail!("subscriber connection closed by the broker"),
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

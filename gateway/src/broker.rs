@@ -11,12 +11,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rumqttd::alerts::AlertsLink;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, ConnectionSettings, RouterConfig, ServerSettings};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+
+/// Client id of the in-process ingest link.
+const INGEST_CLIENT: &str = "linli-ingest";
 
 /// Broker start-up errors; each names the address and config key.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,8 @@ pub struct Started {
     pub link_tx: LinkTx,
     /// Link to receive device messages.
     pub link_rx: LinkRx,
+    /// The broker's alerts.
+    pub alerts: AlertsLink,
 }
 
 impl std::fmt::Debug for Started {
@@ -139,26 +145,47 @@ pub fn start(
         next_connection_delay_ms: 0,
         connections: connections.clone(),
     };
-    let (segment_size, segment_count) = config.broker_segments();
+    let seg = config.broker_segments();
+    // Alerts tell us when the broker discarded messages before our link read them
+    // (a "cursor jump"): rumqttd's only signal of that otherwise silent loss. Its timer
+    // thread panics unless meters are configured too, so they are, rarely.
+    let every = |secs: u64| -> Result<rumqttd::MetricSettings, BrokerError> {
+        serde_json::from_value(serde_json::json!({ "push_interval": secs }))
+            .map_err(|e| BrokerError::Link(e.to_string()))
+    };
     let rconfig = rumqttd::Config {
         id: 0,
         router: RouterConfig {
             max_connections: b.max_connections,
             max_outgoing_packet_count: 200,
-            max_segment_size: segment_size,
-            max_segment_count: segment_count,
+            max_segment_size: seg.device_size,
+            max_segment_count: seg.count,
+            custom_segment: Some(HashMap::from([(
+                linli_protocol::topic::UPLINK_FILTER.to_owned(),
+                rumqttd::SegmentConfig {
+                    max_segment_size: seg.uplink_size,
+                    max_segment_count: seg.count,
+                },
+            )])),
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("v4".to_owned(), server("v4", v4))])),
         v5: v5.map(|a| HashMap::from([("v5".to_owned(), server("v5", a))])),
+        metrics: Some(HashMap::from([
+            (rumqttd::MetricType::Alerts, every(1)?),
+            (rumqttd::MetricType::Meters, every(3600)?),
+        ])),
         ..rumqttd::Config::default()
     };
     let mut broker = Broker::new(rconfig);
     let (mut link_tx, link_rx) = broker
-        .link("linli-ingest")
+        .link(INGEST_CLIENT)
         .map_err(|e| BrokerError::Link(e.to_string()))?;
     link_tx
         .subscribe(linli_protocol::topic::UPLINK_FILTER)
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    let alerts = broker
+        .alerts()
         .map_err(|e| BrokerError::Link(e.to_string()))?;
     std::thread::Builder::new()
         .name("rumqttd".into())
@@ -178,5 +205,23 @@ pub fn start(
         v5,
         link_tx,
         link_rx,
+        alerts,
     })
+}
+
+/// Counts and logs the broker's alerts about our link: each cursor jump means the broker
+/// dropped messages it had PUBACKed before ingest read them (devices resend them, since
+/// they were never acked by us).
+pub async fn watch_alerts(alerts: AlertsLink, metrics: Arc<Metrics>) {
+    while let Ok(batch) = alerts.next().await {
+        for alert in batch {
+            if alert.client_id == INGEST_CLIENT && alert.kind.name() == "cursor_jump" {
+                metrics.broker_dropped.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    detail = %alert.kind.description(),
+                    "broker discarded messages before ingest read them; devices will resend. Raise broker.memory_budget_mib"
+                );
+            }
+        }
+    }
 }

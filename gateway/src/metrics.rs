@@ -34,6 +34,8 @@ pub struct Metrics {
     pub auth_accepted: AtomicU64,
     /// Broker connections refused by the auth handler.
     pub auth_refused: AtomicU64,
+    /// Times the broker discarded messages before ingest read them (cursor jumps).
+    pub broker_dropped: AtomicU64,
     /// Last Will messages received.
     pub wills: AtomicU64,
     /// Devices per liveness state ([`Liveness::ALL`] order).
@@ -121,6 +123,12 @@ impl Metrics {
             "counter",
             "MQTT connections refused (unknown device or bad credentials).",
             g(&self.auth_refused),
+        );
+        one(
+            "linli_broker_cursor_jumps_total",
+            "counter",
+            "Times the broker discarded PUBACKed messages before ingest read them (devices resend).",
+            g(&self.broker_dropped),
         );
         one(
             "linli_wills_total",

@@ -155,6 +155,7 @@ pub async fn start(
         metrics.clone(),
         stop_rx.clone(),
     ));
+    tokio::spawn(broker::watch_alerts(started.alerts, metrics.clone()));
     let worker = Worker {
         shared: shared.clone(),
         journal,
@@ -219,9 +220,10 @@ async fn read_link(
         };
         match n {
             Ok(Some(Notification::Forward(f))) => {
+                // Copy out: rumqttd's Bytes pin whole network read buffers.
                 let raw = RawMessage {
-                    topic: f.publish.topic,
-                    payload: f.publish.payload,
+                    topic: bytes::Bytes::copy_from_slice(&f.publish.topic),
+                    payload: bytes::Bytes::copy_from_slice(&f.publish.payload),
                     received_ms: now_ms(),
                     received_at: Instant::now(),
                 };

@@ -365,10 +365,11 @@ impl IngestBench {
             &cfg,
             format!(
                 "data_dir = {data:?}\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"127.0.0.1:0\"\n\
-                 max_inflight = {w}\n[http]\nlisten = \"{http}\"\n[ingest]\nfsync = \"{f}\"\nrecent_per_device = 1\n\
+                 max_inflight = {w}\n{extra}[http]\nlisten = \"{http}\"\n[ingest]\nfsync = \"{f}\"\nrecent_per_device = 1\n\
                  [log]\nlevel = \"warn,rumqttd=off\"\n",
                 w = self.window.max(1),
-                f = self.fsync
+                f = self.fsync,
+                extra = std::env::var("LINLI_BENCH_BROKER").unwrap_or_default()
             ),
         )?;
         let child = Command::new(&self.gateway_bin)

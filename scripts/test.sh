@@ -24,4 +24,3 @@ echo "==> building"
 cargo build --workspace --all-targets --locked
 echo "==> testing"
 cargo nextest run --workspace --locked --no-fail-fast
-cargo test --workspace --doc --locked

@@ -203,12 +203,24 @@ pub fn admit(
             if raw.payload.first() == Some(&b'{') {
                 return Err(reject(Rejection::JsonNotAllowed, dev));
             }
-            let mut frame = raw.payload.to_vec();
-            let header = seal::Header::parse(&frame).map_err(|e| reject(open_reason(e), dev))?;
+            // Decrypt in place in a copy: on the stack for every real frame.
+            let mut stack = [0u8; 256];
+            let mut heap;
+            let frame: &mut [u8] = match stack.get_mut(..raw.payload.len()) {
+                Some(f) => {
+                    f.copy_from_slice(&raw.payload);
+                    f
+                }
+                None => {
+                    heap = raw.payload.to_vec();
+                    &mut heap
+                }
+            };
+            let header = seal::Header::parse(frame).map_err(|e| reject(open_reason(e), dev))?;
             if header.key_id != record.key_id {
                 return Err(reject(Rejection::UnknownKeyId, dev));
             }
-            let (_, body) = seal::open(&record.key, FrameClass::Uplink, device, &mut frame)
+            let (_, body) = seal::open(&record.key, FrameClass::Uplink, device, frame)
                 .map_err(|e| reject(open_reason(e), dev))?;
             let uplink = decode_uplink(body).map_err(|e| {
                 reject(

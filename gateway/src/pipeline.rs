@@ -156,11 +156,21 @@ pub async fn start(
         stop_rx.clone(),
     ));
     tokio::spawn(broker::watch_alerts(started.alerts, metrics.clone()));
+    let (acks_tx, acks_rx) = std::sync::mpsc::channel();
+    let link_tx = started.link_tx;
+    let acker_metrics = metrics.clone();
+    std::thread::Builder::new()
+        .name("linli-acker".into())
+        .spawn(move || crate::worker::run_acker(link_tx, acks_rx, acker_metrics))
+        .map_err(|source| StartError::Spawn {
+            what: "acker",
+            source,
+        })?;
     let worker = Worker {
         shared: shared.clone(),
         journal,
         windows,
-        link_tx: started.link_tx,
+        acks: acks_tx,
         rx,
     };
     std::thread::Builder::new()

@@ -1,9 +1,11 @@
 //! The ingest worker: takes batches of [`RawMessage`]s, admits them, journals the new
-//! readings in one group commit, then updates device views and publishes the acks.
+//! readings in one group commit, then updates device views and hands the acks to the
+//! acker, which seals and publishes them.
 //!
 //! Owns the order "journal, then ack" and rejection accounting (counted always, logged
 //! at most once per device per interval). Runs on its own thread because journal commits
-//! block; it never holds up the broker link (the link reader only enqueues).
+//! block; it never holds up the broker link (the link reader only enqueues). The acker
+//! runs on another thread so sealing acks overlaps with the next batch.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -51,6 +53,28 @@ impl RejectionLog {
     }
 }
 
+/// An ack to send: the device and the journaled counter.
+pub type Ack = (Arc<DeviceRecord>, u32);
+
+/// Seals and publishes acks, batch by batch, in commit order, until the worker stops.
+pub fn run_acker(
+    mut link_tx: LinkTx,
+    rx: std::sync::mpsc::Receiver<Vec<Ack>>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    while let Ok(batch) = rx.recv() {
+        for (device, counter) in batch {
+            let (topic, payload) = ingest::ack(&device, counter);
+            match link_tx.publish(topic, payload) {
+                Ok(_) => {
+                    metrics.acks_sent.fetch_add(1, Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot publish ack to the broker"),
+            }
+        }
+    }
+}
+
 /// Everything the worker thread owns.
 pub struct Worker {
     /// Shared state and metrics.
@@ -59,8 +83,8 @@ pub struct Worker {
     pub journal: Journal,
     /// Replay windows, rebuilt from the journal.
     pub windows: Windows,
-    /// Link for publishing acks.
-    pub link_tx: LinkTx,
+    /// Acks of each committed batch, to the acker.
+    pub acks: std::sync::mpsc::Sender<Vec<Ack>>,
     /// Incoming messages.
     pub rx: mpsc::Receiver<RawMessage>,
 }
@@ -88,7 +112,7 @@ impl Worker {
         metrics.ingest_up.store(1, Relaxed);
         let mut batch: Vec<RawMessage> = Vec::with_capacity(max_batch);
         let mut fresh: Vec<Reading> = Vec::with_capacity(max_batch);
-        let mut acks: Vec<(Arc<DeviceRecord>, u32)> = Vec::with_capacity(max_batch);
+        let mut acks: Vec<Ack> = Vec::with_capacity(max_batch);
         let mut wills: Vec<String> = Vec::new();
         let mut rejected_devices: Vec<String> = Vec::new();
         loop {
@@ -177,13 +201,10 @@ impl Worker {
                 }
             }
             fresh.clear();
-            for (device, counter) in acks.drain(..) {
-                let (topic, payload) = ingest::ack(&device, counter);
-                match self.link_tx.publish(topic, payload) {
-                    Ok(_) => {
-                        metrics.acks_sent.fetch_add(1, Relaxed);
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot publish ack to the broker"),
+            if !acks.is_empty() {
+                let batch = std::mem::replace(&mut acks, Vec::with_capacity(max_batch));
+                if self.acks.send(batch).is_err() {
+                    tracing::error!("acker stopped: acks can no longer be sent");
                 }
             }
         }

@@ -57,10 +57,21 @@ impl TestGateway {
         Ok(TestGateway { gw, dir, _stop: tx })
     }
 
-    /// Registers a device directly in the registry.
+    /// Registers a device directly in the registry (heartbeat every 60 s).
     pub fn provision(&self, id: &str, kind: DeviceKind, trust: Trust) -> Result<SimDevice> {
+        self.provision_with_heartbeat(id, kind, trust, 60)
+    }
+
+    /// Registers a device with a given heartbeat interval.
+    pub fn provision_with_heartbeat(
+        &self,
+        id: &str,
+        kind: DeviceKind,
+        trust: Trust,
+        heartbeat_s: u64,
+    ) -> Result<SimDevice> {
         let reg = Registry::open(self.dir.path())?;
-        provision_in(&reg, id, kind, trust)
+        provision_in(&reg, id, kind, trust, heartbeat_s)
     }
 
     /// `http://host:port` of the API.
@@ -70,14 +81,20 @@ impl TestGateway {
 }
 
 /// Registers a device in `reg` and returns it as a simulated device.
-pub fn provision_in(reg: &Registry, id: &str, kind: DeviceKind, trust: Trust) -> Result<SimDevice> {
+pub fn provision_in(
+    reg: &Registry,
+    id: &str,
+    kind: DeviceKind,
+    trust: Trust,
+    heartbeat_s: u64,
+) -> Result<SimDevice> {
     let c = reg.provision(&NewDevice {
         id: id.into(),
         kind,
         site: "site-1".into(),
         zone: "zone-1".into(),
         subject: Some((SubjectKind::Resident, format!("R-{id}"))),
-        heartbeat_s: Some(60),
+        heartbeat_s: Some(heartbeat_s),
         trust,
     })?;
     Ok(SimDevice::from_credentials_json(&serde_json::to_string(
@@ -92,19 +109,40 @@ pub struct Mqtt {
     pub client: AsyncClient,
     /// Incoming publishes: (topic, payload).
     pub incoming: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// Connects with `id`/`password` as client id, username and password. Fails when the
 /// broker closes the connection instead of accepting it.
 pub async fn connect(addr: SocketAddr, id: &str, user: &str, password: &str) -> Result<Mqtt> {
+    connect_opts(addr, id, user, password, None).await
+}
+
+/// Like [`connect`], with a Last Will (topic, payload) the broker publishes if the
+/// connection drops without a DISCONNECT.
+pub async fn connect_opts(
+    addr: SocketAddr,
+    id: &str,
+    user: &str,
+    password: &str,
+    will: Option<(String, Vec<u8>)>,
+) -> Result<Mqtt> {
     let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    if let Some((topic, payload)) = will {
+        opts.set_last_will(rumqttc::LastWill::new(
+            topic,
+            payload,
+            QoS::AtLeastOnce,
+            false,
+        ));
+    }
     opts.set_credentials(user, password);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
     let (client, mut el) = AsyncClient::new(opts, 1000);
     let (tx, incoming) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut ready = Some(ready_tx);
         loop {
             match el.poll().await {
@@ -128,7 +166,11 @@ pub async fn connect(addr: SocketAddr, id: &str, user: &str, password: &str) -> 
         }
     });
     match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
-        Ok(Ok(Ok(()))) => Ok(Mqtt { client, incoming }),
+        Ok(Ok(Ok(()))) => Ok(Mqtt {
+            client,
+            incoming,
+            task,
+        }),
         Ok(Ok(Err(e))) => bail!("connection refused: {e}"),
         _ => bail!("no CONNACK within 10 s"),
     }
@@ -146,6 +188,11 @@ pub async fn connect_device(addr: SocketAddr, dev: &SimDevice) -> Result<Mqtt> {
 }
 
 impl Mqtt {
+    /// Drops the TCP connection without DISCONNECT, as a device losing power does.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+
     /// Publishes QoS1.
     pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<()> {
         self.client

@@ -104,19 +104,19 @@ struct DeviceSummary {
 }
 
 fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> DeviceSummary {
-    let (resident, asset) = match &d.subject {
+    let (resident, asset) = match &d.profile.subject {
         Some((SubjectKind::Resident, s)) => (Some(s.clone()), None),
         Some((SubjectKind::Asset, s)) => (None, Some(s.clone())),
         None => (None, None),
     };
     DeviceSummary {
-        id: d.id.clone(),
-        kind: d.kind.as_str(),
-        site: d.site.clone(),
-        zone: d.zone.clone(),
+        id: d.profile.id.clone(),
+        kind: d.profile.kind.as_str(),
+        site: d.profile.site.clone(),
+        zone: d.profile.zone.clone(),
         resident,
         asset,
-        trust: d.trust,
+        trust: d.profile.trust,
         liveness,
         last_seen_ms: v.and_then(|v| v.last_seen_any_ms),
         battery_pct: v.and_then(|v| v.battery_pct),
@@ -132,7 +132,7 @@ async fn devices(State(s): State<Arc<Shared>>) -> Result<Json<Vec<DeviceSummary>
         all.iter()
             .map(|d| {
                 let l = device_liveness(&s.config.supervision, &views, d, now);
-                summary(d, views.get(&d.id), l)
+                summary(d, views.get(&d.profile.id), l)
             })
             .collect(),
     ))
@@ -154,6 +154,7 @@ async fn device(
     let empty = DeviceView::default();
     let v = v.unwrap_or(&empty);
     body["heartbeat_s"] = json!(d
+        .profile
         .heartbeat_s
         .unwrap_or(s.config.supervision.default_heartbeat_s));
     body["metrics"] = json!(v.metrics);

@@ -198,7 +198,7 @@ pub fn admit(
     if channel == UpChannel::Will {
         return Ok(Admitted::Will(device.to_owned()));
     }
-    let (counter, uplink, trust) = match record.trust {
+    let (counter, uplink, trust) = match record.profile.trust {
         Trust::Sealed => {
             if raw.payload.first() == Some(&b'{') {
                 return Err(reject(Rejection::JsonNotAllowed, dev));
@@ -249,7 +249,7 @@ pub fn admit(
             (j.counter, uplink, Trust::Integration)
         }
     };
-    if !uplink.report.allowed_for(record.kind) {
+    if !uplink.report.allowed_for(record.profile.kind) {
         return Err(reject(Rejection::WrongKind, dev));
     }
     if uplink.report.channel() != channel {
@@ -288,8 +288,8 @@ fn open_reason(e: OpenError) -> Rejection {
 pub fn ack(device: &DeviceRecord, counter: u32) -> (String, Vec<u8>) {
     let mut topic = String::with_capacity(48);
     // Writing to a String cannot fail.
-    let _ = topic::write_downlink(&mut topic, &device.id, DownChannel::Ack);
-    let payload = match device.trust {
+    let _ = topic::write_downlink(&mut topic, &device.profile.id, DownChannel::Ack);
+    let payload = match device.profile.trust {
         Trust::Integration => format!("{{\"ack\":{counter}}}").into_bytes(),
         Trust::Sealed => {
             let mut body = [0u8; 16];
@@ -301,7 +301,7 @@ pub fn ack(device: &DeviceRecord, counter: u32) -> (String, Vec<u8>) {
                         &device.key,
                         device.key_id,
                         FrameClass::Ack,
-                        &device.id,
+                        &device.profile.id,
                         counter,
                         b,
                         &mut frame,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use linli_gateway::config::{Config, LogFormat, TEMPLATE};
-use linli_gateway::registry::{NewDevice, Registry, SubjectKind, Trust};
+use linli_gateway::registry::{DeviceProfile, Registry, SubjectKind, Trust};
 use linli_protocol::DeviceKind;
 
 #[derive(Parser, Debug)]
@@ -128,7 +128,8 @@ fn main() -> Result<()> {
                 format!("opening the registry in {}", config.data_dir.display())
             })?;
             for d in registry.all()? {
-                println!("{}\t{}\t{}/{}", d.id, d.kind.as_str(), d.site, d.zone);
+                let p = &d.profile;
+                println!("{}\t{}\t{}/{}", p.id, p.kind.as_str(), p.site, p.zone);
             }
             Ok(())
         }
@@ -152,7 +153,7 @@ fn provision(config: Option<&Path>, a: ProvisionArgs) -> Result<()> {
     let mut all = Vec::with_capacity(ids.len());
     for id in ids {
         let creds = registry
-            .provision(&NewDevice {
+            .provision(&DeviceProfile {
                 id: id.clone(),
                 kind: a.kind,
                 site: a.site.clone(),

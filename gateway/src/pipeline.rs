@@ -292,8 +292,11 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     connected += 1;
                 }
                 counts[Liveness::ALL.iter().position(|x| *x == l).unwrap_or(3)] += 1;
-                if previous.insert(d.id.clone(), l).is_some_and(|p| p != l) {
-                    tracing::info!(device = %d.id, liveness = l.as_str(), "device liveness changed");
+                if previous
+                    .insert(d.profile.id.clone(), l)
+                    .is_some_and(|p| p != l)
+                {
+                    tracing::info!(device = %d.profile.id, liveness = l.as_str(), "device liveness changed");
                 }
             }
         }
@@ -311,11 +314,11 @@ pub fn device_liveness(
     device: &DeviceRecord,
     now: u64,
 ) -> Liveness {
-    let v = views.get(&device.id);
+    let v = views.get(&device.profile.id);
     supervision::liveness(
         v.and_then(|v| v.last_seen_ms),
         v.is_some_and(|v| v.disconnected),
-        device.heartbeat_s.unwrap_or(s.default_heartbeat_s) * 1000,
+        device.profile.heartbeat_s.unwrap_or(s.default_heartbeat_s) * 1000,
         now,
         Thresholds {
             late_after_missed: s.late_after_missed,

@@ -77,9 +77,9 @@ pub enum SubjectKind {
     Asset,
 }
 
-/// What to provision.
-#[derive(Debug, Clone)]
-pub struct NewDevice {
+/// What a device is and where it belongs: given at provisioning, kept in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceProfile {
     /// Device id (= MQTT client id = username).
     pub id: String,
     /// Device kind.
@@ -109,23 +109,11 @@ pub struct Credentials {
     pub key_hex: String,
 }
 
-/// One registered device as ingest and auth see it.
+/// One registered device as ingest and auth see it: its profile and its secrets.
 #[derive(Debug, Clone)]
 pub struct DeviceRecord {
-    /// Device id.
-    pub id: String,
-    /// Kind.
-    pub kind: DeviceKind,
-    /// Site id.
-    pub site: String,
-    /// Zone id.
-    pub zone: String,
-    /// Resident or asset.
-    pub subject: Option<(SubjectKind, String)>,
-    /// Heartbeat interval, seconds, if set for this device.
-    pub heartbeat_s: Option<u64>,
-    /// Trust level.
-    pub trust: Trust,
+    /// What the device is and where it belongs.
+    pub profile: DeviceProfile,
     /// Current key id.
     pub key_id: u8,
     /// Current sealing key.
@@ -225,7 +213,7 @@ impl Registry {
 
     /// Registers a device and returns its secrets; they are not stored in a form that
     /// can be shown again (the password only as a salted hash).
-    pub fn provision(&self, new: &NewDevice) -> Result<Credentials, RegistryError> {
+    pub fn provision(&self, new: &DeviceProfile) -> Result<Credentials, RegistryError> {
         if !is_valid_device_id(&new.id) {
             return Err(RegistryError::BadId(new.id.clone()));
         }
@@ -430,13 +418,15 @@ impl RawRow {
         Ok(DeviceRecord {
             key_id: u8::try_from(self.key_id).map_err(|_| corrupt("bad key id"))?,
             key: DeviceKey::new(&key),
-            id: self.id,
-            kind,
-            site: self.site,
-            zone: self.zone,
-            subject,
-            heartbeat_s: self.heartbeat_s.and_then(|h| u64::try_from(h).ok()),
-            trust,
+            profile: DeviceProfile {
+                id: self.id,
+                kind,
+                site: self.site,
+                zone: self.zone,
+                subject,
+                heartbeat_s: self.heartbeat_s.and_then(|h| u64::try_from(h).ok()),
+                trust,
+            },
             salt,
             credential_hash,
         })
@@ -447,8 +437,8 @@ impl RawRow {
 mod tests {
     use super::*;
 
-    fn new(id: &str) -> NewDevice {
-        NewDevice {
+    fn new(id: &str) -> DeviceProfile {
+        DeviceProfile {
             id: id.into(),
             kind: DeviceKind::Pendant,
             site: "care-home-1".into(),
@@ -468,8 +458,7 @@ mod tests {
         let d = reg.get("p-1").unwrap().expect("found after provisioning");
         assert!(d.password_matches(&creds.password));
         assert!(!d.password_matches("guess"));
-        assert_eq!(d.site, "care-home-1");
-        assert_eq!(d.subject, Some((SubjectKind::Resident, "R-12".into())));
+        assert_eq!(d.profile, new("p-1"));
         assert!(matches!(
             reg.provision(&new("p-1")),
             Err(RegistryError::Exists(_))

@@ -147,11 +147,11 @@ impl Worker {
                     }
                     Ok(Admitted::Duplicate(counter, device)) => {
                         metrics.reject(ingest::Rejection::Replay);
-                        rejected_devices.push(device.id.clone());
+                        rejected_devices.push(device.profile.id.clone());
                         log.note(
                             &Rejected {
                                 reason: ingest::Rejection::Replay,
-                                device: Some(device.id.clone()),
+                                device: Some(device.profile.id.clone()),
                             },
                             now,
                         );

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use linli_gateway::registry::{NewDevice, Registry, SubjectKind, Trust};
+use linli_gateway::registry::{DeviceProfile, Registry, SubjectKind, Trust};
 use linli_gateway::{Config, Gateway};
 use linli_protocol::DeviceKind;
 use linli_sim::device::SimDevice;
@@ -88,7 +88,7 @@ pub fn provision_in(
     trust: Trust,
     heartbeat_s: u64,
 ) -> Result<SimDevice> {
-    let c = reg.provision(&NewDevice {
+    let c = reg.provision(&DeviceProfile {
         id: id.into(),
         kind,
         site: "site-1".into(),
@@ -219,6 +219,34 @@ impl Mqtt {
         }
         got
     }
+}
+
+/// Publishes `payload` on `topic` with Debian's `mosquitto_pub` (QoS1) as `dev`.
+pub fn mosquitto_pub(addr: SocketAddr, dev: &SimDevice, topic: &str, payload: &[u8]) -> Result<()> {
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), payload)?;
+    let port = addr.port().to_string();
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-q",
+            "1",
+            "-i",
+            &dev.id,
+            "-u",
+            &dev.id,
+        ])
+        .args(["-P", &dev.password, "-t", topic, "-f"])
+        .arg(file.path())
+        .status()
+        .context("running mosquitto_pub (apt-get install mosquitto-clients)")?;
+    if !status.success() {
+        bail!("mosquitto_pub exited with {status}");
+    }
+    Ok(())
 }
 
 /// GET `url`; returns (status, body). Runs the blocking client off the async threads.

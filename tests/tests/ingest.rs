@@ -2,7 +2,6 @@
 //! mosquitto_pub) against the gateway's embedded broker, checked through the HTTP API
 //! and `/metrics`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use linli_gateway::registry::Trust;
@@ -89,47 +88,15 @@ async fn mosquitto_pub_sealed_and_json_devices_are_accepted() -> anyhow::Result<
             tilt_deg: 2,
         }),
     );
-    let file = tg.dir.path().join("frame.bin");
-    std::fs::write(&file, &frame)?;
-    let port = tg.gw.mqtt_v4.port().to_string();
-    let st = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "1",
-            "-i",
-            &dev.id,
-            "-u",
-            &dev.id,
-            "-P",
-            &dev.password,
-        ])
-        .args(["-t", &dev.topic(UpChannel::Telemetry), "-f"])
-        .arg(&file)
-        .status()?;
-    assert!(st.success(), "mosquitto_pub sealed");
+    mosquitto_pub(
+        tg.gw.mqtt_v4,
+        &dev,
+        &dev.topic(UpChannel::Telemetry),
+        &frame,
+    )?;
     let json = r#"{"counter":5,"device_time":1764230400,"report":{"power_meter":{"voltage_dv":2301,"current_ma":5120,"power_w":1150,"power_factor_milli":950,"frequency_chz":5001,"import_wh":123456}}}"#;
-    let st = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-q",
-            "1",
-            "-i",
-            &json_dev.id,
-            "-u",
-            &json_dev.id,
-            "-P",
-            &json_dev.password,
-        ])
-        .args(["-t", &json_dev.topic(UpChannel::Telemetry), "-m", json])
-        .status()?;
-    assert!(st.success(), "mosquitto_pub json");
+    let topic = json_dev.topic(UpChannel::Telemetry);
+    mosquitto_pub(tg.gw.mqtt_v4, &json_dev, &topic, json.as_bytes())?;
     let http = tg.http();
     let ok = eventually(Duration::from_secs(10), || {
         let http = http.clone();

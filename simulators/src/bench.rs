@@ -135,7 +135,17 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// Asks the server to stop (SIGINT, as Ctrl-C would), then kills it after 10 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -393,6 +403,18 @@ impl IngestBench {
             },
         )
         .await?;
+        let lost = tokio::task::block_in_place(|| {
+            let jumps = http_metric(http, "linli_broker_cursor_jumps_total").unwrap_or(0.0);
+            let overload =
+                http_metric(http, "linli_rejected_total{reason=\"overload\"}").unwrap_or(0.0);
+            (jumps, overload)
+        });
+        if lost != (0.0, 0.0) {
+            eprintln!(
+                "  note: broker cursor jumps {}, overload refusals {} (devices would resend these)",
+                lost.0, lost.1
+            );
+        }
         Ok(RunResult {
             system: "linli",
             delivered,

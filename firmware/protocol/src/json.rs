@@ -13,6 +13,8 @@
 //! }
 //! ```
 //!
+//! `WIRE.md` beside this crate lists every report with a JSON example.
+//!
 //! `counter` (u32, wrapping) is required and deduplicates resends exactly like a sealed
 //! frame's counter; `device_time` is seconds since the Unix epoch (0 if unknown); `report`
 //! is one externally tagged [`Report`] with snake_case names, fields as in

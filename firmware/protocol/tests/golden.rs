@@ -252,3 +252,17 @@ fn kinds_gate_reports_and_events_are_derived() {
         assert_eq!(DeviceKind::parse(k.as_str()), Some(k));
     }
 }
+
+#[test]
+fn every_json_example_in_wire_md_parses_and_names_its_channel() {
+    let doc = include_str!("../WIRE.md");
+    let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+    assert!(rows.len() >= 18, "one example per report");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(|c| c.trim().trim_matches('`')).collect();
+        let (name, channel, example) = (cells[1], cells[2], cells[3]);
+        let m: JsonUplink = serde_json::from_str(example).unwrap_or_else(|e| panic!("{row}: {e}"));
+        assert_eq!(m.report.name(), name, "{row}");
+        assert_eq!(m.report.channel().as_str(), channel, "{row}");
+    }
+}

@@ -220,8 +220,6 @@ const DEVICE_SEGMENT_BYTES: usize = 4096;
 /// RAM per byte rumqttd counts in its logs (measured: ~700 B of RSS per retained
 /// 80-byte reading).
 pub const BROKER_OVERHEAD: usize = 8;
-/// Smallest uplink segment: a burst from every device must fit in the log.
-const MIN_UPLINK_SEGMENT_BYTES: usize = 256 * 1024;
 
 /// One problem found in a config, named by its key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -328,11 +326,6 @@ impl Config {
             b.max_connections >= 1,
             "broker.max_connections",
             "must be at least 1",
-        );
-        check(
-            self.broker_segments().uplink_size >= MIN_UPLINK_SEGMENT_BYTES,
-            "broker.memory_budget_mib",
-            "must be at least 8",
         );
         check(
             (8..=65_536).contains(&b.memory_budget_mib),

@@ -105,8 +105,14 @@ fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
     Ok((config, path.display().to_string()))
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(e) = run_cli(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Config {
             action: ConfigAction::Template,

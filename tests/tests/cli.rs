@@ -1,0 +1,98 @@
+//! The `linli` command line as a newcomer meets it: help, config template and check,
+//! provisioning errors.
+
+use std::process::Command;
+
+use linli_system_tests::linli_bin;
+
+fn linli(args: &[&str], dir: &std::path::Path) -> anyhow::Result<(bool, String)> {
+    let out = Command::new(linli_bin()?)
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+#[test]
+fn template_checks_clean_and_a_bad_config_names_every_bad_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ok, template) = linli(&["config", "template"], dir.path())?;
+    assert!(ok);
+    std::fs::write(dir.path().join("linli.toml"), &template)?;
+    let (ok, out) = linli(&["config", "check"], dir.path())?;
+    assert!(ok, "the template is a valid config: {out}");
+
+    let bad = "[broker]\nmemory_budget_mib = 1\n[ingest]\nfsync = \"batch\"\nsegment_mib = 0\n";
+    std::fs::write(dir.path().join("bad.toml"), bad)?;
+    let (ok, out) = linli(&["config", "check", "--config", "bad.toml"], dir.path())?;
+    assert!(!ok);
+    for key in [
+        "broker.memory_budget_mib",
+        "ingest.segment_mib",
+        "ingest.segment_mib: must be",
+    ] {
+        assert!(out.contains(key), "{key} missing from:\n{out}");
+    }
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "[broker]\nlisten = \"127.0.0.1:1\"\n",
+    )?;
+    let (ok, out) = linli(&["config", "check", "--config", "typo.toml"], dir.path())?;
+    assert!(!ok && out.contains("listen"), "unknown key named:\n{out}");
+    Ok(())
+}
+
+#[test]
+fn provisioning_prints_secrets_once_and_explains_mistakes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let args = [
+        "provision",
+        "--id",
+        "pendant-1",
+        "--kind",
+        "pendant",
+        "--site",
+        "home",
+        "--zone",
+        "room",
+    ];
+    let (ok, out) = linli(&args, dir.path())?;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("mqtt password") && out.contains("sealing key (hex)"),
+        "{out}"
+    );
+    let (ok, out) = linli(&args, dir.path())?;
+    assert!(!ok && out.contains("already provisioned"), "{out}");
+    let (ok, out) = linli(
+        &[
+            "provision",
+            "--id",
+            "x",
+            "--kind",
+            "toaster",
+            "--site",
+            "s",
+            "--zone",
+            "z",
+        ],
+        dir.path(),
+    )?;
+    assert!(
+        !ok && out.contains("street_light"),
+        "lists the valid kinds:\n{out}"
+    );
+    let (ok, out) = linli(&["devices"], dir.path())?;
+    assert!(ok && out.contains("pendant-1\tpendant\thome/room"), "{out}");
+    let (ok, out) = linli(&["--help"], dir.path())?;
+    assert!(
+        ok && out.contains("provision") && out.contains("run"),
+        "{out}"
+    );
+    Ok(())
+}

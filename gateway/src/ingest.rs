@@ -256,10 +256,14 @@ pub fn admit(
         return Err(reject(Rejection::WrongChannel, dev));
     }
     let window = windows.entry(device.to_owned()).or_default();
-    match window.check(counter) {
-        Verdict::Fresh => window.accept(counter),
-        Verdict::Duplicate => return Ok(Admitted::Duplicate(counter, record)),
-        Verdict::Stale => return Err(reject(Rejection::Stale, dev)),
+    match (window.check(counter), trust) {
+        (Verdict::Fresh, _) => window.accept(counter),
+        (Verdict::Duplicate, _) => return Ok(Admitted::Duplicate(counter, record)),
+        // A JSON counter proves nothing (any registered client can publish it), so an
+        // old one only means "cannot deduplicate": accept rather than let a forged jump
+        // silence the device.
+        (Verdict::Stale, Trust::Integration) => {}
+        (Verdict::Stale, Trust::Sealed) => return Err(reject(Rejection::Stale, dev)),
     }
     Ok(Admitted::New(
         Reading {
@@ -312,4 +316,66 @@ pub fn ack(device: &DeviceRecord, counter: u32) -> (String, Vec<u8>) {
         }
     };
     (topic, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use linli_protocol::DeviceKind;
+
+    use super::*;
+    use crate::registry::DeviceProfile;
+
+    fn raw(topic: &str, payload: &[u8]) -> RawMessage {
+        RawMessage {
+            topic: bytes::Bytes::copy_from_slice(topic.as_bytes()),
+            payload: bytes::Bytes::copy_from_slice(payload),
+            received_ms: 1,
+            received_at: Instant::now(),
+        }
+    }
+
+    const POLICY: Policy = Policy {
+        max_message_bytes: 4096,
+        accept_json: true,
+    };
+
+    #[test]
+    fn a_forged_json_counter_jump_cannot_silence_an_integration_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        reg.provision(&DeviceProfile {
+            id: "door-9".into(),
+            kind: DeviceKind::Door,
+            site: "s".into(),
+            zone: "z".into(),
+            subject: None,
+            heartbeat_s: None,
+            trust: Trust::Integration,
+        })
+        .unwrap();
+        let mut windows = Windows::new();
+        let topic = "linli/v1/door-9/up/telemetry";
+        let msg = |c: u32| format!(r#"{{"counter":{c},"report":{{"door":{{"open":true}}}}}}"#);
+        let forged = admit(
+            &raw(topic, msg(90_000).as_bytes()),
+            &reg,
+            &mut windows,
+            POLICY,
+        );
+        assert!(matches!(forged, Ok(Admitted::New(..))));
+        let real = admit(&raw(topic, msg(7).as_bytes()), &reg, &mut windows, POLICY);
+        assert!(
+            matches!(real, Ok(Admitted::New(..))),
+            "old JSON counter still accepted"
+        );
+        let again = admit(
+            &raw(topic, msg(90_000).as_bytes()),
+            &reg,
+            &mut windows,
+            POLICY,
+        );
+        assert!(matches!(again, Ok(Admitted::Duplicate(90_000, _))));
+    }
 }

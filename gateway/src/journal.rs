@@ -54,7 +54,7 @@ pub struct Recovery {
     pub segments: usize,
     /// Bytes cut from the tail of the last segment (a torn write).
     pub truncated_bytes: u64,
-    /// Records in older segments that failed their checksum and were skipped.
+    /// Corrupt stretches skipped because good records follow them (never cut).
     pub corrupt_records: u64,
 }
 
@@ -94,42 +94,66 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
     Ok(out)
 }
 
-/// Reads one segment, calling `f` per good record. Returns the offset just past the last
-/// good record, the number of records, and whether reading stopped at a bad record.
-fn read_segment(
-    path: &Path,
-    f: &mut dyn FnMut(u64, Reading),
-) -> Result<(u64, u64, bool), JournalError> {
+/// Parses the record at `pos`: (seq, reading, next position), or None if it is not a
+/// whole, checksummed, decodable record.
+fn record_at(data: &[u8], pos: usize) -> Option<(u64, Reading, usize)> {
+    let head = data.get(pos..pos + RECORD_HEADER)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let start = pos + RECORD_HEADER;
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = data.get(start..start + len)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let (seq, reading) = postcard::from_bytes::<(u64, Reading)>(payload).ok()?;
+    Some((seq, reading, start + len))
+}
+
+/// What reading one segment found.
+struct SegmentScan {
+    /// Offset just past the last good record.
+    good_end: u64,
+    /// Good records.
+    records: u64,
+    /// Corrupt stretches skipped because good records follow them.
+    corrupt: u64,
+}
+
+/// Reads one segment, calling `f` per good record. A corrupt stretch followed by good
+/// records is skipped (and counted), never allowed to hide them; a bad stretch with
+/// nothing good after it is a torn tail, ending at `good_end`.
+fn read_segment(path: &Path, f: &mut dyn FnMut(u64, Reading)) -> Result<SegmentScan, JournalError> {
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut file| file.read_to_end(&mut data))
         .map_err(io_err(path))?;
+    let mut scan = SegmentScan {
+        good_end: 0,
+        records: 0,
+        corrupt: 0,
+    };
     let mut pos = 0usize;
-    let mut records = 0u64;
     while pos < data.len() {
-        let Some(head) = data.get(pos..pos + RECORD_HEADER) else {
-            return Ok((pos as u64, records, true));
-        };
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        let start = pos + RECORD_HEADER;
-        let Some(payload) = (len <= MAX_RECORD)
-            .then(|| data.get(start..start + len))
-            .flatten()
-        else {
-            return Ok((pos as u64, records, true));
-        };
-        if crc32fast::hash(payload) != crc {
-            return Ok((pos as u64, records, true));
+        if let Some((seq, reading, next)) = record_at(&data, pos) {
+            f(seq, reading);
+            scan.records += 1;
+            pos = next;
+            scan.good_end = next as u64;
+            continue;
         }
-        match postcard::from_bytes::<(u64, Reading)>(payload) {
-            Ok((seq, reading)) => f(seq, reading),
-            Err(_) => return Ok((pos as u64, records, true)),
+        // Resynchronise: the next offset where a whole good record starts.
+        match (pos + 1..data.len()).find(|p| record_at(&data, *p).is_some()) {
+            Some(p) => {
+                scan.corrupt += 1;
+                pos = p;
+            }
+            None => break,
         }
-        records += 1;
-        pos = start + len;
     }
-    Ok((pos as u64, records, false))
+    Ok(scan)
 }
 
 impl Journal {
@@ -153,29 +177,33 @@ impl Journal {
             next_seq = next_seq.max(seq + 1);
             replay(seq, r);
         };
-        let mut tail: Option<(PathBuf, u64)> = None;
-        for (i, (_, path)) in segs.iter().enumerate() {
-            let (good_end, n, bad) = read_segment(path, &mut track)?;
-            recovery.records += n;
-            let last = i + 1 == segs.len();
-            if last {
-                let len = fs::metadata(path).map_err(io_err(path))?.len();
-                if bad {
-                    recovery.truncated_bytes = len - good_end;
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(path)
-                        .map_err(io_err(path))?;
-                    f.set_len(good_end).map_err(io_err(path))?;
-                    f.sync_all().map_err(io_err(path))?;
+        let mut tail: Option<(PathBuf, u64, u64)> = None;
+        for (i, (first_seq, path)) in segs.iter().enumerate() {
+            let scan = read_segment(path, &mut track)?;
+            recovery.records += scan.records;
+            recovery.corrupt_records += scan.corrupt;
+            if i + 1 == segs.len() {
+                // The tail: cut a torn end, and make what was written durable, since it
+                // was replayed (and so will be treated as accepted) before any fsync.
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
+                let len = f.metadata().map_err(io_err(path))?.len();
+                if len > scan.good_end {
+                    recovery.truncated_bytes = len - scan.good_end;
+                    f.set_len(scan.good_end).map_err(io_err(path))?;
                 }
-                tail = Some((path.clone(), good_end));
-            } else if bad {
-                recovery.corrupt_records += 1;
+                f.sync_all().map_err(io_err(path))?;
+                tail = Some((path.clone(), scan.good_end, *first_seq));
             }
         }
         let (out_path, segment_len) = match tail {
-            Some(t) => t,
+            Some((path, len, first_seq)) => {
+                // Sequence numbers never go below the tail segment's name.
+                next_seq = next_seq.max(first_seq);
+                (path, len)
+            }
             None => (segment_path(dir, next_seq), 0),
         };
         let mut file = OpenOptions::new()
@@ -362,6 +390,28 @@ mod tests {
         let (_, rec, got) = open(dir.path(), 1 << 20);
         assert_eq!(got.len(), 11);
         assert_eq!(rec.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn a_corrupt_record_mid_log_is_skipped_and_the_good_ones_after_it_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _, _) = open(dir.path(), 1 << 20);
+        for c in 0..20 {
+            j.append(&reading(c)).unwrap();
+        }
+        j.commit().unwrap();
+        let path = j.out_path.clone();
+        drop(j);
+        let mut data = fs::read(&path).unwrap();
+        let one = data.len() / 20;
+        data[5 * one + RECORD_HEADER + 2] ^= 0x40; // inside record 5's payload
+        fs::write(&path, &data).unwrap();
+        let (mut j, rec, got) = open(dir.path(), 1 << 20);
+        let want: Vec<_> = (0..20).filter(|c| *c != 5).map(reading).collect();
+        assert_eq!(got, want, "records after the damage survive");
+        assert_eq!(rec.corrupt_records, 1);
+        assert_eq!(rec.truncated_bytes, 0);
+        assert_eq!(j.append(&reading(20)).unwrap(), 20, "sequence continues");
     }
 
     #[test]

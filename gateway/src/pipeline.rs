@@ -152,6 +152,7 @@ pub async fn start(
     tokio::spawn(read_link(
         started.link_rx,
         tx,
+        config.ingest.max_message_bytes,
         metrics.clone(),
         stop_rx.clone(),
     ));
@@ -218,6 +219,7 @@ pub async fn start(
 async fn read_link(
     mut link_rx: LinkRx,
     tx: mpsc::Sender<RawMessage>,
+    max_message_bytes: usize,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -229,6 +231,10 @@ async fn read_link(
             _ = stop.changed() => return,
         };
         match n {
+            Ok(Some(Notification::Forward(f))) if f.publish.payload.len() > max_message_bytes => {
+                // Refused before it is copied or queued: no memory for oversized frames.
+                metrics.reject(Rejection::Oversized);
+            }
             Ok(Some(Notification::Forward(f))) => {
                 // Copy out: rumqttd's Bytes pin whole network read buffers.
                 let raw = RawMessage {
@@ -278,26 +284,38 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let Ok(devices) = shared.registry.all() else {
+        let sh = shared.clone();
+        let tallied = tokio::task::spawn_blocking(move || {
+            let devices = sh.registry.all().ok()?;
+            let views = sh.views.lock();
+            let now = now_ms();
+            let states: Vec<(String, Liveness)> = devices
+                .iter()
+                .map(|d| {
+                    (
+                        d.profile.id.clone(),
+                        device_liveness(&sh.config.supervision, &views, d, now),
+                    )
+                })
+                .collect();
+            Some(states)
+        })
+        .await;
+        let Ok(Some(states)) = tallied else {
             continue;
         };
-        let now = now_ms();
         let mut counts = [0u64; 4];
         let mut connected = 0;
         {
-            let views = shared.views.lock();
-            for d in &devices {
-                let l = device_liveness(s, &views, d, now);
+            for (id, l) in states {
                 if l == Liveness::Ok {
                     connected += 1;
                 }
                 counts[Liveness::ALL.iter().position(|x| *x == l).unwrap_or(3)] += 1;
-                if previous
-                    .insert(d.profile.id.clone(), l)
-                    .is_some_and(|p| p != l)
-                {
-                    tracing::info!(device = %d.profile.id, liveness = l.as_str(), "device liveness changed");
+                if previous.get(&id).is_some_and(|p| *p != l) {
+                    tracing::info!(device = %id, liveness = l.as_str(), "device liveness changed");
                 }
+                previous.insert(id, l);
             }
         }
         for (i, c) in counts.iter().enumerate() {
@@ -318,7 +336,11 @@ pub fn device_liveness(
     supervision::liveness(
         v.and_then(|v| v.last_seen_ms),
         v.is_some_and(|v| v.disconnected),
-        device.profile.heartbeat_s.unwrap_or(s.default_heartbeat_s) * 1000,
+        device
+            .profile
+            .heartbeat_s
+            .unwrap_or(s.default_heartbeat_s)
+            .saturating_mul(1000),
         now,
         Thresholds {
             late_after_missed: s.late_after_missed,

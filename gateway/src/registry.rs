@@ -54,6 +54,9 @@ pub enum RegistryError {
         /// The id.
         id: String,
     },
+    /// A heartbeat interval outside 1 s – 7 days.
+    #[error("heartbeat interval {0} s is out of range: use 1 to 604800 seconds")]
+    BadHeartbeat(u64),
     /// The device id is taken.
     #[error("device {0} is already provisioned")]
     Exists(String),
@@ -182,6 +185,9 @@ struct Cache {
     missing: HashMap<String, Instant>,
 }
 
+/// Longest heartbeat interval a device may be registered with: a week.
+const MAX_HEARTBEAT_S: u64 = 7 * 24 * 3600;
+
 const NEGATIVE_TTL: Duration = Duration::from_secs(2);
 
 fn check_ref(what: &'static str, id: &str) -> Result<(), RegistryError> {
@@ -216,6 +222,12 @@ impl Registry {
     pub fn provision(&self, new: &DeviceProfile) -> Result<Credentials, RegistryError> {
         if !is_valid_device_id(&new.id) {
             return Err(RegistryError::BadId(new.id.clone()));
+        }
+        if let Some(h) = new
+            .heartbeat_s
+            .filter(|h| !(1..=MAX_HEARTBEAT_S).contains(h))
+        {
+            return Err(RegistryError::BadHeartbeat(h));
         }
         check_ref("site", &new.site)?;
         check_ref("zone", &new.zone)?;
@@ -462,6 +474,12 @@ mod tests {
         assert!(matches!(
             reg.provision(&new("p-1")),
             Err(RegistryError::Exists(_))
+        ));
+        let mut slow = new("p-2");
+        slow.heartbeat_s = Some(u64::MAX);
+        assert!(matches!(
+            reg.provision(&slow),
+            Err(RegistryError::BadHeartbeat(_))
         ));
         assert!(matches!(
             reg.provision(&new("bad id")),

@@ -31,10 +31,18 @@ struct RejectionLog {
 
 impl RejectionLog {
     fn note(&mut self, r: &Rejected, now: Instant) {
-        let key = r.device.clone().unwrap_or_else(|| "-".into());
-        if self.last.len() > 50_000 {
+        // Ids of unregistered devices are chosen by the sender: log them under one key
+        // so a flood of made-up ids cannot grow this map.
+        let key = match (&r.device, r.reason) {
+            (Some(d), reason) if reason != ingest::Rejection::UnknownDevice => d.clone(),
+            _ => "(unregistered)".to_owned(),
+        };
+        if self.last.len() >= 10_000 && !self.last.contains_key(&key) {
             self.last
                 .retain(|_, (t, _)| now.duration_since(*t) < self.interval);
+            if self.last.len() >= 10_000 {
+                self.last.clear();
+            }
         }
         match self.last.get_mut(&key) {
             Some((t, suppressed)) if now.duration_since(*t) < self.interval => *suppressed += 1,

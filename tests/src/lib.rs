@@ -306,7 +306,7 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Path of the `linli` binary, built once per test run.
+/// Path of the `linli` binary, built (if needed) once per test run.
 pub fn linli_bin() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -314,13 +314,13 @@ pub fn linli_bin() -> Result<PathBuf> {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
             let status = Command::new(cargo)
+                // The same selection as the test script's build, so features unify the
+                // same way and this is a no-op after it.
                 .args([
                     "build",
                     "-q",
-                    "-p",
-                    "linli-gateway",
-                    "--bin",
-                    "linli",
+                    "--workspace",
+                    "--all-targets",
                     "--manifest-path",
                 ])
                 .arg(&manifest)

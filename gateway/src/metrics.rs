@@ -9,6 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::ingest::Rejection;
 use crate::supervision::Liveness;
 
+/// Resident set size of this process, from /proc (Linux only).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// Every counter and gauge the gateway exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -148,6 +161,14 @@ impl Metrics {
             "1 while ingest runs; 0 after a journal failure.",
             g(&self.ingest_up),
         );
+        if let Some(rss) = resident_bytes() {
+            one(
+                "linli_process_resident_memory_bytes",
+                "gauge",
+                "Resident memory of the gateway process.",
+                rss as f64,
+            );
+        }
         let _ = writeln!(s, "# HELP linli_rejected_total Messages rejected, by reason.\n# TYPE linli_rejected_total counter");
         for r in Rejection::ALL {
             let _ = writeln!(

@@ -55,6 +55,7 @@ async fn sealed_reading_is_journaled_acked_and_visible() -> anyhow::Result<()> {
         scrape(&tg.http(), "linli_readings_accepted_total").await?,
         1.0
     );
+    assert!(scrape(&tg.http(), "linli_process_resident_memory_bytes").await? > 1e6);
 
     // The MQTT 5 listener serves devices too.
     let v5 = tg.gw.mqtt_v5.expect("v5 listener");

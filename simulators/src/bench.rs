@@ -18,7 +18,7 @@ use rumqttc::mqttbytes::QoS;
 use tokio::task::JoinSet;
 
 use crate::device::SimDevice;
-use crate::load::{Conn, Counters, Credit};
+use crate::load::{AckReader, Conn, Counters, Credit, RESEND_AFTER};
 
 /// Benchmark parameters.
 #[derive(Debug, Clone)]
@@ -231,7 +231,9 @@ struct Drive<'a> {
     devices: &'a [SimDevice],
     frames: &'a Arc<Vec<Vec<Vec<u8>>>>,
     window: usize,
-    credit: Credit,
+    /// Credit returns on the gateway's application acks (and frames are resent without
+    /// one); otherwise on PUBACK.
+    app_acks: bool,
     timeout: Duration,
     /// Server process id, for CPU accounting.
     pid: u32,
@@ -248,7 +250,7 @@ async fn drive(
         devices,
         frames,
         window,
-        credit,
+        app_acks,
         timeout,
         pid,
     } = d;
@@ -263,6 +265,16 @@ async fn drive(
         let topic = devices[i].topic_for(&reading(0));
         let frames = frames.clone();
         let counters = counters.clone();
+        // Frames were sealed with counters 1, 2, ...: frame index = counter - 1.
+        let credit = match app_acks {
+            false => Credit::PubAck,
+            true => {
+                let dev = devices[i].clone();
+                let read: AckReader =
+                    Arc::new(move |p: &[u8]| dev.open_ack(p).map(|c| c as usize - 1));
+                Credit::AppAck(read)
+            }
+        };
         set.spawn(async move {
             c.publish_all(&topic, &frames[i], window, credit, counters)
                 .await
@@ -281,6 +293,10 @@ async fn drive(
     let gen_cpu = cpu_seconds(&me)? - gen_cpu0;
     set.abort_all();
     while set.join_next().await.is_some() {}
+    let resent = counters.resent.load(Relaxed);
+    if resent > 0 {
+        eprintln!("  note: {resent} frames resent after {RESEND_AFTER:?} without an ack");
+    }
     Ok((got, secs, server_cpu, gen_cpu))
 }
 
@@ -289,14 +305,14 @@ impl IngestBench {
         &self,
         devices: &'a [SimDevice],
         frames: &'a Arc<Vec<Vec<Vec<u8>>>>,
-        credit: Credit,
+        app_acks: bool,
         pid: u32,
     ) -> Drive<'a> {
         Drive {
             devices,
             frames,
             window: self.window,
-            credit,
+            app_acks,
             timeout: self.timeout,
             pid,
         }
@@ -393,16 +409,13 @@ impl IngestBench {
         wait_port(http, Duration::from_secs(30)).await?;
         let conns = connect_all(mqtt, devices, true, true).await?;
         let pid = server.child.id();
-        let (delivered, seconds, cpu_s, generator_cpu_s) = drive(
-            self.drive(devices, frames, Credit::AppAck, pid),
-            conns,
-            || {
+        let (delivered, seconds, cpu_s, generator_cpu_s) =
+            drive(self.drive(devices, frames, true, pid), conns, || {
                 tokio::task::block_in_place(|| {
                     http_metric(http, "linli_readings_accepted_total").unwrap_or(0.0) as u64
                 })
-            },
-        )
-        .await?;
+            })
+            .await?;
         let lost = tokio::task::block_in_place(|| {
             let jumps = http_metric(http, "linli_broker_cursor_jumps_total").unwrap_or(0.0);
             let overload =
@@ -460,12 +473,11 @@ impl IngestBench {
         let conns = connect_all(addr, devices, false, false).await?;
         let pid = server.child.id();
         let c = counters.clone();
-        let (delivered, seconds, cpu_s, generator_cpu_s) = drive(
-            self.drive(devices, frames, Credit::PubAck, pid),
-            conns,
-            move || c.received.load(Relaxed),
-        )
-        .await?;
+        let (delivered, seconds, cpu_s, generator_cpu_s) =
+            drive(self.drive(devices, frames, false, pid), conns, move || {
+                c.received.load(Relaxed)
+            })
+            .await?;
         stop.store(1, Relaxed);
         let _ = sub_task.await;
         Ok(RunResult {

@@ -6,7 +6,7 @@
 //! start brokers or decide what to measure (see `bench`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,16 +28,34 @@ pub struct Counters {
     pub pubacks: AtomicU64,
     /// Publishes received (app acks for devices; readings for the subscriber).
     pub received: AtomicU64,
+    /// Frames sent again because their application ack did not come.
+    pub resent: AtomicU64,
 }
 
+/// Reads an application ack and names the index of the frame it acknowledges.
+pub type AckReader = Arc<dyn Fn(&[u8]) -> Option<usize> + Send + Sync>;
+
 /// What returns a publisher's in-flight credit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Credit {
     /// The broker's PUBACK (the message is in the broker's memory).
     PubAck,
-    /// The gateway's application ack on `down/ack` (the reading is journaled).
-    AppAck,
+    /// The gateway's application ack on `down/ack` (the reading is journaled). Frames
+    /// without one after [`RESEND_AFTER`] are sent again, as firmware does.
+    AppAck(AckReader),
 }
+
+impl std::fmt::Debug for Credit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credit::PubAck => "PubAck",
+            Credit::AppAck(_) => "AppAck",
+        })
+    }
+}
+
+/// How long a publisher waits without any new application ack before resending.
+pub const RESEND_AFTER: Duration = Duration::from_secs(1);
 
 /// One MQTT connection after CONNACK.
 #[derive(Debug)]
@@ -140,51 +158,97 @@ impl Conn {
         let total = payloads.len();
         let window = window.clamp(1, 65_535);
         let credit = Arc::new(Semaphore::new(window));
+        let acked: Arc<Vec<AtomicBool>> =
+            Arc::new((0..total).map(|_| AtomicBool::new(false)).collect());
+        let progress = Arc::new(AtomicU64::new(0));
         let Conn {
             mut rd,
             mut wr,
             mut buf,
         } = self;
-        let reader_credit = credit.clone();
-        let reader = tokio::spawn(async move {
-            let mut acked = 0usize;
-            while acked < total {
-                match Packet::read(&mut buf, MAX_PACKET) {
+        let (reader_credit, reader_acked, reader_progress) =
+            (credit.clone(), acked.clone(), progress.clone());
+        let reader_counters = counters.clone();
+        let app_ack = match &credit_on {
+            Credit::AppAck(read) => Some(read.clone()),
+            Credit::PubAck => None,
+        };
+        let mut reader = tokio::spawn(async move {
+            let mut done = 0usize;
+            let counters = reader_counters;
+            while done < total {
+                let newly = match Packet::read(&mut buf, MAX_PACKET) {
                     Ok(Packet::PubAck(_)) => {
                         counters.pubacks.fetch_add(1, Relaxed);
-                        if credit_on == Credit::PubAck {
-                            acked += 1;
-                            reader_credit.add_permits(1);
-                        }
+                        app_ack.is_none()
                     }
-                    Ok(Packet::Publish(_)) => {
+                    Ok(Packet::Publish(p)) => {
                         counters.received.fetch_add(1, Relaxed);
-                        if credit_on == Credit::AppAck {
-                            acked += 1;
-                            reader_credit.add_permits(1);
+                        match app_ack.as_ref().and_then(|read| read(&p.payload)) {
+                            Some(i) => reader_acked.get(i).is_some_and(|a| !a.swap(true, Relaxed)),
+                            None => false,
                         }
                     }
-                    Ok(_) => {}
+                    Ok(_) => false,
                     Err(MqttError::InsufficientBytes(_)) => {
                         if rd.read_buf(&mut buf).await? == 0 {
-                            bail!("connection closed after {acked} of {total} PUBACKs");
+                            bail!("connection closed after {done} of {total} acks");
                         }
+                        false
                     }
                     Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+                };
+                if newly {
+                    done += 1;
+                    reader_progress.fetch_add(1, Relaxed);
+                    reader_credit.add_permits(1);
                 }
             }
             anyhow::Ok(())
         });
+        let frame = |i: usize| &wire[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+        let resend_unacked = |upto: usize| {
+            (0..upto)
+                .filter(|i| !acked[*i].load(Relaxed))
+                .flat_map(|i| frame(i).iter().copied())
+                .collect::<Vec<u8>>()
+        };
+        let resends = matches!(credit_on, Credit::AppAck(_));
         let mut sent = 0usize;
+        let mut seen_progress = 0;
         while sent < total {
             let k = (total - sent).min(32).min(window);
-            credit.acquire_many(k as u32).await?.forget();
-            let start = if sent == 0 { 0 } else { ends[sent - 1] };
-            wr.write_all(&wire[start..ends[sent + k - 1]]).await?;
-            sent += k;
+            match tokio::time::timeout(RESEND_AFTER, credit.acquire_many(k as u32)).await {
+                Ok(permit) => {
+                    permit?.forget();
+                    let start = if sent == 0 { 0 } else { ends[sent - 1] };
+                    wr.write_all(&wire[start..ends[sent + k - 1]]).await?;
+                    sent += k;
+                }
+                Err(_) if resends && progress.load(Relaxed) == seen_progress => {
+                    let again = resend_unacked(sent);
+                    counters
+                        .resent
+                        .fetch_add((again.len() / frame(0).len().max(1)) as u64, Relaxed);
+                    wr.write_all(&again).await?;
+                }
+                Err(_) => seen_progress = progress.load(Relaxed),
+            }
         }
-        reader.await??;
-        Ok(())
+        loop {
+            tokio::select! {
+                r = &mut reader => return r?,
+                _ = tokio::time::sleep(RESEND_AFTER) => {
+                    let now = progress.load(Relaxed);
+                    if resends && now == seen_progress {
+                        let again = resend_unacked(total);
+                        counters.resent.fetch_add((again.len() / frame(0).len().max(1)) as u64, Relaxed);
+                        wr.write_all(&again).await?;
+                    }
+                    seen_progress = now;
+                }
+            }
+        }
     }
 
     /// Reads publishes until `stop` says so, PUBACKing QoS1 ones and counting each.

@@ -13,7 +13,7 @@ use linli_protocol::codec::{decode_uplink, encode_downlink, DecodeError};
 use linli_protocol::json::JsonUplink;
 use linli_protocol::replay::{ReplayWindow, Verdict};
 use linli_protocol::seal::{self, FrameClass, OpenError, OVERHEAD};
-use linli_protocol::topic::{self, DownChannel, TopicError, UpChannel};
+use linli_protocol::topic::{self, DownChannel, TopicError};
 use linli_protocol::Downlink;
 
 use crate::reading::{RawMessage, Reading};
@@ -141,8 +141,6 @@ pub enum Admitted {
     New(Reading, Arc<DeviceRecord>),
     /// Already accepted before: ack again, do not store again (counted as a replay).
     Duplicate(u32, Arc<DeviceRecord>),
-    /// The broker published this device's Last Will: its connection is gone.
-    Will(String),
 }
 
 /// A rejection with the device id it concerns, when known.
@@ -195,9 +193,6 @@ pub fn admit(
         Ok(None) => return Err(reject(Rejection::UnknownDevice, dev)),
         Err(_) => return Err(reject(Rejection::RegistryError, dev)),
     };
-    if channel == UpChannel::Will {
-        return Ok(Admitted::Will(device.to_owned()));
-    }
     let (counter, uplink, trust) = match record.profile.trust {
         Trust::Sealed => {
             if raw.payload.first() == Some(&b'{') {

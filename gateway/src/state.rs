@@ -65,9 +65,13 @@ impl Views {
     /// Applies an accepted reading. `live` is false while replaying the journal.
     pub fn apply(&mut self, r: &Reading, live: bool) {
         let v = self.devices.entry(r.device.clone()).or_default();
+        let will = r.report == linli_protocol::Report::ConnectionLost;
         if live {
-            v.last_seen_ms = Some(r.received_ms.max(v.last_seen_ms.unwrap_or(0)));
-            v.disconnected = false;
+            // A Last Will says the device is gone; it is not a sign of life.
+            if !will {
+                v.last_seen_ms = Some(r.received_ms.max(v.last_seen_ms.unwrap_or(0)));
+            }
+            v.disconnected = will;
             v.accepted += 1;
         }
         v.last_seen_any_ms = Some(r.received_ms.max(v.last_seen_any_ms.unwrap_or(0)));
@@ -89,14 +93,6 @@ impl Views {
             v.recent.pop_front();
         }
         v.recent.push_back(r.clone());
-    }
-
-    /// Marks a device's connection as dropped (its Last Will arrived).
-    pub fn will(&mut self, device: &str) {
-        self.devices
-            .entry(device.to_owned())
-            .or_default()
-            .disconnected = true;
     }
 
     /// Counts a rejection against a device.

@@ -121,7 +121,6 @@ impl Worker {
         let mut batch: Vec<RawMessage> = Vec::with_capacity(max_batch);
         let mut fresh: Vec<Reading> = Vec::with_capacity(max_batch);
         let mut acks: Vec<Ack> = Vec::with_capacity(max_batch);
-        let mut wills: Vec<String> = Vec::new();
         let mut rejected_devices: Vec<String> = Vec::new();
         loop {
             match self.rx.blocking_recv() {
@@ -147,6 +146,10 @@ impl Worker {
             for raw in batch.drain(..) {
                 match ingest::admit(&raw, &self.shared.registry, &mut self.windows, policy) {
                     Ok(Admitted::New(reading, device)) => {
+                        if reading.report == linli_protocol::Report::ConnectionLost {
+                            metrics.wills.fetch_add(1, Relaxed);
+                            tracing::info!(device = %reading.device, "device connection dropped (last will)");
+                        }
                         if let Err(e) = self.journal.append(&reading) {
                             return self.fail(e);
                         }
@@ -164,11 +167,6 @@ impl Worker {
                             now,
                         );
                         acks.push((device, counter));
-                    }
-                    Ok(Admitted::Will(device)) => {
-                        metrics.wills.fetch_add(1, Relaxed);
-                        tracing::info!(device = %device, "device connection dropped (last will)");
-                        wills.push(device);
                     }
                     Err(r) => {
                         metrics.reject(r.reason);
@@ -200,9 +198,6 @@ impl Worker {
                 let mut views = self.shared.views.lock();
                 for r in &fresh {
                     views.apply(r, true);
-                }
-                for d in wills.drain(..) {
-                    views.will(&d);
                 }
                 for d in rejected_devices.drain(..) {
                     views.rejected(&d);

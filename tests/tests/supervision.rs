@@ -77,15 +77,42 @@ async fn silence_walks_from_unknown_to_ok_late_and_lost() -> anyhow::Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_will_marks_a_device_late_until_it_is_heard_again() -> anyhow::Result<()> {
+async fn a_sealed_last_will_marks_a_device_late_and_a_forged_one_is_refused() -> anyhow::Result<()>
+{
     let tg = TestGateway::start(|_| {}).await?;
     let http = tg.http();
     let mut dev = tg.provision_with_heartbeat("bed-4", DeviceKind::Bed, Trust::Sealed, 600)?;
-    let will = Some((dev.topic(UpChannel::Will), b"gone".to_vec()));
+    let bystander = tg.provision_with_heartbeat("bed-5", DeviceKind::Bed, Trust::Sealed, 600)?;
+    // Firmware seals its will at connect time with a counter it reserves.
+    let (_, will_frame) = dev.seal_next(0, Report::ConnectionLost);
+    let will = Some((dev.topic(UpChannel::Will), will_frame));
     let m = connect_opts(tg.gw.mqtt_v4, &dev.id, &dev.id, &dev.password, will).await?;
     let (_, f) = dev.seal_next(0, Report::Heartbeat(Heartbeat { uptime_s: 1 }));
     m.publish(&dev.topic(UpChannel::Heartbeat), f).await?;
     assert!(becomes(&http, &dev.id, "ok", Duration::from_secs(5)).await);
+
+    // Another client forging bed-4's will is refused: it is not sealed with bed-4's key.
+    let other = connect_device(tg.gw.mqtt_v4, &bystander).await?;
+    other
+        .publish(&dev.topic(UpChannel::Will), b"gone".to_vec())
+        .await?;
+    let refused = eventually(Duration::from_secs(5), || {
+        let http = http.clone();
+        async move {
+            scrape(&http, "linli_rejected_total{reason=\"truncated\"}")
+                .await
+                .ok()
+                == Some(1.0)
+        }
+    })
+    .await;
+    assert!(refused, "forged will counted as a rejection");
+    assert_eq!(
+        liveness(&http, &dev.id).await,
+        "ok",
+        "a forged will changes nothing"
+    );
+
     m.kill();
     assert!(
         becomes(&http, &dev.id, "late", Duration::from_secs(10)).await,

@@ -123,6 +123,9 @@ pub enum Report {
     WasteBin(WasteBin),
     /// Power meter.
     PowerMeter(PowerMeter),
+    /// The device's Last Will: sealed when it connects (with a counter it reserves) and
+    /// published by the broker if the connection drops. Every kind sends it.
+    ConnectionLost,
 }
 
 /// Periodic liveness.
@@ -375,13 +378,17 @@ impl Report {
             Report::WaterLevel(_) => "water_level",
             Report::WasteBin(_) => "waste_bin",
             Report::PowerMeter(_) => "power_meter",
+            Report::ConnectionLost => "connection_lost",
         }
     }
 
     /// The device kind this report belongs to; `None` for reports every kind sends.
     pub const fn kind(&self) -> Option<DeviceKind> {
         Some(match self {
-            Report::Heartbeat(_) | Report::Battery(_) | Report::Status(_) => return None,
+            Report::Heartbeat(_)
+            | Report::Battery(_)
+            | Report::Status(_)
+            | Report::ConnectionLost => return None,
             Report::Pendant(_) => DeviceKind::Pendant,
             Report::Bed(_) => DeviceKind::Bed,
             Report::Door(_) => DeviceKind::Door,
@@ -407,6 +414,7 @@ impl Report {
         match self {
             Report::Heartbeat(_) | Report::HubHeartbeat(_) => UpChannel::Heartbeat,
             Report::Battery(_) | Report::Status(_) => UpChannel::Status,
+            Report::ConnectionLost => UpChannel::Will,
             Report::Pendant(Pendant::Activity { .. }) => UpChannel::Telemetry,
             Report::Pendant(_) => UpChannel::Event,
             Report::Hazard(h) if h.alarm => UpChannel::Event,
@@ -459,7 +467,7 @@ impl Report {
                 f("activity", level.into());
                 f("steps", steps.into());
             }
-            Report::Pendant(Pendant::Sos | Pendant::FallCancelled) => {}
+            Report::Pendant(Pendant::Sos | Pendant::FallCancelled) | Report::ConnectionLost => {}
             Report::Bed(x) => {
                 f("bed_occupied", b(x.occupied));
                 f("bed_pressure", x.pressure.into());

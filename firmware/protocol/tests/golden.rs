@@ -128,6 +128,7 @@ fn samples() -> Vec<(Uplink, &'static str)> {
             })),
             "808aa0c906 0e fd11 8028 fc11 ec0e 8927 c0c407",
         ),
+        (u(Report::ConnectionLost), "808aa0c9060f"),
     ]
 }
 

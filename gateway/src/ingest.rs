@@ -253,7 +253,10 @@ pub fn admit(
     let window = windows.entry(device.to_owned()).or_default();
     match (window.check(counter), trust) {
         (Verdict::Fresh, _) => window.accept(counter),
-        (Verdict::Duplicate, _) => return Ok(Admitted::Duplicate(counter, record)),
+        (Verdict::Duplicate, Trust::Sealed) => return Ok(Admitted::Duplicate(counter, record)),
+        // Nor can a JSON duplicate be trusted to be one: a forged counter must not
+        // suppress the real reading, so store it again (at-least-once for JSON).
+        (Verdict::Duplicate, Trust::Integration) => {}
         // A JSON counter proves nothing (any registered client can publish it), so an
         // old one only means "cannot deduplicate": accept rather than let a forged jump
         // silence the device.
@@ -337,7 +340,7 @@ mod tests {
     };
 
     #[test]
-    fn a_forged_json_counter_jump_cannot_silence_an_integration_device() {
+    fn forged_json_counters_cannot_silence_or_suppress_an_integration_device() {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::open(dir.path()).unwrap();
         reg.provision(&DeviceProfile {
@@ -371,6 +374,9 @@ mod tests {
             &mut windows,
             POLICY,
         );
-        assert!(matches!(again, Ok(Admitted::Duplicate(90_000, _))));
+        assert!(
+            matches!(again, Ok(Admitted::New(..))),
+            "JSON is stored again, never suppressed"
+        );
     }
 }

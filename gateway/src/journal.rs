@@ -33,6 +33,15 @@ pub enum JournalError {
         /// The error.
         source: io::Error,
     },
+    /// A checksummed record this version cannot decode: the journal was written by a
+    /// newer gateway. Nothing is cut; run the newer version.
+    #[error("journal {path} has a record at byte {offset} this version cannot read (written by a newer gateway?); refusing to start rather than drop it")]
+    Unreadable {
+        /// Segment file.
+        path: PathBuf,
+        /// Offset of the record.
+        offset: u64,
+    },
     /// A record could not be encoded (should not happen).
     #[error("journal record encoding: {0}")]
     Encode(#[from] postcard::Error),
@@ -94,22 +103,31 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
     Ok(out)
 }
 
-/// Parses the record at `pos`: (seq, reading, next position), or None if it is not a
-/// whole, checksummed, decodable record.
-fn record_at(data: &[u8], pos: usize) -> Option<(u64, Reading, usize)> {
-    let head = data.get(pos..pos + RECORD_HEADER)?;
+/// What lies at an offset of a segment.
+enum At {
+    /// A whole record: (seq, reading, next position).
+    Record(u64, Reading, usize),
+    /// A whole, checksummed record this version cannot decode (written by a newer one).
+    Unreadable,
+    /// Not a whole, checksummed record.
+    Garbage,
+}
+
+fn record_at(data: &[u8], pos: usize) -> At {
+    let Some(head) = data.get(pos..pos + RECORD_HEADER) else {
+        return At::Garbage;
+    };
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     let start = pos + RECORD_HEADER;
-    if len > MAX_RECORD {
-        return None;
+    let payload = match data.get(start..start + len) {
+        Some(p) if len <= MAX_RECORD && crc32fast::hash(p) == crc => p,
+        _ => return At::Garbage,
+    };
+    match postcard::from_bytes::<(u64, Reading)>(payload) {
+        Ok((seq, reading)) => At::Record(seq, reading, start + len),
+        Err(_) => At::Unreadable,
     }
-    let payload = data.get(start..start + len)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    let (seq, reading) = postcard::from_bytes::<(u64, Reading)>(payload).ok()?;
-    Some((seq, reading, start + len))
 }
 
 /// What reading one segment found.
@@ -136,16 +154,32 @@ fn read_segment(path: &Path, f: &mut dyn FnMut(u64, Reading)) -> Result<SegmentS
         corrupt: 0,
     };
     let mut pos = 0usize;
+    let mut last_seq: Option<u64> = None;
     while pos < data.len() {
-        if let Some((seq, reading, next)) = record_at(&data, pos) {
-            f(seq, reading);
-            scan.records += 1;
-            pos = next;
-            scan.good_end = next as u64;
-            continue;
+        match record_at(&data, pos) {
+            At::Record(seq, reading, next) => {
+                last_seq = Some(seq);
+                f(seq, reading);
+                scan.records += 1;
+                pos = next;
+                scan.good_end = next as u64;
+                continue;
+            }
+            At::Unreadable => {
+                return Err(JournalError::Unreadable {
+                    path: path.to_owned(),
+                    offset: pos as u64,
+                })
+            }
+            At::Garbage => {}
         }
-        // Resynchronise: the next offset where a whole good record starts.
-        match (pos + 1..data.len()).find(|p| record_at(&data, *p).is_some()) {
+        // Resynchronise: the next offset where a whole good record with a later sequence
+        // number starts (a later one, so a record's own bytes cannot pass for one).
+        let resync = (pos + 1..data.len()).find(|p| match record_at(&data, *p) {
+            At::Record(seq, _, _) => last_seq.is_none_or(|l| seq > l),
+            _ => false,
+        });
+        match resync {
             Some(p) => {
                 scan.corrupt += 1;
                 pos = p;
@@ -174,7 +208,7 @@ impl Journal {
         };
         let mut next_seq = 0u64;
         let mut track = |seq: u64, r: Reading| {
-            next_seq = next_seq.max(seq + 1);
+            next_seq = next_seq.max(seq.saturating_add(1));
             replay(seq, r);
         };
         let mut tail: Option<(PathBuf, u64, u64)> = None;
@@ -412,6 +446,34 @@ mod tests {
         assert_eq!(rec.corrupt_records, 1);
         assert_eq!(rec.truncated_bytes, 0);
         assert_eq!(j.append(&reading(20)).unwrap(), 20, "sequence continues");
+    }
+
+    #[test]
+    fn a_checksummed_record_from_a_newer_version_stops_recovery_instead_of_being_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _, _) = open(dir.path(), 1 << 20);
+        j.append(&reading(0)).unwrap();
+        j.commit().unwrap();
+        let path = j.out_path.clone();
+        drop(j);
+        let payload = [0xffu8; 12]; // not a (seq, Reading) this version knows
+        let mut rec = (payload.len() as u32).to_le_bytes().to_vec();
+        rec.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        rec.extend_from_slice(&payload);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&rec).unwrap();
+        drop(f);
+        let before = fs::metadata(&path).unwrap().len();
+        let err = Journal::open(
+            dir.path(),
+            1 << 20,
+            FsyncPolicy::Batch,
+            Duration::from_millis(1),
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(matches!(err, JournalError::Unreadable { .. }), "{err}");
+        assert_eq!(fs::metadata(&path).unwrap().len(), before, "nothing cut");
     }
 
     #[test]

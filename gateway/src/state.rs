@@ -74,7 +74,9 @@ impl Views {
             v.disconnected = will;
             v.accepted += 1;
         }
-        v.last_seen_any_ms = Some(r.received_ms.max(v.last_seen_any_ms.unwrap_or(0)));
+        if !will {
+            v.last_seen_any_ms = Some(r.received_ms.max(v.last_seen_any_ms.unwrap_or(0)));
+        }
         if let Some(b) = r.report.battery_pct() {
             v.battery_pct = Some(b);
         }

@@ -270,8 +270,9 @@ async fn drive(
             false => Credit::PubAck,
             true => {
                 let dev = devices[i].clone();
-                let read: AckReader =
-                    Arc::new(move |p: &[u8]| dev.open_ack(p).map(|c| c as usize - 1));
+                let read: AckReader = Arc::new(move |p: &[u8]| {
+                    dev.open_ack(p).and_then(|c| (c as usize).checked_sub(1))
+                });
                 Credit::AppAck(read)
             }
         };

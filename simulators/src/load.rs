@@ -156,7 +156,13 @@ impl Conn {
             ends.push(wire.len());
         }
         let total = payloads.len();
-        let window = window.clamp(1, 65_535);
+        // With application acks, an unacked frame must stay inside the gateway's replay
+        // window, or its resend is refused as stale.
+        let max_window = match credit_on {
+            Credit::AppAck(_) => linli_protocol::replay::WINDOW as usize / 2,
+            Credit::PubAck => 65_535,
+        };
+        let window = window.clamp(1, max_window);
         let credit = Arc::new(Semaphore::new(window));
         let acked: Arc<Vec<AtomicBool>> =
             Arc::new((0..total).map(|_| AtomicBool::new(false)).collect());

@@ -15,8 +15,9 @@
 //!
 //! `WIRE.md` beside this crate lists every report with a JSON example.
 //!
-//! `counter` (u32, wrapping) is required and deduplicates resends exactly like a sealed
-//! frame's counter; `device_time` is seconds since the Unix epoch (0 if unknown); `report`
+//! `counter` (u32, wrapping) is required and names the message in its ack (JSON is stored
+//! at least once: an unauthenticated counter cannot be trusted to deduplicate);
+//! `device_time` is seconds since the Unix epoch (0 if unknown); `report`
 //! is one externally tagged [`Report`] with snake_case names, fields as in
 //! [`crate::report`]. Unknown fields are rejected.
 
@@ -28,7 +29,7 @@ use crate::report::Report;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonUplink {
-    /// Wrapping frame counter for deduplication and acks.
+    /// Wrapping counter naming the message in its ack.
     pub counter: u32,
     /// Device time, seconds since the Unix epoch (0 when unknown).
     #[serde(default)]

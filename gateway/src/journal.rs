@@ -369,6 +369,16 @@ mod tests {
         }
     }
 
+    /// Writes readings 0..n into a fresh journal and returns the tail segment's path.
+    fn write(dir: &Path, n: u32) -> PathBuf {
+        let (mut j, _, _) = open(dir, 1 << 20);
+        for c in 0..n {
+            j.append(&reading(c)).unwrap();
+        }
+        j.commit().unwrap();
+        j.out_path.clone()
+    }
+
     fn open(dir: &Path, seg: u64) -> (Journal, Recovery, Vec<Reading>) {
         let mut got = Vec::new();
         let (j, r) = Journal::open(
@@ -402,13 +412,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_and_appends_continue_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = open(dir.path(), 1 << 20);
-        for c in 0..10 {
-            j.append(&reading(c)).unwrap();
-        }
-        j.commit().unwrap();
-        let path = j.out_path.clone();
-        drop(j);
+        let path = write(dir.path(), 10);
         // Simulate a crash mid-write: half a record, then garbage.
         let full = fs::read(&path).unwrap();
         let one = full.len() / 10;
@@ -429,13 +433,7 @@ mod tests {
     #[test]
     fn a_corrupt_record_mid_log_is_skipped_and_the_good_ones_after_it_are_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = open(dir.path(), 1 << 20);
-        for c in 0..20 {
-            j.append(&reading(c)).unwrap();
-        }
-        j.commit().unwrap();
-        let path = j.out_path.clone();
-        drop(j);
+        let path = write(dir.path(), 20);
         let mut data = fs::read(&path).unwrap();
         let one = data.len() / 20;
         data[5 * one + RECORD_HEADER + 2] ^= 0x40; // inside record 5's payload
@@ -479,13 +477,7 @@ mod tests {
     #[test]
     fn flipped_byte_in_the_tail_record_is_never_served() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, _, _) = open(dir.path(), 1 << 20);
-        for c in 0..5 {
-            j.append(&reading(c)).unwrap();
-        }
-        j.commit().unwrap();
-        let path = j.out_path.clone();
-        drop(j);
+        let path = write(dir.path(), 5);
         let mut data = fs::read(&path).unwrap();
         let last = data.len() - 3;
         data[last] ^= 0x40;

@@ -311,7 +311,7 @@ async fn supervise(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 if l == Liveness::Ok {
                     connected += 1;
                 }
-                counts[Liveness::ALL.iter().position(|x| *x == l).unwrap_or(3)] += 1;
+                counts[l.index()] += 1;
                 if previous.get(&id).is_some_and(|p| *p != l) {
                     tracing::info!(device = %id, liveness = l.as_str(), "device liveness changed");
                 }

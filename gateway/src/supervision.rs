@@ -28,6 +28,11 @@ impl Liveness {
         Liveness::Unknown,
     ];
 
+    /// Index into [`Liveness::ALL`] (declaration order).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Stable label.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -339,21 +339,18 @@ async fn a_stalled_stage_shows_lag_and_loses_nothing_acked() -> anyhow::Result<(
 async fn a_port_in_use_fails_start_up_naming_it() -> anyhow::Result<()> {
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?;
-    let err = TestGateway::start(|c| c.broker.listen_v4 = addr)
-        .await
-        .unwrap_err();
-    let msg = format!("{err:#}");
-    assert!(
-        msg.contains(&addr.to_string()) && msg.contains("broker.listen_v4"),
-        "{msg}"
-    );
-    let err = TestGateway::start(|c| c.http.listen = addr)
-        .await
-        .unwrap_err();
-    let msg = format!("{err:#}");
-    assert!(
-        msg.contains(&addr.to_string()) && msg.contains("http.listen"),
-        "{msg}"
-    );
+    type SetListen = fn(&mut linli_gateway::Config, std::net::SocketAddr);
+    let taken_by: [(&str, SetListen); 2] = [
+        ("broker.listen_v4", |c, a| c.broker.listen_v4 = a),
+        ("http.listen", |c, a| c.http.listen = a),
+    ];
+    for (key, set) in taken_by {
+        let err = TestGateway::start(|c| set(c, addr)).await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&addr.to_string()) && msg.contains(key),
+            "{msg}"
+        );
+    }
     Ok(())
 }

@@ -191,13 +191,16 @@ fn read_segment(path: &Path, f: &mut dyn FnMut(u64, Reading)) -> Result<SegmentS
 }
 
 impl Journal {
-    /// Opens the journal in `dir`, replaying every record into `replay` first. A torn
-    /// tail in the newest segment is cut.
+    /// Opens the journal in `dir`, replaying its records into `replay` first: every
+    /// segment that may hold a record at or after `from_seq` is read (earlier records in
+    /// it are passed too; callers filter by sequence number). A torn tail in the newest
+    /// segment is cut.
     pub fn open(
         dir: &Path,
         segment_max: u64,
         policy: FsyncPolicy,
         fsync_interval: Duration,
+        from_seq: u64,
         replay: &mut dyn FnMut(u64, Reading),
     ) -> Result<(Journal, Recovery), JournalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -212,11 +215,18 @@ impl Journal {
             replay(seq, r);
         };
         let mut tail: Option<(PathBuf, u64, u64)> = None;
+        let mut skipped_floor = 0u64;
         for (i, (first_seq, path)) in segs.iter().enumerate() {
+            let is_tail = i + 1 == segs.len();
+            if !is_tail && segs[i + 1].0 <= from_seq {
+                // Wholly before `from_seq`: every follower has it; only its numbering counts.
+                skipped_floor = segs[i + 1].0;
+                continue;
+            }
             let scan = read_segment(path, &mut track)?;
             recovery.records += scan.records;
             recovery.corrupt_records += scan.corrupt;
-            if i + 1 == segs.len() {
+            if is_tail {
                 // The tail: cut a torn end, and make what was written durable, since it
                 // was replayed (and so will be treated as accepted) before any fsync.
                 let f = OpenOptions::new()
@@ -232,6 +242,7 @@ impl Journal {
                 tail = Some((path.clone(), scan.good_end, *first_seq));
             }
         }
+        next_seq = next_seq.max(skipped_floor);
         let (out_path, segment_len) = match tail {
             Some((path, len, first_seq)) => {
                 // Sequence numbers never go below the tail segment's name.
@@ -344,6 +355,25 @@ impl Journal {
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
+
+    /// Deletes the segments whose records all come before `seq` (never the segment being
+    /// written). Returns how many were deleted.
+    pub fn release_before(&mut self, seq: u64) -> Result<usize, JournalError> {
+        let segs = segments(&self.dir)?;
+        let mut released = 0;
+        for pair in segs.windows(2) {
+            let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+            if *next_first > seq || *path == self.out_path {
+                break;
+            }
+            fs::remove_file(path).map_err(io_err(path))?;
+            released += 1;
+        }
+        if released > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(released)
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
@@ -386,6 +416,7 @@ mod tests {
             seg,
             FsyncPolicy::Batch,
             Duration::from_millis(1),
+            0,
             &mut |_, rd| got.push(rd),
         )
         .unwrap();
@@ -467,6 +498,7 @@ mod tests {
             1 << 20,
             FsyncPolicy::Batch,
             Duration::from_millis(1),
+            0,
             &mut |_, _| {},
         )
         .unwrap_err();

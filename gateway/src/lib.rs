@@ -6,8 +6,10 @@
 
 pub mod api;
 pub mod broker;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod follow;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;

@@ -16,9 +16,11 @@ use rumqttd::Notification;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::{self, BrokerError};
+use crate::checkpoint::{self, CheckpointError};
 use crate::clock::now_ms;
 use crate::config::{Config, SupervisionConfig};
-use crate::ingest::{Rejection, Windows};
+use crate::follow::{self, Entry, Follower};
+use crate::ingest::Rejection;
 use crate::journal::{Journal, JournalError, Recovery};
 use crate::metrics::Metrics;
 use crate::reading::RawMessage;
@@ -52,6 +54,9 @@ pub enum StartError {
     /// Journal could not be opened or recovered.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The replay-window checkpoint could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// Broker did not start.
     #[error(transparent)]
     Broker(#[from] BrokerError),
@@ -106,22 +111,40 @@ pub async fn start(
     let registry = Registry::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::default());
 
-    // Recover the journal: device views and replay windows come back from it.
+    // The stages that follow the journal, each at its own durable point.
+    let mut followers: Vec<Box<dyn Follower>> = Vec::new();
+
+    // Recover: replay windows from their checkpoint, then the journal from the earliest
+    // point anything still needs (windows, views and followers each take their part).
+    let checkpoint_path = checkpoint::path(&config.data_dir);
+    let (mut windows, windows_seq) = checkpoint::load(&checkpoint_path)?;
     let mut views = Views::new(config.ingest.recent_per_device);
-    let mut windows = Windows::new();
+    let from_seq = followers
+        .iter()
+        .map(|f| f.durable_before())
+        .fold(windows_seq, u64::min);
+    let mut replay = Replayer::new(&registry, &mut followers);
     let (journal, recovery) = Journal::open(
         &config.data_dir.join("journal"),
         config.ingest.segment_mib * 1024 * 1024,
         config.ingest.fsync,
         config.fsync_interval(),
-        &mut |_, r| {
-            windows
-                .entry(r.device.clone())
-                .or_default()
-                .accept(r.counter);
+        from_seq,
+        &mut |seq, r| {
+            if seq < from_seq {
+                return;
+            }
+            if seq >= windows_seq {
+                windows
+                    .entry(r.device.clone())
+                    .or_default()
+                    .accept(r.counter);
+            }
             views.apply(&r, false);
+            replay.push(seq, r);
         },
     )?;
+    replay.finish();
     if recovery.truncated_bytes > 0 || recovery.corrupt_records > 0 {
         tracing::warn!(
             truncated_bytes = recovery.truncated_bytes,
@@ -167,12 +190,22 @@ pub async fn start(
             what: "acker",
             source,
         })?;
+    let mut handles = Vec::new();
+    for f in followers {
+        let name = f.name();
+        handles.push(
+            follow::spawn(f, 64, Duration::from_secs(1), now_ms)
+                .map_err(|source| StartError::Spawn { what: name, source })?,
+        );
+    }
     let worker = Worker {
         shared: shared.clone(),
         journal,
         windows,
         acks: acks_tx,
         rx,
+        followers: handles,
+        checkpoint: (checkpoint_path, Duration::from_secs(30)),
     };
     std::thread::Builder::new()
         .name("linli-ingest".into())
@@ -212,6 +245,75 @@ pub async fn start(
         recovery,
         http_task,
     })
+}
+
+/// Hands replayed journal records to the followers that have not made them durable,
+/// in chunks, looking each sender up in the registry.
+struct Replayer<'a> {
+    registry: &'a Registry,
+    followers: &'a mut [Box<dyn Follower>],
+    starts: Vec<u64>,
+    devices: std::collections::HashMap<String, Option<Arc<DeviceRecord>>>,
+    pending: Vec<Entry>,
+    unknown: u64,
+}
+
+impl<'a> Replayer<'a> {
+    fn new(registry: &'a Registry, followers: &'a mut [Box<dyn Follower>]) -> Self {
+        let starts = followers.iter().map(|f| f.durable_before()).collect();
+        Replayer {
+            registry,
+            followers,
+            starts,
+            devices: Default::default(),
+            pending: Vec::new(),
+            unknown: 0,
+        }
+    }
+
+    fn push(&mut self, seq: u64, reading: crate::reading::Reading) {
+        if self.starts.iter().all(|s| seq < *s) {
+            return;
+        }
+        let registry = self.registry;
+        let device = self
+            .devices
+            .entry(reading.device.clone())
+            .or_insert_with(|| registry.get(&reading.device).ok().flatten())
+            .clone();
+        let Some(device) = device else {
+            self.unknown += 1;
+            return;
+        };
+        self.pending.push(Entry {
+            seq,
+            reading,
+            device,
+        });
+        if self.pending.len() >= 4096 {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for (f, start) in self.followers.iter_mut().zip(&self.starts) {
+            let from = self.pending.partition_point(|e| e.seq < *start);
+            if from < self.pending.len() {
+                f.apply(&self.pending[from..]);
+            }
+        }
+        self.pending.clear();
+    }
+
+    fn finish(mut self) {
+        self.flush();
+        if self.unknown > 0 {
+            tracing::warn!(
+                records = self.unknown,
+                "journal records of devices no longer registered were not replayed to the store or export"
+            );
+        }
+    }
 }
 
 /// Reads the broker link and enqueues; never blocks on the journal. Answers

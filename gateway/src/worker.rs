@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 use rumqttd::local::LinkTx;
 use tokio::sync::mpsc;
 
+use crate::follow::{self, Entry};
 use crate::ingest::{self, Admitted, Policy, Rejected, Windows};
 use crate::journal::Journal;
 use crate::pipeline::Shared;
-use crate::reading::{RawMessage, Reading};
+use crate::reading::RawMessage;
 use crate::registry::DeviceRecord;
 
 /// Rate limiter for rejection log lines: one per device per interval, with a count of
@@ -95,6 +96,10 @@ pub struct Worker {
     pub acks: std::sync::mpsc::Sender<Vec<Ack>>,
     /// Incoming messages.
     pub rx: mpsc::Receiver<RawMessage>,
+    /// Stages that consume committed readings (store, export).
+    pub followers: Vec<follow::Handle>,
+    /// Where the replay windows are checkpointed, and how often.
+    pub checkpoint: (std::path::PathBuf, Duration),
 }
 
 impl std::fmt::Debug for Worker {
@@ -119,7 +124,8 @@ impl Worker {
         let metrics = self.shared.metrics.clone();
         metrics.ingest_up.store(1, Relaxed);
         let mut batch: Vec<RawMessage> = Vec::with_capacity(max_batch);
-        let mut fresh: Vec<Reading> = Vec::with_capacity(max_batch);
+        let mut fresh: Vec<Entry> = Vec::with_capacity(max_batch);
+        let mut last_checkpoint = Instant::now();
         let mut acks: Vec<Ack> = Vec::with_capacity(max_batch);
         let mut rejected_devices: Vec<String> = Vec::new();
         loop {
@@ -150,11 +156,16 @@ impl Worker {
                             metrics.wills.fetch_add(1, Relaxed);
                             tracing::info!(device = %reading.device, "device connection dropped (last will)");
                         }
-                        if let Err(e) = self.journal.append(&reading) {
-                            return self.fail(e);
-                        }
-                        acks.push((device, reading.counter));
-                        fresh.push(reading);
+                        let seq = match self.journal.append(&reading) {
+                            Ok(seq) => seq,
+                            Err(e) => return self.fail(e),
+                        };
+                        acks.push((device.clone(), reading.counter));
+                        fresh.push(Entry {
+                            seq,
+                            reading,
+                            device,
+                        });
                     }
                     Ok(Admitted::Duplicate(counter, device)) => {
                         metrics.reject(ingest::Rejection::Replay);
@@ -196,14 +207,23 @@ impl Worker {
             }
             {
                 let mut views = self.shared.views.lock();
-                for r in &fresh {
-                    views.apply(r, true);
+                for e in &fresh {
+                    views.apply(&e.reading, true);
                 }
                 for d in rejected_devices.drain(..) {
                     views.rejected(&d);
                 }
             }
-            fresh.clear();
+            if !fresh.is_empty() {
+                let batch: follow::Batch = fresh.drain(..).collect::<Vec<_>>().into();
+                for f in &self.followers {
+                    f.send(batch.clone());
+                }
+            }
+            if last_checkpoint.elapsed() >= self.checkpoint.1 {
+                self.checkpoint_and_release();
+                last_checkpoint = Instant::now();
+            }
             if !acks.is_empty() {
                 let batch = std::mem::replace(&mut acks, Vec::with_capacity(max_batch));
                 if self.acks.send(batch).is_err() {
@@ -212,6 +232,27 @@ impl Worker {
             }
         }
         metrics.ingest_up.store(0, Relaxed);
+    }
+
+    /// Checkpoints the replay windows, then releases the journal segments that neither
+    /// they nor any follower still need. Failures are logged; ingest goes on (the journal
+    /// just keeps more).
+    fn checkpoint_and_release(&mut self) {
+        let seq = self.journal.next_seq();
+        if let Err(e) = crate::checkpoint::store(&self.checkpoint.0, &self.windows, seq) {
+            tracing::error!(error = %e, "cannot checkpoint replay windows: journal kept");
+            return;
+        }
+        let keep_from = self
+            .followers
+            .iter()
+            .map(|f| f.durable_before())
+            .fold(seq, u64::min);
+        match self.journal.release_before(keep_from) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(segments = n, keep_from, "journal segments released"),
+            Err(e) => tracing::error!(error = %e, "cannot release journal segments"),
+        }
     }
 
     fn fail(self, e: crate::journal::JournalError) {

@@ -23,7 +23,7 @@ pub enum Verdict {
 }
 
 /// Per-device window: the newest accepted counter and which of the 64 before it were seen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayWindow {
     newest: Option<u32>,
     /// Bit `c % WINDOW` is set when counter `c` (within the window) was accepted.

@@ -1,0 +1,120 @@
+//! Journal followers: the stages that consume accepted readings after the journal has
+//! made them durable (the time-series store, the InfluxDB export, later the rules).
+//!
+//! Owns the hand-off: each follower runs on its own thread, gets every committed batch
+//! in sequence order (and, at start, the journal records it had not yet made durable),
+//! and publishes the sequence number below which it no longer needs the journal. Does
+//! not own what a follower does with a reading, nor the journal's files.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::reading::Reading;
+use crate::registry::DeviceRecord;
+
+/// One journaled reading with the record of the device that sent it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Journal sequence number.
+    pub seq: u64,
+    /// The reading.
+    pub reading: Reading,
+    /// The sender as registered (its profile names kind, site, zone, subject).
+    pub device: Arc<DeviceRecord>,
+}
+
+/// A committed batch, shared by every follower.
+pub type Batch = Arc<[Entry]>;
+
+/// A consumer of the journal.
+pub trait Follower: Send + 'static {
+    /// Name for logs and thread names.
+    fn name(&self) -> &'static str;
+    /// First journal sequence number this follower has not made durable on its own:
+    /// replay at start begins here, and the journal keeps everything from here on.
+    fn durable_before(&self) -> u64;
+    /// Takes entries in sequence order (replayed ones at start, then committed batches).
+    fn apply(&mut self, entries: &[Entry]);
+    /// Called at least every `tick` while running (background work: sealing, flushing,
+    /// retention). `now_ms` is the wall clock.
+    fn tick(&mut self, now_ms: u64);
+}
+
+/// The running side of a follower, held by the ingest worker.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    name: &'static str,
+    tx: SyncSender<Batch>,
+    durable_before: Arc<AtomicU64>,
+}
+
+impl Handle {
+    /// Hands over a committed batch; waits while the follower is `capacity` batches
+    /// behind (back-pressure on ingest, which then stops acking: nothing is dropped).
+    pub fn send(&self, batch: Batch) {
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(batch)) => {
+                tracing::debug!(follower = self.name, "follower behind: ingest waits");
+                if self.tx.send(batch).is_err() {
+                    tracing::error!(follower = self.name, "follower stopped");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!(follower = self.name, "follower stopped");
+            }
+        }
+    }
+
+    /// First sequence number the follower still needs from the journal.
+    pub fn durable_before(&self) -> u64 {
+        self.durable_before.load(Relaxed)
+    }
+
+    /// Name of the follower.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// Starts `follower` on its own thread, taking batches from a queue of `capacity` and
+/// ticking every `tick`.
+pub fn spawn(
+    mut follower: Box<dyn Follower>,
+    capacity: usize,
+    tick: Duration,
+    clock: fn() -> u64,
+) -> std::io::Result<Handle> {
+    let (tx, rx) = mpsc::sync_channel::<Batch>(capacity);
+    let durable_before = Arc::new(AtomicU64::new(follower.durable_before()));
+    let name = follower.name();
+    let durable = durable_before.clone();
+    std::thread::Builder::new()
+        .name(format!("linli-{name}"))
+        .spawn(move || {
+            let mut last_tick = std::time::Instant::now();
+            loop {
+                match rx.recv_timeout(tick) {
+                    Ok(batch) => follower.apply(&batch),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        follower.tick(clock());
+                        durable.store(follower.durable_before(), Relaxed);
+                        return;
+                    }
+                }
+                if last_tick.elapsed() >= tick {
+                    follower.tick(clock());
+                    last_tick = std::time::Instant::now();
+                }
+                durable.store(follower.durable_before(), Relaxed);
+            }
+        })?;
+    Ok(Handle {
+        name,
+        tx,
+        durable_before,
+    })
+}

@@ -40,3 +40,16 @@ pub struct Reading {
     /// What the device reported.
     pub report: Report,
 }
+
+impl Reading {
+    /// The time a reading's points are filed under, ms since the epoch: the device clock
+    /// when the device has one (a resend keeps its time), else the gateway receive time.
+    /// The store and the export both use it, so replays land on the same timestamp.
+    pub fn point_time_ms(&self) -> i64 {
+        if self.device_time != 0 {
+            i64::from(self.device_time) * 1000
+        } else {
+            self.received_ms as i64
+        }
+    }
+}

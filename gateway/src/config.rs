@@ -24,6 +24,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Device liveness.
     pub supervision: SupervisionConfig,
+    /// Embedded time-series store.
+    pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -111,6 +113,59 @@ pub struct SupervisionConfig {
     pub tick_ms: u64,
 }
 
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// A series' head is sealed into a chunk at this many points.
+    pub chunk_points: usize,
+    /// Small adjacent chunks are merged up to this many points.
+    pub compact_points: usize,
+    /// A head older than this is sealed anyway, seconds (bounds the journal kept).
+    pub head_max_age_s: u64,
+    /// All heads are sealed when together they hold more points than this.
+    pub max_head_points: usize,
+    /// How long data is kept.
+    pub retention: RetentionConfig,
+}
+
+/// `[store.retention]`, in days.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw points of care devices (vitals, activity, bed, door, motion, ...).
+    pub care_days: u32,
+    /// Raw points of facility devices (lights, manholes, water, bins, meters).
+    pub facility_days: u32,
+    /// 1-minute roll-ups.
+    pub rollup_1m_days: u32,
+    /// 1-hour roll-ups.
+    pub rollup_1h_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            chunk_points: 4096,
+            compact_points: 16384,
+            head_max_age_s: 900,
+            max_head_points: 4_000_000,
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            care_days: 30,
+            facility_days: 365,
+            rollup_1m_days: 400,
+            rollup_1h_days: 1830,
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -139,6 +194,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             ingest: IngestConfig::default(),
             supervision: SupervisionConfig::default(),
+            store: StoreConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -306,6 +362,50 @@ impl Config {
                 });
             }
         };
+        let st = &self.store;
+        check(
+            (64..=65536).contains(&st.chunk_points),
+            "store.chunk_points",
+            "must be between 64 and 65536",
+        );
+        check(
+            st.compact_points >= st.chunk_points && st.compact_points <= 1 << 20,
+            "store.compact_points",
+            "must be at least store.chunk_points and at most 1048576",
+        );
+        check(
+            (1..=86_400).contains(&st.head_max_age_s),
+            "store.head_max_age_s",
+            "must be between 1 and 86400",
+        );
+        check(
+            st.max_head_points >= st.chunk_points,
+            "store.max_head_points",
+            "must be at least store.chunk_points",
+        );
+        let r = &st.retention;
+        for (key, days) in [
+            ("store.retention.care_days", r.care_days),
+            ("store.retention.facility_days", r.facility_days),
+            ("store.retention.rollup_1m_days", r.rollup_1m_days),
+            ("store.retention.rollup_1h_days", r.rollup_1h_days),
+        ] {
+            check(
+                (1..=36_500).contains(&days),
+                key,
+                "must be between 1 and 36500 days",
+            );
+        }
+        check(
+            r.rollup_1m_days >= r.care_days.max(r.facility_days),
+            "store.retention.rollup_1m_days",
+            "must be at least the longest raw retention (roll-ups outlive raw points)",
+        );
+        check(
+            r.rollup_1h_days >= r.rollup_1m_days,
+            "store.retention.rollup_1h_days",
+            "must be at least store.retention.rollup_1m_days",
+        );
         let b = &self.broker;
         check(
             b.listen_v5 != Some(b.listen_v4) || b.listen_v4.port() == 0,
@@ -478,6 +578,24 @@ late_after_missed = 1
 lost_after_missed = 3
 # Liveness re-evaluation period, ms.
 tick_ms = 1000
+
+[store]
+# The embedded time-series store (store.sqlite3 in data_dir). A series' newest points
+# stay in memory (and the journal) until sealed into a compressed chunk: at
+# chunk_points points, after head_max_age_s, or when all heads together pass
+# max_head_points. Small chunks are merged up to compact_points.
+chunk_points = 4096
+compact_points = 16384
+head_max_age_s = 900
+max_head_points = 4000000
+
+[store.retention]
+# Days kept. Raw points by device class; roll-ups (per minute and per hour: min, max,
+# mean, count, last) outlive them.
+care_days = 30
+facility_days = 365
+rollup_1m_days = 400
+rollup_1h_days = 1830
 
 [log]
 # Filter: "info", "debug", "linli_gateway=debug,rumqttd=warn", ...

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::reading::RawMessage;
 use crate::registry::{DeviceRecord, Registry, RegistryError};
 use crate::state::Views;
+use crate::store::{Store, StoreError, StoreFollower};
 use crate::supervision::{self, Liveness, Thresholds};
 use crate::worker::Worker;
 
@@ -40,6 +41,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Device views.
     pub views: Mutex<Views>,
+    /// The embedded time-series store.
+    pub store: Arc<Store>,
     /// Test and maintenance hook: while true the ingest worker takes nothing from its
     /// queue (simulates a slow stage; messages queue up unacked).
     pub paused: AtomicBool,
@@ -54,6 +57,9 @@ pub enum StartError {
     /// Journal could not be opened or recovered.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The time-series store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The replay-window checkpoint could not be read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -112,7 +118,8 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
 
     // The stages that follow the journal, each at its own durable point.
-    let mut followers: Vec<Box<dyn Follower>> = Vec::new();
+    let store = Arc::new(Store::open(&config.data_dir, config.store.clone(), now_ms)?);
+    let mut followers: Vec<Box<dyn Follower>> = vec![Box::new(StoreFollower(store.clone()))];
 
     // Recover: replay windows from their checkpoint, then the journal from the earliest
     // point anything still needs (windows, views and followers each take their part).
@@ -163,6 +170,7 @@ pub async fn start(
         registry: registry.clone(),
         metrics: metrics.clone(),
         views: Mutex::new(views),
+        store,
         paused: AtomicBool::new(false),
     });
 

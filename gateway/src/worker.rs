@@ -215,7 +215,7 @@ impl Worker {
                 }
             }
             if !fresh.is_empty() {
-                let batch: follow::Batch = fresh.drain(..).collect::<Vec<_>>().into();
+                let batch: follow::Batch = std::mem::take(&mut fresh).into();
                 for f in &self.followers {
                     f.send(batch.clone());
                 }

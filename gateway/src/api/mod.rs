@@ -1,4 +1,5 @@
-//! HTTP API (axum): health, Prometheus metrics, and device views.
+//! HTTP API (axum): health, Prometheus metrics, device views, and (in `series`) the
+//! time-series store's queries.
 //!
 //! Owns routes, JSON shapes and the error envelope
 //! `{"error": {"code": "...", "message": "..."}}`. Reads shared state; changes nothing.
@@ -13,6 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+mod series;
 
 use crate::clock::now_ms;
 use crate::pipeline::{device_liveness, Shared};
@@ -63,6 +66,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/devices", get(devices))
         .route("/api/devices/:id", get(device))
         .route("/api/devices/:id/readings", get(readings))
+        .route("/api/devices/:id/latest", get(series::latest))
+        .route("/api/series", get(series::series))
+        .route("/api/series.csv", get(series::series_csv))
+        .route("/api/series/list", get(series::list))
         .fallback(|| async { not_found("route") })
         .with_state(shared)
 }
@@ -80,11 +87,9 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
-    )
-        .into_response()
+    let mut text = s.metrics.render();
+    s.store.stats.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// A device as listed.

@@ -1,0 +1,281 @@
+//! Where sealed chunks live: an SQLite file (`store.sqlite3`, WAL, synchronous=FULL)
+//! holding the series catalogue, compressed chunks of raw points and roll-ups, and the
+//! store's journal watermark.
+//!
+//! Owns the schema and every SQL statement of the store; does not decide what to seal,
+//! compact or delete (that is `store`'s policy) nor encode chunks (`chunk`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// Resolution of raw chunks.
+pub const RAW: i64 = 0;
+
+const SCHEMA: &str = "
+PRAGMA auto_vacuum = INCREMENTAL;
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    class TEXT NOT NULL,
+    site TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    subject TEXT,
+    sealed_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (device, metric)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    series INTEGER NOT NULL,
+    res INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    points INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, res, start_ms);
+";
+
+/// One row of the series catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRow {
+    /// Row id.
+    pub id: i64,
+    /// Device id.
+    pub device: String,
+    /// Metric name.
+    pub metric: String,
+    /// Device kind.
+    pub kind: String,
+    /// Retention class.
+    pub class: String,
+    /// Site.
+    pub site: String,
+    /// Zone.
+    pub zone: String,
+    /// `resident:R-1` or `asset:A-1`.
+    pub subject: Option<String>,
+    /// Journal records up to this sequence number are sealed for this series.
+    pub sealed_seq: u64,
+}
+
+/// A stored chunk.
+#[derive(Debug, Clone)]
+pub struct ChunkRow {
+    /// Row id.
+    pub rowid: i64,
+    /// First point's (or bucket's) time, ms.
+    pub start_ms: i64,
+    /// Last point's time, ms.
+    pub end_ms: i64,
+    /// Points (or buckets).
+    pub points: i64,
+    /// Encoded chunk.
+    pub data: Vec<u8>,
+}
+
+/// Opens (creating) the store database.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Every series.
+pub fn all_series(conn: &Connection) -> rusqlite::Result<Vec<SeriesRow>> {
+    let mut st = conn.prepare(
+        "SELECT id, device, metric, kind, class, site, zone, subject, sealed_seq FROM series",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(SeriesRow {
+            id: r.get(0)?,
+            device: r.get(1)?,
+            metric: r.get(2)?,
+            kind: r.get(3)?,
+            class: r.get(4)?,
+            site: r.get(5)?,
+            zone: r.get(6)?,
+            subject: r.get(7)?,
+            sealed_seq: r.get::<_, i64>(8)? as u64,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Adds a series and returns its id.
+pub fn add_series(conn: &Connection, s: &SeriesRow) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO series (device, metric, kind, class, site, zone, subject, sealed_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+        params![s.device, s.metric, s.kind, s.class, s.site, s.zone, s.subject],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The store's journal watermark (0 when never written).
+pub fn watermark(conn: &Connection) -> rusqlite::Result<u64> {
+    let v: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'durable_before'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+/// Sets the watermark inside `tx`.
+pub fn set_watermark(tx: &Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('durable_before', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [seq as i64],
+    )?;
+    Ok(())
+}
+
+/// Records that `series` is sealed through journal sequence `seq`.
+pub fn set_sealed(tx: &Transaction<'_>, series: i64, seq: u64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE series SET sealed_seq = ?2 WHERE id = ?1",
+        params![series, seq as i64],
+    )?;
+    Ok(())
+}
+
+/// Stores a chunk (replacing one of the same series, resolution and start).
+pub fn put_chunk(
+    tx: &Transaction<'_>,
+    series: i64,
+    res: i64,
+    (start, end, points): (i64, i64, usize),
+    data: &[u8],
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO chunks (series, res, start_ms, end_ms, points, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![series, res, start, end, points as i64, data],
+    )?;
+    Ok(())
+}
+
+/// Deletes a chunk by row id.
+pub fn delete_chunk(tx: &Transaction<'_>, rowid: i64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM chunks WHERE rowid = ?1", [rowid])?;
+    Ok(())
+}
+
+/// Deletes the roll-ups derived from the raw chunk starting at `start`.
+pub fn delete_rollups_of(tx: &Transaction<'_>, series: i64, start: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM chunks WHERE series = ?1 AND res > 0 AND start_ms = ?2",
+        params![series, start],
+    )?;
+    Ok(())
+}
+
+/// Chunks of `series` at `res` that overlap `[from, to]`, by start time.
+pub fn chunks_overlapping(
+    conn: &Connection,
+    series: i64,
+    res: i64,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<ChunkRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT rowid, start_ms, end_ms, points, data FROM chunks
+         WHERE series = ?1 AND res = ?2 AND start_ms <= ?4 AND end_ms >= ?3
+         ORDER BY start_ms",
+    )?;
+    let rows = st.query_map(params![series, res, from, to], chunk_row)?;
+    rows.collect()
+}
+
+fn chunk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
+    Ok(ChunkRow {
+        rowid: r.get(0)?,
+        start_ms: r.get(1)?,
+        end_ms: r.get(2)?,
+        points: r.get(3)?,
+        data: r.get(4)?,
+    })
+}
+
+/// The newest raw chunk of `series`.
+pub fn last_raw_chunk(conn: &Connection, series: i64) -> rusqlite::Result<Option<ChunkRow>> {
+    conn.prepare_cached(
+        "SELECT rowid, start_ms, end_ms, points, data FROM chunks
+         WHERE series = ?1 AND res = 0 ORDER BY start_ms DESC LIMIT 1",
+    )?
+    .query_row([series], chunk_row)
+    .optional()
+}
+
+/// Start of the oldest raw chunk of `series`.
+pub fn first_raw_start(conn: &Connection, series: i64) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT MIN(start_ms) FROM chunks WHERE series = ?1 AND res = 0",
+        [series],
+        |r| r.get(0),
+    )
+}
+
+/// Series that have at least two raw chunks smaller than `small` points.
+pub fn compaction_candidates(
+    conn: &Connection,
+    small: usize,
+    limit: usize,
+) -> rusqlite::Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT series FROM chunks WHERE res = 0 AND points < ?1
+         GROUP BY series HAVING COUNT(*) > 1 LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![small as i64, limit as i64], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Raw chunk headers of `series` (no data), by start.
+pub fn raw_chunk_sizes(conn: &Connection, series: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT rowid, points FROM chunks WHERE series = ?1 AND res = 0 ORDER BY start_ms",
+    )?;
+    let rows = st.query_map([series], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// A chunk by row id.
+pub fn chunk(conn: &Connection, rowid: i64) -> rusqlite::Result<ChunkRow> {
+    conn.query_row(
+        "SELECT rowid, start_ms, end_ms, points, data FROM chunks WHERE rowid = ?1",
+        [rowid],
+        chunk_row,
+    )
+}
+
+/// Deletes chunks at `res` of series of retention `class` that end before `cutoff`.
+/// Returns how many were deleted.
+pub fn expire(tx: &Transaction<'_>, class: &str, res: i64, cutoff: i64) -> rusqlite::Result<usize> {
+    tx.execute(
+        "DELETE FROM chunks WHERE res = ?2 AND end_ms < ?3
+         AND series IN (SELECT id FROM series WHERE class = ?1)",
+        params![class, res, cutoff],
+    )
+}
+
+/// Points and bytes kept at `res` (raw = 0).
+pub fn totals(conn: &Connection, res: i64) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(points), 0), COALESCE(SUM(LENGTH(data)), 0) FROM chunks WHERE res = ?1",
+        [res],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+}

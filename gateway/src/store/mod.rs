@@ -1,0 +1,525 @@
+//! The embedded time-series store (the default; no database server): series of
+//! (device, metric) tagged with site, zone and resident/asset, fed from the journal as a
+//! follower. The journal is its write-ahead log; each series' newest points sit in an
+//! in-memory head until sealed into a pco-compressed chunk in SQLite, with 1-minute and
+//! 1-hour roll-ups beside it. Small chunks are merged later; old ones expire per class.
+//!
+//! Owns sealing, compaction and retention policy and the query entry points. The byte
+//! format is `chunk`'s, the SQL `db`'s, bucket arithmetic `rollup`'s, head semantics
+//! `head`'s. Does not own HTTP (that is `api`) or the export (`influxdb`).
+
+pub mod chunk;
+pub mod db;
+pub mod head;
+mod query;
+pub mod rollup;
+mod stats;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use linli_protocol::DeviceKind;
+use parking_lot::Mutex;
+use rusqlite::{Connection, Transaction};
+
+use crate::config::StoreConfig;
+use crate::follow::{Entry, Follower};
+use crate::registry::{DeviceProfile, SubjectKind};
+use head::Head;
+pub use query::{Latest, SeriesInfo};
+pub use stats::Stats;
+
+/// Roll-up resolutions kept beside raw chunks, ms.
+pub const ROLLUPS: [i64; 2] = [60_000, 3_600_000];
+
+const MINUTE_MS: u64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite file failed.
+    #[error("time-series store (store.sqlite3): {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// A chunk did not decode.
+    #[error(
+        "time-series store: chunk of series {series} starting at {start_ms} is damaged: {source}"
+    )]
+    Chunk {
+        /// Series id.
+        series: i64,
+        /// Chunk start.
+        start_ms: i64,
+        /// Why.
+        source: chunk::ChunkError,
+    },
+    /// No such series.
+    #[error("no series {metric} for device {device}; GET /api/series/list?device={device} lists what exists")]
+    UnknownSeries {
+        /// Device.
+        device: String,
+        /// Metric.
+        metric: String,
+    },
+}
+
+/// Retention class of a series, from its device kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Care devices: personal data, kept shortest.
+    Care,
+    /// Street and facility devices.
+    Facility,
+}
+
+impl Class {
+    /// The class of a device kind.
+    pub fn of(kind: DeviceKind) -> Class {
+        match kind {
+            DeviceKind::StreetLight
+            | DeviceKind::Manhole
+            | DeviceKind::WaterLevel
+            | DeviceKind::WasteBin
+            | DeviceKind::PowerMeter => Class::Facility,
+            _ => Class::Care,
+        }
+    }
+
+    /// Name stored in the catalogue.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Care => "care",
+            Class::Facility => "facility",
+        }
+    }
+}
+
+struct Series {
+    id: i64,
+    head: Head,
+    sealed_seq: u64,
+}
+
+#[derive(Default)]
+struct Heads {
+    /// device → metric → series.
+    by_device: HashMap<String, HashMap<String, Series>>,
+    /// Points in all heads.
+    points: usize,
+    /// One past the last journal record applied.
+    applied_before: u64,
+    /// First journal record not yet sealed for every series (persisted at each seal).
+    durable_before: u64,
+}
+
+/// The store. Share it in an `Arc`: the follower writes, the API reads.
+pub struct Store {
+    cfg: StoreConfig,
+    clock: fn() -> u64,
+    heads: Mutex<Heads>,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    /// Counters for `/metrics`.
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn subject_tag(p: &DeviceProfile) -> Option<String> {
+    p.subject.as_ref().map(|(k, id)| {
+        let k = match k {
+            SubjectKind::Resident => "resident",
+            SubjectKind::Asset => "asset",
+        };
+        format!("{k}:{id}")
+    })
+}
+
+impl Store {
+    /// Opens (creating) `store.sqlite3` in `dir`.
+    pub fn open(dir: &Path, cfg: StoreConfig, clock: fn() -> u64) -> Result<Store, StoreError> {
+        let path = dir.join("store.sqlite3");
+        let writer = db::open(&path)?;
+        let reader = db::open(&path)?;
+        let mut heads = Heads::default();
+        for row in db::all_series(&writer)? {
+            heads.by_device.entry(row.device).or_default().insert(
+                row.metric,
+                Series {
+                    id: row.id,
+                    head: Head::default(),
+                    sealed_seq: row.sealed_seq,
+                },
+            );
+        }
+        heads.durable_before = db::watermark(&writer)?;
+        heads.applied_before = heads.durable_before;
+        let stats = Stats::default();
+        stats.set_series(heads.by_device.values().map(|m| m.len()).sum());
+        Ok(Store {
+            cfg,
+            clock,
+            heads: Mutex::new(heads),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            stats,
+        })
+    }
+
+    /// First journal record whose points are not all sealed: the store's replay start.
+    pub fn durable_before(&self) -> u64 {
+        self.heads.lock().durable_before
+    }
+
+    /// Adds the points of `entries` (journal order) to the heads.
+    pub fn apply(&self, entries: &[Entry]) {
+        let now = (self.clock)();
+        let mut metrics: Vec<(&'static str, f64)> = Vec::with_capacity(8);
+        let mut heads = self.heads.lock();
+        for e in entries {
+            metrics.clear();
+            e.reading
+                .report
+                .for_each_metric(&mut |m, v| metrics.push((m, v)));
+            let event = e.reading.report.event().map(|k| k.as_str());
+            let t = e.reading.point_time_ms();
+            for (m, v) in metrics.iter().copied() {
+                self.push(&mut heads, &e.device.profile, m, (t, v), e.seq, now);
+            }
+            if let Some(kind) = event {
+                let name = format!("event_{kind}");
+                self.push(&mut heads, &e.device.profile, &name, (t, 1.0), e.seq, now);
+            }
+            heads.applied_before = heads.applied_before.max(e.seq + 1);
+        }
+        if heads
+            .by_device
+            .values()
+            .all(|m| m.values().all(|s| s.head.is_empty()))
+        {
+            // Nothing unsealed: everything applied is durable in the store already.
+            heads.durable_before = heads.applied_before;
+        }
+        let over = heads.points > self.cfg.max_head_points;
+        drop(heads);
+        if over {
+            self.seal(|_| true);
+        }
+    }
+
+    fn push(
+        &self,
+        heads: &mut Heads,
+        device: &DeviceProfile,
+        metric: &str,
+        (t, v): (i64, f64),
+        seq: u64,
+        now: u64,
+    ) {
+        if !v.is_finite() {
+            self.stats.count_non_finite();
+            return;
+        }
+        let series = match heads
+            .by_device
+            .get_mut(&device.id)
+            .and_then(|m| m.get_mut(metric))
+        {
+            Some(s) => s,
+            None => match self.add_series(device, metric) {
+                Ok(id) => {
+                    self.stats.set_series(self.stats.series() + 1);
+                    heads
+                        .by_device
+                        .entry(device.id.clone())
+                        .or_default()
+                        .entry(metric.to_owned())
+                        .or_insert(Series {
+                            id,
+                            head: Head::default(),
+                            sealed_seq: 0,
+                        })
+                }
+                Err(e) => {
+                    // The point stays in the journal, and the watermark cannot pass it.
+                    tracing::error!(error = %e, device = %device.id, metric, "cannot add series");
+                    self.stats.count_error();
+                    return;
+                }
+            },
+        };
+        if seq <= series.sealed_seq && series.sealed_seq > 0 {
+            return; // Replayed after a restart, and sealed before it.
+        }
+        series.head.push(t, v, seq, now);
+        heads.points += 1;
+        self.stats.count_point();
+    }
+
+    fn add_series(&self, device: &DeviceProfile, metric: &str) -> Result<i64, StoreError> {
+        let row = db::SeriesRow {
+            id: 0,
+            device: device.id.clone(),
+            metric: metric.to_owned(),
+            kind: device.kind.as_str().to_owned(),
+            class: Class::of(device.kind).as_str().to_owned(),
+            site: device.site.clone(),
+            zone: device.zone.clone(),
+            subject: subject_tag(device),
+            sealed_seq: 0,
+        };
+        Ok(db::add_series(&self.writer.lock(), &row)?)
+    }
+
+    /// Seals every head `pick` chooses into chunks, in one transaction, and advances the
+    /// watermark. On failure the points go back into their heads (and stay journaled).
+    fn seal(&self, pick: impl Fn(&Head) -> bool) {
+        let mut heads = self.heads.lock();
+        // (device, metric, points, first seq, last seq) of each head taken.
+        type Taken = (String, String, Vec<(i64, f64)>, u64, u64);
+        let mut taken: Vec<Taken> = Vec::new();
+        for (device, metrics) in heads.by_device.iter_mut() {
+            for (metric, s) in metrics.iter_mut() {
+                if !s.head.is_empty() && pick(&s.head) {
+                    let max_seq = s.head.max_seq;
+                    let first_seq = s.head.min_seq.unwrap_or(max_seq);
+                    taken.push((
+                        device.clone(),
+                        metric.clone(),
+                        s.head.take(),
+                        first_seq,
+                        max_seq,
+                    ));
+                }
+            }
+        }
+        if taken.is_empty() {
+            return;
+        }
+        let watermark = heads
+            .by_device
+            .values()
+            .flat_map(|m| m.values())
+            .filter_map(|s| s.head.min_seq)
+            .fold(heads.applied_before, u64::min);
+        let ids: Vec<i64> = taken
+            .iter()
+            .map(|(d, m, ..)| heads.by_device[d][m].id)
+            .collect();
+        let mut conn = self.writer.lock();
+        let result = (|| -> Result<(), StoreError> {
+            let tx = conn.transaction()?;
+            for ((_, _, points, _, max_seq), id) in taken.iter().zip(&ids) {
+                self.write_points(&tx, *id, points.clone())?;
+                db::set_sealed(&tx, *id, *max_seq)?;
+            }
+            db::set_watermark(&tx, watermark)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                let sealed: usize = taken.iter().map(|t| t.2.len()).sum();
+                heads.points = heads.points.saturating_sub(sealed);
+                for (d, m, _, _, max_seq) in &taken {
+                    if let Some(s) = heads.by_device.get_mut(d).and_then(|x| x.get_mut(m)) {
+                        s.sealed_seq = *max_seq;
+                    }
+                }
+                heads.durable_before = watermark;
+                self.stats.count_sealed(taken.len(), sealed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, series = taken.len(), "sealing failed: points stay in memory and in the journal");
+                self.stats.count_error();
+                for (d, m, points, first_seq, max_seq) in taken {
+                    if let Some(s) = heads.by_device.get_mut(&d).and_then(|x| x.get_mut(&m)) {
+                        for (t, v) in points {
+                            s.head.push(t, v, first_seq, (self.clock)());
+                        }
+                        s.head.max_seq = s.head.max_seq.max(max_seq);
+                    }
+                }
+            }
+        }
+        self.stats.set_head_points(heads.points);
+    }
+
+    /// Writes sorted, unique `points` of `series` as raw chunks with their roll-ups,
+    /// first merging any stored chunk they overlap (the newer value of a timestamp wins).
+    fn write_points(
+        &self,
+        tx: &Transaction<'_>,
+        series: i64,
+        points: Vec<(i64, f64)>,
+    ) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            return Ok(());
+        };
+        let overlapping = db::chunks_overlapping(tx, series, db::RAW, first.0, last.0)?;
+        let points = if overlapping.is_empty() {
+            points
+        } else {
+            let mut older = Vec::new();
+            for c in &overlapping {
+                older.extend(decode(series, c)?);
+                db::delete_chunk(tx, c.rowid)?;
+                db::delete_rollups_of(tx, series, c.start_ms)?;
+            }
+            self.stats.count_merge();
+            head::overlay(older, &points)
+        };
+        for piece in points.chunks(self.cfg.compact_points) {
+            write_chunk(tx, series, piece)?;
+        }
+        Ok(())
+    }
+
+    /// Background work: seal due heads, then (now and then) compact and expire.
+    pub fn tick(&self, now_ms: u64, maintenance: bool) {
+        let chunk_points = self.cfg.chunk_points;
+        let max_age = self.cfg.head_max_age_s * 1000;
+        self.seal(|h| h.len() >= chunk_points || now_ms.saturating_sub(h.opened_ms) >= max_age);
+        if maintenance {
+            if let Err(e) = self.compact(200) {
+                tracing::error!(error = %e, "compaction failed; chunks stay as they are");
+                self.stats.count_error();
+            }
+            if let Err(e) = self.expire(now_ms as i64) {
+                tracing::error!(error = %e, "retention pass failed; it is retried later");
+                self.stats.count_error();
+            }
+        }
+    }
+
+    /// Seals every head now (shutdown, benchmarks).
+    pub fn seal_all(&self) {
+        self.seal(|_| true);
+    }
+
+    /// Merges runs of small adjacent raw chunks of up to `limit` series into chunks of
+    /// up to `compact_points`. Returns how many chunks were merged away.
+    pub fn compact(&self, limit: usize) -> Result<usize, StoreError> {
+        let target = self.cfg.compact_points as i64;
+        let mut conn = self.writer.lock();
+        let candidates = db::compaction_candidates(&conn, self.cfg.compact_points / 2, limit)?;
+        let mut merged = 0;
+        for series in candidates {
+            let sizes = db::raw_chunk_sizes(&conn, series)?;
+            let mut groups: Vec<Vec<i64>> = Vec::new();
+            let mut group: Vec<i64> = Vec::new();
+            let mut total = 0i64;
+            for (rowid, points) in sizes {
+                if total + points > target {
+                    groups.push(std::mem::take(&mut group));
+                    total = 0;
+                }
+                group.push(rowid);
+                total += points;
+            }
+            groups.push(group);
+            let tx = conn.transaction()?;
+            for g in groups.into_iter().filter(|g| g.len() > 1) {
+                let mut points = Vec::new();
+                for rowid in &g {
+                    let c = db::chunk(&tx, *rowid)?;
+                    points.extend(decode(series, &c)?);
+                    db::delete_chunk(&tx, c.rowid)?;
+                    db::delete_rollups_of(&tx, series, c.start_ms)?;
+                }
+                head::normalize(&mut points);
+                write_chunk(&tx, series, &points)?;
+                merged += g.len() - 1;
+            }
+            tx.commit()?;
+        }
+        if merged > 0 {
+            conn.execute_batch("PRAGMA incremental_vacuum;")?;
+            self.stats.count_compacted(merged);
+        }
+        Ok(merged)
+    }
+
+    /// Deletes chunks past their retention at `now_ms`. Returns how many went.
+    pub fn expire(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let r = &self.cfg.retention;
+        let days = |d: u32| now_ms - i64::from(d) * DAY_MS;
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for class in [Class::Care, Class::Facility] {
+            let raw_days = match class {
+                Class::Care => r.care_days,
+                Class::Facility => r.facility_days,
+            };
+            n += db::expire(&tx, class.as_str(), db::RAW, days(raw_days))?;
+            n += db::expire(&tx, class.as_str(), ROLLUPS[0], days(r.rollup_1m_days))?;
+            n += db::expire(&tx, class.as_str(), ROLLUPS[1], days(r.rollup_1h_days))?;
+        }
+        tx.commit()?;
+        if n > 0 {
+            conn.execute_batch("PRAGMA incremental_vacuum;")?;
+            self.stats.count_expired(n);
+            tracing::info!(chunks = n, "retention: expired chunks deleted");
+        }
+        Ok(n)
+    }
+}
+
+fn decode(series: i64, c: &db::ChunkRow) -> Result<Vec<(i64, f64)>, StoreError> {
+    chunk::decode_raw(&c.data).map_err(|source| StoreError::Chunk {
+        series,
+        start_ms: c.start_ms,
+        source,
+    })
+}
+
+/// Writes one raw chunk of sorted `points` and its roll-ups (keyed by its start).
+fn write_chunk(tx: &Transaction<'_>, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Ok(());
+    };
+    let span = (first.0, last.0, points.len());
+    db::put_chunk(tx, series, db::RAW, span, &chunk::encode_raw(points))?;
+    for res in ROLLUPS {
+        let buckets = rollup::aggregate(points, res);
+        db::put_chunk(
+            tx,
+            series,
+            res,
+            (first.0, last.0, buckets.len()),
+            &chunk::encode_rollup(&buckets),
+        )?;
+    }
+    Ok(())
+}
+
+/// The store as a journal follower (runs on its own thread).
+#[derive(Debug, Clone)]
+pub struct StoreFollower(pub std::sync::Arc<Store>);
+
+impl Follower for StoreFollower {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    fn durable_before(&self) -> u64 {
+        self.0.durable_before()
+    }
+
+    fn apply(&mut self, entries: &[Entry]) {
+        self.0.apply(entries);
+    }
+
+    fn tick(&mut self, now_ms: u64) {
+        let due = self.0.stats.maintenance_due(now_ms, MINUTE_MS);
+        self.0.tick(now_ms, due);
+    }
+}
+
+#[cfg(test)]
+mod tests;

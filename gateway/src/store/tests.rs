@@ -1,0 +1,209 @@
+//! Store tests at simulated time: sealing, overwrite semantics, late points, compaction,
+//! retention with roll-ups, and restart from the watermark.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use linli_protocol::report::{Report, WaterLevel};
+use linli_protocol::DeviceKind;
+
+use super::rollup::Agg;
+use super::*;
+use crate::config::StoreConfig;
+use crate::follow::Entry;
+use crate::reading::Reading;
+use crate::registry::{DeviceRecord, Registry, Trust};
+
+static NOW: AtomicU64 = AtomicU64::new(1_000_000);
+fn clock() -> u64 {
+    NOW.load(Relaxed)
+}
+
+fn device(dir: &Path) -> Arc<DeviceRecord> {
+    let reg = Registry::open(dir).unwrap();
+    reg.provision(&DeviceProfile {
+        id: "wl-1".into(),
+        kind: DeviceKind::WaterLevel,
+        site: "s".into(),
+        zone: "underpass".into(),
+        subject: Some((SubjectKind::Asset, "UP-1".into())),
+        heartbeat_s: None,
+        trust: Trust::Sealed,
+    })
+    .unwrap();
+    reg.get("wl-1").unwrap().unwrap()
+}
+
+fn entry(d: &Arc<DeviceRecord>, seq: u64, t_s: u32, level_mm: u16) -> Entry {
+    Entry {
+        seq,
+        reading: Reading {
+            device: d.profile.id.clone(),
+            counter: seq as u32,
+            device_time: t_s,
+            received_ms: 0,
+            trust: Trust::Sealed,
+            report: Report::WaterLevel(WaterLevel { level_mm }),
+        },
+        device: d.clone(),
+    }
+}
+
+fn small() -> StoreConfig {
+    StoreConfig {
+        chunk_points: 64,
+        compact_points: 256,
+        ..StoreConfig::default()
+    }
+}
+
+const M: &str = "water_level_m";
+
+#[test]
+fn sealed_and_unsealed_points_answer_one_query_and_overwrites_never_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    let entries: Vec<Entry> = (0..100)
+        .map(|i| entry(&d, i, 1_000 + i as u32 * 60, i as u16))
+        .collect();
+    store.apply(&entries);
+    store.tick(clock(), false); // seals the head (100 >= 64)
+    assert_eq!(store.durable_before(), 100);
+    store.apply(&[entry(&d, 100, 1_000 + 100 * 60, 100)]);
+    // A replayed point (same time) with a new value overwrites in the head...
+    store.apply(&[entry(&d, 101, 1_000 + 100 * 60, 555)]);
+    // ...and a late point for sealed time merges into the chunk.
+    store.apply(&[entry(&d, 102, 1_000 + 5 * 60, 777)]);
+    let pts = store.raw("wl-1", M, 0, i64::MAX).unwrap();
+    assert_eq!(pts.len(), 101, "no duplicates");
+    assert_eq!(pts[5], (1_000_000 + 5 * 60_000, 0.777));
+    assert_eq!(pts[100].1, 0.555);
+    store.seal_all();
+    let again = store.raw("wl-1", M, 0, i64::MAX).unwrap();
+    assert_eq!(again, pts, "sealing changes nothing a query sees");
+    assert_eq!(store.durable_before(), 103);
+    let latest = store.latest("wl-1").unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].value, 0.555);
+    // Range is [from, to).
+    let some = store
+        .raw("wl-1", M, 1_000_000 + 60_000, 1_000_000 + 3 * 60_000)
+        .unwrap();
+    assert_eq!(some.len(), 2);
+    assert!(matches!(
+        store.raw("wl-1", "nope", 0, 1),
+        Err(StoreError::UnknownSeries { .. })
+    ));
+}
+
+#[test]
+fn buckets_aggregate_and_roll_ups_answer_after_raw_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    // Two hours, one point a minute: values 0..120 mm.
+    let entries: Vec<Entry> = (0..120)
+        .map(|i| entry(&d, i, 3_600 * 24 + i as u32 * 60, i as u16))
+        .collect();
+    store.apply(&entries);
+    store.seal_all();
+    let hour = 3_600_000;
+    let day = 86_400_000;
+    let before = store
+        .buckets("wl-1", M, (0, i64::MAX / 2), hour, Agg::Mean)
+        .unwrap();
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].0, day);
+    assert!((before[0].1 - 0.0295).abs() < 1e-12);
+    let max = store
+        .buckets("wl-1", M, (0, i64::MAX / 2), hour, Agg::Max)
+        .unwrap();
+    assert_eq!(max[1], (day + hour, 0.119));
+    // Facility raw points expire after 365 days; roll-ups stay far longer.
+    let expired = store.expire(day + 366 * day).unwrap();
+    assert!(expired > 0);
+    assert!(store.raw("wl-1", M, 0, i64::MAX).unwrap().is_empty());
+    let after = store
+        .buckets("wl-1", M, (0, i64::MAX / 2), hour, Agg::Mean)
+        .unwrap();
+    assert_eq!(after.len(), 2);
+    assert!((after[0].1 - before[0].1).abs() < 1e-12);
+    let count = store
+        .buckets("wl-1", M, (0, i64::MAX / 2), hour, Agg::Count)
+        .unwrap();
+    assert_eq!(count, vec![(day, 60.0), (day + hour, 60.0)]);
+    // 1-minute roll-ups too.
+    let minutes = store
+        .buckets("wl-1", M, (0, i64::MAX / 2), 60_000, Agg::Last)
+        .unwrap();
+    assert_eq!(minutes.len(), 120);
+}
+
+#[test]
+fn compaction_merges_small_chunks_and_keeps_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    for batch in 0..10u64 {
+        let entries: Vec<Entry> = (0..10)
+            .map(|i| {
+                let n = batch * 10 + i;
+                entry(&d, n, 1_000 + n as u32 * 60, n as u16)
+            })
+            .collect();
+        store.apply(&entries);
+        store.seal_all();
+    }
+    let before = store.raw("wl-1", M, 0, i64::MAX).unwrap();
+    let chunks = |s: &Store| db::raw_chunk_sizes(&s.reader.lock(), 1).unwrap().len();
+    assert_eq!(chunks(&store), 10);
+    let merged = store.compact(10).unwrap();
+    assert_eq!(merged, 9);
+    assert_eq!(chunks(&store), 1);
+    assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap(), before);
+    let per_min = store
+        .buckets("wl-1", M, (0, i64::MAX / 2), 60_000, Agg::Count)
+        .unwrap();
+    assert_eq!(per_min.len(), 100);
+}
+
+#[test]
+fn a_restart_replays_only_what_was_not_sealed_and_never_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let entries: Vec<Entry> = (0..100)
+        .map(|i| entry(&d, i, 1_000 + i as u32 * 60, i as u16))
+        .collect();
+    {
+        let store = Store::open(dir.path(), small(), clock).unwrap();
+        store.apply(&entries[..70]);
+        store.tick(clock(), false); // seals 70
+        store.apply(&entries[70..]); // 30 in the head, lost at "crash"
+        assert_eq!(store.durable_before(), 70);
+    }
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    assert_eq!(store.durable_before(), 70, "replay starts at the watermark");
+    // The journal replays from its segment start, which may include sealed records.
+    store.apply(&entries[40..]);
+    let pts = store.raw("wl-1", M, 0, i64::MAX).unwrap();
+    assert_eq!(pts.len(), 100);
+    assert_eq!(
+        store.stats.points(),
+        30,
+        "records sealed before the restart are skipped"
+    );
+}
+
+#[test]
+fn old_heads_are_sealed_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    let t0 = clock();
+    store.apply(&[entry(&d, 0, 1_000, 1)]);
+    store.tick(t0 + 1_000, false);
+    assert_eq!(store.durable_before(), 0, "young head stays");
+    store.tick(t0 + 901_000, false);
+    assert_eq!(store.durable_before(), 1, "900 s later it is sealed");
+}

@@ -97,6 +97,8 @@ pub struct IngestConfig {
     pub accept_json: bool,
     /// Readings kept in memory per device for `/api/devices/{id}/readings`.
     pub recent_per_device: usize,
+    /// How often replay windows are checkpointed and spent journal segments released, s.
+    pub checkpoint_interval_s: u64,
 }
 
 /// `[supervision]`
@@ -234,6 +236,7 @@ impl Default for IngestConfig {
             rejection_log_interval_s: 60,
             accept_json: true,
             recent_per_device: 256,
+            checkpoint_interval_s: 30,
         }
     }
 }
@@ -473,6 +476,11 @@ impl Config {
             "ingest.recent_per_device",
             "must be at least 1",
         );
+        check(
+            (1..=3600).contains(&i.checkpoint_interval_s),
+            "ingest.checkpoint_interval_s",
+            "must be between 1 and 3600",
+        );
         let s = &self.supervision;
         check(
             s.default_heartbeat_s >= 1,
@@ -569,6 +577,9 @@ rejection_log_interval_s = 60
 accept_json = true
 # Readings kept in memory per device for /api/devices/{id}/readings.
 recent_per_device = 256
+# Seconds between checkpoints of the replay windows; journal segments that the
+# checkpoint, the store and the export no longer need are deleted then.
+checkpoint_interval_s = 30
 
 [supervision]
 # Heartbeat interval for devices registered without one, seconds (hubs: 15 min).

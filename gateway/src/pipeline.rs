@@ -213,7 +213,10 @@ pub async fn start(
         acks: acks_tx,
         rx,
         followers: handles,
-        checkpoint: (checkpoint_path, Duration::from_secs(30)),
+        checkpoint: (
+            checkpoint_path,
+            Duration::from_secs(config.ingest.checkpoint_interval_s),
+        ),
     };
     std::thread::Builder::new()
         .name("linli-ingest".into())

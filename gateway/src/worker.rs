@@ -215,7 +215,9 @@ impl Worker {
                 }
             }
             if !fresh.is_empty() {
-                let batch: follow::Batch = fresh.drain(..).collect::<Vec<_>>().into();
+                let cap = fresh.capacity();
+                let batch: follow::Batch =
+                    std::mem::replace(&mut fresh, Vec::with_capacity(cap)).into();
                 for f in &self.followers {
                     f.send(batch.clone());
                 }

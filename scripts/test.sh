@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+[ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -15,7 +16,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # mosquitto-clients gives the tests a second, independent MQTT client (mosquitto_pub);
-# the mosquitto broker is the peer of the ingest benchmark. Tests bind their own free
+# the mosquitto broker is the peer of the ingest benchmark, victoria-metrics the peer of
+# the storage benchmark (its smoke test runs the real binary). Tests bind their own free
 # loopback ports, so a system broker on 1883 does not disturb them.
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest

@@ -1,9 +1,12 @@
 //! Linli simulators: stand-ins for devices that speak the real wire protocol.
 //!
-//! Owns simulated device identities ([`device`]), raw MQTT load generation ([`load`])
-//! and the benchmarks built on them ([`bench`]). The firmware's state machines are not
-//! here yet (see the firmware issue); devices here build reports directly.
+//! Owns simulated device identities ([`device`]), raw MQTT load generation ([`load`]),
+//! the time-series corpus ([`corpus`]) and the benchmarks built on them ([`bench`],
+//! [`bench_store`]). The firmware's state machines are not here yet (see the firmware
+//! issue); devices here build reports directly.
 
 pub mod bench;
+pub mod bench_store;
+pub mod corpus;
 pub mod device;
 pub mod load;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use linli_sim::bench::IngestBench;
+use linli_sim::bench_store::{Side, StoreBench};
+use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
 #[derive(Parser, Debug)]
 #[command(name = "linli-sim", version, about = "Linli simulators and benchmarks")]
@@ -21,6 +23,8 @@ enum Command {
         #[command(subcommand)]
         which: Bench,
     },
+    /// Prints the stats of the storage-benchmark corpus (devices, series, points, span).
+    Corpus(CorpusArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -28,6 +32,117 @@ enum Bench {
     /// N devices publish sealed QoS1 readings through the gateway into its journal,
     /// side by side with mosquitto delivering the same packets to one subscriber.
     Ingest(IngestArgs),
+    /// The same corpus into the Linli store and into VictoriaMetrics: ingest rate, bytes
+    /// per point, 24 h query latencies, peak RSS; each side in a child process.
+    Store(StoreArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct CorpusArgs {
+    /// Devices in the fleet (mixed kinds; vitals every 5 s dominate the points).
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Simulated span, hours.
+    #[arg(long, default_value_t = 24.0)]
+    span_h: f64,
+    /// Simulated span, seconds (overrides --span-h).
+    #[arg(long)]
+    span_s: Option<u32>,
+    /// End of the span (exclusive), Unix seconds; the default is 2026-06-01T00:00:00Z.
+    #[arg(long, default_value_t = DEFAULT_END_S)]
+    end_s: u32,
+    /// Seed of the corpus.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl CorpusArgs {
+    fn config(&self) -> Result<CorpusConfig> {
+        let span_s = match self.span_s {
+            Some(s) => s,
+            None if self.span_h > 0.0 && self.span_h * 3600.0 < f64::from(u32::MAX) => {
+                (self.span_h * 3600.0).round() as u32
+            }
+            None => anyhow::bail!("--span-h must be positive and under 136 years"),
+        };
+        Ok(CorpusConfig {
+            devices: self.devices,
+            span_s,
+            end_s: self.end_s,
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    #[command(flatten)]
+    corpus: CorpusArgs,
+    /// Runs of each side (alternating); medians are reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// The victoria-metrics binary.
+    #[arg(long, default_value = "/usr/bin/victoria-metrics")]
+    vm_bin: PathBuf,
+    /// Where the stores live during the runs (default: a new directory under $TMPDIR).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Lines per write request (VictoriaMetrics side).
+    #[arg(long, default_value_t = 10_000)]
+    batch_lines: usize,
+    /// Concurrent write connections (VictoriaMetrics side).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Repeats of each query; the median is reported.
+    #[arg(long, default_value_t = 20)]
+    query_repeats: usize,
+    /// Keep the stores' directories.
+    #[arg(long)]
+    keep: bool,
+    /// Measure one side only, in --out-dir, and print its figures as one JSON line
+    /// (what the parent runs as a child process).
+    #[arg(long, value_parser = ["vm", "linli"])]
+    side: Option<String>,
+}
+
+impl StoreArgs {
+    fn run(self) -> Result<()> {
+        let out_dir = match self.out_dir {
+            Some(d) => d,
+            None => std::env::temp_dir().join(format!("linli-bench-store-{}", std::process::id())),
+        };
+        let bench = StoreBench {
+            corpus: self.corpus.config()?,
+            runs: self.runs.max(1),
+            vm_bin: self.vm_bin,
+            out_dir,
+            batch_lines: self.batch_lines,
+            connections: self.connections,
+            query_repeats: self.query_repeats,
+            keep: self.keep,
+        };
+        let side = match self.side.as_deref() {
+            Some("vm") => Some(Side::Vm),
+            Some(_) => Some(Side::Linli),
+            None => None,
+        };
+        match side {
+            Some(side) => {
+                if !bench.run_side(side)? {
+                    // The JSON line on stdout already says why.
+                    std::process::exit(2);
+                }
+                Ok(())
+            }
+            None => {
+                let r = bench.run().map(|_| ());
+                if !bench.keep {
+                    let _ = std::fs::remove_dir_all(&bench.out_dir);
+                }
+                r
+            }
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -78,14 +193,20 @@ impl IngestArgs {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    match cli.command {
+    match Cli::parse().command {
+        Command::Corpus(args) => {
+            let corpus = Corpus::new(args.config()?)?;
+            println!("{}", corpus.stats());
+        }
+        Command::Bench {
+            which: Bench::Store(args),
+        } => args.run()?,
         Command::Bench {
             which: Bench::Ingest(args),
         } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(args.into_bench()?.run())?;
         }
     }

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 pub const RAW: i64 = 0;
 
 const SCHEMA: &str = "
+PRAGMA page_size = 1024;
 PRAGMA auto_vacuum = INCREMENTAL;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
@@ -259,6 +260,39 @@ pub fn chunk(conn: &Connection, rowid: i64) -> rusqlite::Result<ChunkRow> {
         [rowid],
         chunk_row,
     )
+}
+
+/// Raw chunks of series of retention `class` that end before `cutoff`, with their series.
+pub fn expiring_raw(
+    conn: &Connection,
+    class: &str,
+    cutoff: i64,
+) -> rusqlite::Result<Vec<(i64, ChunkRow)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT series, rowid, start_ms, end_ms, points, data FROM chunks
+         WHERE res = 0 AND end_ms < ?2 AND series IN (SELECT id FROM series WHERE class = ?1)",
+    )?;
+    let rows = st.query_map(params![class, cutoff], |r| {
+        Ok((
+            r.get(0)?,
+            ChunkRow {
+                rowid: r.get(1)?,
+                start_ms: r.get(2)?,
+                end_ms: r.get(3)?,
+                points: r.get(4)?,
+                data: r.get(5)?,
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Returns every free page to the file system (auto_vacuum = INCREMENTAL).
+pub fn vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    let mut st = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = st.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
 }
 
 /// Deletes chunks at `res` of series of retention `class` that end before `cutoff`.

@@ -1,8 +1,9 @@
 //! The embedded time-series store (the default; no database server): series of
 //! (device, metric) tagged with site, zone and resident/asset, fed from the journal as a
 //! follower. The journal is its write-ahead log; each series' newest points sit in an
-//! in-memory head until sealed into a pco-compressed chunk in SQLite, with 1-minute and
-//! 1-hour roll-ups beside it. Small chunks are merged later; old ones expire per class.
+//! in-memory head until sealed into a pco-compressed chunk in SQLite. Small chunks are
+//! merged later; old ones expire per class, leaving 1-minute and 1-hour roll-ups made
+//! as they expire (kept longer, so old ranges stay queryable in buckets).
 //!
 //! Owns sealing, compaction and retention policy and the query entry points. The byte
 //! format is `chunk`'s, the SQL `db`'s, bucket arithmetic `rollup`'s, head semantics
@@ -18,7 +19,7 @@ mod stats;
 use std::collections::HashMap;
 use std::path::Path;
 
-use linli_protocol::DeviceKind;
+use linli_protocol::{DeviceKind, Report};
 use parking_lot::Mutex;
 use rusqlite::{Connection, Transaction};
 
@@ -177,30 +178,39 @@ impl Store {
 
     /// Adds the points of `entries` (journal order) to the heads.
     pub fn apply(&self, entries: &[Entry]) {
+        self.append(entries.iter().map(|e| {
+            (
+                &e.device.profile,
+                e.seq,
+                &e.reading.report,
+                e.reading.point_time_ms(),
+            )
+        }));
+    }
+
+    /// Adds reports as points: `(sender, journal sequence number, report, time ms)`, in
+    /// journal order. [`Store::apply`] is this for journal entries; embedders and
+    /// benchmarks feed reports directly.
+    pub fn append<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a DeviceProfile, u64, &'a Report, i64)>,
+    ) {
         let now = (self.clock)();
         let mut metrics: Vec<(&'static str, f64)> = Vec::with_capacity(8);
         let mut heads = self.heads.lock();
-        for e in entries {
+        for (device, seq, report, t) in items {
             metrics.clear();
-            e.reading
-                .report
-                .for_each_metric(&mut |m, v| metrics.push((m, v)));
-            let event = e.reading.report.event().map(|k| k.as_str());
-            let t = e.reading.point_time_ms();
+            report.for_each_metric(&mut |m, v| metrics.push((m, v)));
             for (m, v) in metrics.iter().copied() {
-                self.push(&mut heads, &e.device.profile, m, (t, v), e.seq, now);
+                self.push(&mut heads, device, m, (t, v), seq, now);
             }
-            if let Some(kind) = event {
-                let name = format!("event_{kind}");
-                self.push(&mut heads, &e.device.profile, &name, (t, 1.0), e.seq, now);
+            if let Some(kind) = report.event() {
+                let name = format!("event_{}", kind.as_str());
+                self.push(&mut heads, device, &name, (t, 1.0), seq, now);
             }
-            heads.applied_before = heads.applied_before.max(e.seq + 1);
+            heads.applied_before = heads.applied_before.max(seq + 1);
         }
-        if heads
-            .by_device
-            .values()
-            .all(|m| m.values().all(|s| s.head.is_empty()))
-        {
+        if heads.points == 0 {
             // Nothing unsealed: everything applied is durable in the store already.
             heads.durable_before = heads.applied_before;
         }
@@ -282,9 +292,11 @@ impl Store {
         // (device, metric, points, first seq, last seq) of each head taken.
         type Taken = (String, String, Vec<(i64, f64)>, u64, u64);
         let mut taken: Vec<Taken> = Vec::new();
+        let mut removed = 0;
         for (device, metrics) in heads.by_device.iter_mut() {
             for (metric, s) in metrics.iter_mut() {
                 if !s.head.is_empty() && pick(&s.head) {
+                    removed += s.head.len();
                     let max_seq = s.head.max_seq;
                     let first_seq = s.head.min_seq.unwrap_or(max_seq);
                     taken.push((
@@ -300,6 +312,7 @@ impl Store {
         if taken.is_empty() {
             return;
         }
+        heads.points = heads.points.saturating_sub(removed);
         let watermark = heads
             .by_device
             .values()
@@ -324,7 +337,6 @@ impl Store {
         match result {
             Ok(()) => {
                 let sealed: usize = taken.iter().map(|t| t.2.len()).sum();
-                heads.points = heads.points.saturating_sub(sealed);
                 for (d, m, _, _, max_seq) in &taken {
                     if let Some(s) = heads.by_device.get_mut(d).and_then(|x| x.get_mut(m)) {
                         s.sealed_seq = *max_seq;
@@ -337,6 +349,7 @@ impl Store {
                 tracing::error!(error = %e, series = taken.len(), "sealing failed: points stay in memory and in the journal");
                 self.stats.count_error();
                 for (d, m, points, first_seq, max_seq) in taken {
+                    heads.points += points.len();
                     if let Some(s) = heads.by_device.get_mut(&d).and_then(|x| x.get_mut(&m)) {
                         for (t, v) in points {
                             s.head.push(t, v, first_seq, (self.clock)());
@@ -401,6 +414,17 @@ impl Store {
         self.seal(|_| true);
     }
 
+    /// Brings the store to rest: seals every head, compacts until nothing is left to
+    /// merge, folds the SQLite write-ahead log into the file and returns free pages.
+    pub fn settle(&self) -> Result<(), StoreError> {
+        self.seal_all();
+        while self.compact(10_000)? > 0 {}
+        let conn = self.writer.lock();
+        db::vacuum(&conn)?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Merges runs of small adjacent raw chunks of up to `limit` series into chunks of
     /// up to `compact_points`. Returns how many chunks were merged away.
     pub fn compact(&self, limit: usize) -> Result<usize, StoreError> {
@@ -438,7 +462,7 @@ impl Store {
             tx.commit()?;
         }
         if merged > 0 {
-            conn.execute_batch("PRAGMA incremental_vacuum;")?;
+            db::vacuum(&conn)?;
             self.stats.count_compacted(merged);
         }
         Ok(merged)
@@ -456,13 +480,20 @@ impl Store {
                 Class::Care => r.care_days,
                 Class::Facility => r.facility_days,
             };
+            // Roll the expiring raw chunks up first, so their time stays queryable.
+            for (series, c) in db::expiring_raw(&tx, class.as_str(), days(raw_days))? {
+                match decode(series, &c) {
+                    Ok(points) => write_rollups(&tx, series, &points)?,
+                    Err(e) => tracing::error!(error = %e, "expiring chunk not rolled up"),
+                }
+            }
             n += db::expire(&tx, class.as_str(), db::RAW, days(raw_days))?;
             n += db::expire(&tx, class.as_str(), ROLLUPS[0], days(r.rollup_1m_days))?;
             n += db::expire(&tx, class.as_str(), ROLLUPS[1], days(r.rollup_1h_days))?;
         }
         tx.commit()?;
         if n > 0 {
-            conn.execute_batch("PRAGMA incremental_vacuum;")?;
+            db::vacuum(&conn)?;
             self.stats.count_expired(n);
             tracing::info!(chunks = n, "retention: expired chunks deleted");
         }
@@ -478,15 +509,33 @@ fn decode(series: i64, c: &db::ChunkRow) -> Result<Vec<(i64, f64)>, StoreError> 
     })
 }
 
-/// Writes one raw chunk of sorted `points` and its roll-ups (keyed by its start).
+/// Writes one raw chunk of sorted `points`.
 fn write_chunk(tx: &Transaction<'_>, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Ok(());
     };
     let span = (first.0, last.0, points.len());
     db::put_chunk(tx, series, db::RAW, span, &chunk::encode_raw(points))?;
+    Ok(())
+}
+
+/// Writes the roll-ups of a raw chunk's sorted `points`, keyed by the chunk's start.
+/// They are made when the raw chunk expires: until then raw points answer every query.
+fn write_rollups(
+    tx: &Transaction<'_>,
+    series: i64,
+    points: &[(i64, f64)],
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Ok(());
+    };
     for res in ROLLUPS {
         let buckets = rollup::aggregate(points, res);
+        if buckets.len() * 2 > points.len() {
+            // Not worth it (a series reporting about once per bucket or slower): the
+            // coarser roll-up, or the raw points, answer instead.
+            continue;
+        }
         db::put_chunk(
             tx,
             series,

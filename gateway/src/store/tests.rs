@@ -102,9 +102,9 @@ fn buckets_aggregate_and_roll_ups_answer_after_raw_expires() {
     let dir = tempfile::tempdir().unwrap();
     let d = device(dir.path());
     let store = Store::open(dir.path(), small(), clock).unwrap();
-    // Two hours, one point a minute: values 0..120 mm.
-    let entries: Vec<Entry> = (0..120)
-        .map(|i| entry(&d, i, 3_600 * 24 + i as u32 * 60, i as u16))
+    // Two hours, one point every 10 s: values 0..720 mm.
+    let entries: Vec<Entry> = (0..720)
+        .map(|i| entry(&d, i, 3_600 * 24 + i as u32 * 10, i as u16))
         .collect();
     store.apply(&entries);
     store.seal_all();
@@ -115,11 +115,11 @@ fn buckets_aggregate_and_roll_ups_answer_after_raw_expires() {
         .unwrap();
     assert_eq!(before.len(), 2);
     assert_eq!(before[0].0, day);
-    assert!((before[0].1 - 0.0295).abs() < 1e-12);
+    assert!((before[0].1 - 0.1795).abs() < 1e-12);
     let max = store
         .buckets("wl-1", M, (0, i64::MAX / 2), hour, Agg::Max)
         .unwrap();
-    assert_eq!(max[1], (day + hour, 0.119));
+    assert_eq!(max[1], (day + hour, 0.719));
     // Facility raw points expire after 365 days; roll-ups stay far longer.
     let expired = store.expire(day + 366 * day).unwrap();
     assert!(expired > 0);
@@ -132,7 +132,7 @@ fn buckets_aggregate_and_roll_ups_answer_after_raw_expires() {
     let count = store
         .buckets("wl-1", M, (0, i64::MAX / 2), hour, Agg::Count)
         .unwrap();
-    assert_eq!(count, vec![(day, 60.0), (day + hour, 60.0)]);
+    assert_eq!(count, vec![(day, 360.0), (day + hour, 360.0)]);
     // 1-minute roll-ups too.
     let minutes = store
         .buckets("wl-1", M, (0, i64::MAX / 2), 60_000, Agg::Last)

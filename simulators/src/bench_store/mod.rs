@@ -252,7 +252,11 @@ impl StoreBench {
             Side::Vm => vm::VmSide::from_bench(self).run(&corpus, &plan)?,
             Side::Linli => {
                 eprintln!("  linli: materializing the corpus (untimed) ...");
-                let mut items: Vec<Item<'_>> = Vec::new();
+                // Sized exactly first: a growing Vec's reallocation peak would count in
+                // VmHWM as if the store had used it.
+                let mut n = 0usize;
+                corpus.for_each(|_| n += 1);
+                let mut items: Vec<Item<'_>> = Vec::with_capacity(n);
                 corpus.for_each(|it| items.push(*it));
                 let baseline = proc_status_bytes("self", "VmRSS")?;
                 let mut f = linli::linli_side(&corpus, &items, &self.out_dir, &plan)?;

@@ -87,7 +87,7 @@ impl VmSide {
             "  vm: ingested in {seconds:.2} s = {:.0} points/s",
             f.ingest_points_per_s
         );
-        let (size, settle) = self.settle(&vm, &data)?;
+        let (size, unsettled, settle) = self.settle(&vm, &data)?;
         f.bytes_on_disk = size;
         f.bytes_per_point = size as f64 / batches.points.max(1) as f64;
         let stored = vm.count_all()?;
@@ -108,8 +108,9 @@ impl VmSide {
                 self.connections, self.batch_lines
             ),
             format!(
-                "disk: du of the data dir once size and vm_active_merges were still for {:?} ({settle:.0} s after flush); {stored} points read back",
-                self.quiet
+                "disk: du of the data dir once size and vm_active_merges were still for {:?} ({settle:.0} s after flush; 1 s after flush: {unsettled} B = {:.3} B/point); {stored} points read back",
+                self.quiet,
+                unsettled as f64 / batches.points.max(1) as f64
             ),
             format!("flags: {}", VM_FLAGS.join(" ")),
         ];
@@ -161,15 +162,18 @@ impl VmSide {
     }
 
     /// Waits until the data directory's size and VM's active merges and pending rows have
-    /// been still for `quiet`. Returns (bytes, seconds waited).
-    fn settle(&self, vm: &Vm, data: &Path) -> Result<(u64, f64)> {
+    /// been still for `quiet`. Returns (bytes, bytes a second after the flush, seconds
+    /// waited).
+    fn settle(&self, vm: &Vm, data: &Path) -> Result<(u64, u64, f64)> {
         let t0 = Instant::now();
+        let mut first = None;
         let mut last = (u64::MAX, f64::NAN);
         let mut still_since = Instant::now();
         loop {
             std::thread::sleep(Duration::from_secs(1));
             let busy = vm.metric_sum("vm_active_merges")? + vm.metric_sum("vm_pending_rows")?;
             let size = du_bytes(data)?;
+            first.get_or_insert(size);
             if size != last.0 || busy > 0.0 {
                 if size != last.0 {
                     eprintln!("  vm: settling: {size} B on disk, merges+pending {busy}");
@@ -178,7 +182,7 @@ impl VmSide {
             }
             last = (size, busy);
             if still_since.elapsed() >= self.quiet {
-                return Ok((size, t0.elapsed().as_secs_f64()));
+                return Ok((size, first.unwrap_or(size), t0.elapsed().as_secs_f64()));
             }
             if t0.elapsed() > self.settle_timeout {
                 bail!(

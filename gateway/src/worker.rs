@@ -215,7 +215,8 @@ impl Worker {
                 }
             }
             if !fresh.is_empty() {
-                let batch: follow::Batch = fresh.drain(..).collect::<Vec<_>>().into();
+                let batch: follow::Batch =
+                    std::mem::replace(&mut fresh, Vec::with_capacity(max_batch)).into();
                 for f in &self.followers {
                     f.send(batch.clone());
                 }

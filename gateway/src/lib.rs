@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod reading;
 pub mod registry;
 pub mod state;
+pub mod store;
 pub mod supervision;
 pub mod worker;
 

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+[ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -17,6 +18,8 @@ fi
 # mosquitto-clients gives the tests a second, independent MQTT client (mosquitto_pub);
 # the mosquitto broker is the peer of the ingest benchmark. Tests bind their own free
 # loopback ports, so a system broker on 1883 does not disturb them.
+# victoria-metrics is the real server behind the InfluxDB export tests (it serves the
+# InfluxDB v2 write API); the tests start their own on a free port.
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 

@@ -137,7 +137,8 @@ pub struct InfluxConfig {
     pub token_env: Option<String>,
     /// Most points per batch (one HTTP write).
     pub batch_points: usize,
-    /// A batch is closed and spooled at the latest this long after its first point, ms.
+    /// A batch is closed and spooled at the latest this long after its first point, ms
+    /// (checked as readings arrive and on the follower's tick, once a second).
     pub flush_interval_ms: u64,
     /// Longest a write may take before it is abandoned and retried, ms.
     pub timeout_ms: u64,
@@ -644,7 +645,7 @@ format = "text"
 # out of this file); token = "..." puts it here instead. Neither: no Authorization header.
 #token_env = "LINLI_INFLUX_TOKEN"
 # Most points per write; a batch is closed at the latest flush_interval_ms after its
-# first point.
+# first point (checked as readings arrive, and once a second when idle).
 #batch_points = 5000
 #flush_interval_ms = 1000
 # A write taking longer is abandoned and retried.

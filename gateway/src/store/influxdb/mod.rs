@@ -235,7 +235,10 @@ impl Follower for InfluxExport {
                 self.points += n.points;
             }
             self.applied_before = e.seq + 1;
-            if self.points >= self.batch_points {
+            let due = self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= self.flush_interval);
+            if self.points >= self.batch_points || due {
                 self.seal(crate::clock::now_ms());
                 if self.stalled_at.is_some() {
                     return;
@@ -275,7 +278,7 @@ mod tests {
             org: "o".into(),
             bucket: "b".into(),
             batch_points,
-            flush_interval_ms: 10,
+            flush_interval_ms: 600_000,
             ..InfluxConfig::default()
         }
     }
@@ -335,7 +338,9 @@ mod tests {
         // One more pending, closed by the flush interval.
         f.apply(&entries(&reg, 5..6, HB));
         assert_eq!(f.durable_before(), 5);
-        std::thread::sleep(Duration::from_millis(20));
+        f.tick(9);
+        assert_eq!(f.durable_before(), 5, "not due yet");
+        f.flush_interval = Duration::ZERO;
         f.tick(9);
         assert_eq!(f.durable_before(), 6);
         let (id, meta) = f.spool.lock().oldest().expect("batch");

@@ -142,7 +142,13 @@ impl Sender {
             })
             .await;
             let (id, meta, body) = match next {
-                None => return, // the spool lock holder panicked
+                None => {
+                    tracing::error!(
+                        "export spool task failed: the InfluxDB export stops; restart the gateway"
+                    );
+                    self.metrics.export.up.store(0, Relaxed);
+                    return;
+                }
                 Some(Next::Empty) => {
                     current = None;
                     tokio::select! {

@@ -19,6 +19,8 @@ fi
 # the mosquitto broker is the peer of the ingest benchmark, victoria-metrics the peer of
 # the storage benchmark (its smoke test runs the real binary). Tests bind their own free
 # loopback ports, so a system broker on 1883 does not disturb them.
+# victoria-metrics is the real server behind the InfluxDB export tests (it serves the
+# InfluxDB v2 write API); the tests start their own on a free port.
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Forwarding readings to other systems.
+    pub export: ExportConfig,
 }
 
 /// `[broker]`
@@ -157,6 +159,80 @@ impl Default for StoreConfig {
     }
 }
 
+/// `[export]`: where accepted readings are forwarded, besides the embedded store.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// `[export.influxdb]`; absent = no InfluxDB export.
+    pub influxdb: Option<InfluxConfig>,
+}
+
+/// `[export.influxdb]`: the InfluxDB v2 sink (see `store::influxdb`).
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxConfig {
+    /// Server base URL, `http://host:8086` (`https://` needs the `influxdb-rustls` build).
+    pub url: String,
+    /// Organization.
+    pub org: String,
+    /// Bucket.
+    pub bucket: String,
+    /// API token, in the file. Prefer `token_env`.
+    pub token: Option<String>,
+    /// Name of an environment variable holding the API token.
+    pub token_env: Option<String>,
+    /// Most points per batch (one HTTP write).
+    pub batch_points: usize,
+    /// A batch is closed and spooled at the latest this long after its first point, ms
+    /// (checked as readings arrive and on the follower's tick, once a second).
+    pub flush_interval_ms: u64,
+    /// Longest a write may take before it is abandoned and retried, ms.
+    pub timeout_ms: u64,
+    /// Disk the spool of unsent batches may use, MiB; past it the oldest batch is dropped.
+    pub spool_max_mib: u64,
+    /// First retry delay, ms.
+    pub backoff_min_ms: u64,
+    /// Longest retry delay, ms.
+    pub backoff_max_ms: u64,
+}
+
+impl std::fmt::Debug for InfluxConfig {
+    // By hand, so the token never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfluxConfig")
+            .field("url", &self.url)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("token_env", &self.token_env)
+            .field("batch_points", &self.batch_points)
+            .field("flush_interval_ms", &self.flush_interval_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("spool_max_mib", &self.spool_max_mib)
+            .field("backoff_min_ms", &self.backoff_min_ms)
+            .field("backoff_max_ms", &self.backoff_max_ms)
+            .finish()
+    }
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        InfluxConfig {
+            url: String::new(),
+            org: String::new(),
+            bucket: String::new(),
+            token: None,
+            token_env: None,
+            batch_points: 5_000,
+            flush_interval_ms: 1_000,
+            timeout_ms: 10_000,
+            spool_max_mib: 1_024,
+            backoff_min_ms: 500,
+            backoff_max_ms: 60_000,
+        }
+    }
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
@@ -165,6 +241,75 @@ impl Default for RetentionConfig {
             rollup_1m_days: 400,
             rollup_1h_days: 1830,
         }
+    }
+}
+
+impl InfluxConfig {
+    /// Every problem with this section, keys prefixed `export.influxdb.`.
+    fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                issues.push(ConfigIssue {
+                    key: format!("export.influxdb.{key}"),
+                    message: message.into(),
+                });
+            }
+        };
+        match url::Url::parse(&self.url) {
+            Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => check(
+                cfg!(feature = "influxdb-rustls"),
+                "url",
+                "https needs a gateway built with --features influxdb-rustls (or use http to a local server or TLS proxy)",
+            ),
+            _ => check(
+                false,
+                "url",
+                "must be the server's base URL, e.g. \"http://127.0.0.1:8086\"",
+            ),
+        }
+        check(!self.org.is_empty(), "org", "is required");
+        check(!self.bucket.is_empty(), "bucket", "is required");
+        check(
+            self.token.is_none() || self.token_env.is_none(),
+            "token_env",
+            "give token or token_env, not both",
+        );
+        check(
+            self.token_env.as_ref().is_none_or(|v| !v.is_empty()),
+            "token_env",
+            "must name an environment variable",
+        );
+        check(
+            (1..=100_000).contains(&self.batch_points),
+            "batch_points",
+            "must be between 1 and 100000",
+        );
+        check(
+            (10..=600_000).contains(&self.flush_interval_ms),
+            "flush_interval_ms",
+            "must be between 10 and 600000",
+        );
+        check(
+            (100..=600_000).contains(&self.timeout_ms),
+            "timeout_ms",
+            "must be between 100 and 600000",
+        );
+        check(
+            (1..=1_048_576).contains(&self.spool_max_mib),
+            "spool_max_mib",
+            "must be between 1 and 1048576",
+        );
+        check(
+            self.backoff_min_ms >= 10,
+            "backoff_min_ms",
+            "must be at least 10",
+        );
+        check(
+            (self.backoff_min_ms..=3_600_000).contains(&self.backoff_max_ms),
+            "backoff_max_ms",
+            "must be between backoff_min_ms and 3600000",
+        );
     }
 }
 
@@ -198,6 +343,7 @@ impl Default for Config {
             supervision: SupervisionConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -507,6 +653,9 @@ impl Config {
             "log.level",
             "is not a valid filter (e.g. \"info\" or \"linli_gateway=debug\")",
         );
+        if let Some(x) = &self.export.influxdb {
+            x.validate(&mut issues);
+        }
         issues
     }
 
@@ -613,6 +762,28 @@ rollup_1h_days = 1830
 level = "info,rumqttd=off"
 # "text" or "json"
 format = "text"
+
+# Forward every accepted reading to InfluxDB v2 (or anything serving /api/v2/write).
+# Absent = no export. Batches wait in a disk spool (data_dir/export/influxdb) until the
+# server takes them; the schema is in gateway/src/store/influxdb/SCHEMA.md.
+#[export.influxdb]
+#url = "http://127.0.0.1:8086"   # https needs the influxdb-rustls build feature
+#org = "linli"
+#bucket = "linli"
+# The API token: token_env names an environment variable that holds it (keeps the secret
+# out of this file); token = "..." puts it here instead. Neither: no Authorization header.
+#token_env = "LINLI_INFLUX_TOKEN"
+# Most points per write; a batch is closed at the latest flush_interval_ms after its
+# first point (checked as readings arrive, and once a second when idle).
+#batch_points = 5000
+#flush_interval_ms = 1000
+# A write taking longer is abandoned and retried.
+#timeout_ms = 10000
+# Disk for unsent batches, MiB; when full, the oldest batch is dropped (counted, logged).
+#spool_max_mib = 1024
+# Retry delays (exponential with jitter) after timeouts, network errors, 5xx and 429.
+#backoff_min_ms = 500
+#backoff_max_ms = 60000
 "#;
 
 #[cfg(test)]
@@ -647,5 +818,56 @@ mod tests {
                 "log.level"
             ]
         );
+    }
+
+    #[test]
+    fn influxdb_section_from_the_template_parses_and_validates() {
+        let section: String = TEMPLATE
+            .split("#[export.influxdb]")
+            .nth(1)
+            .expect("template documents [export.influxdb]")
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .filter(|l| !l.starts_with(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("[export.influxdb]{section}");
+        let c = Config::parse(&text, Path::new("x.toml")).expect("parses");
+        let x = c.export.influxdb.clone().expect("section present");
+        assert_eq!(x.url, "http://127.0.0.1:8086");
+        assert_eq!(x.token_env.as_deref(), Some("LINLI_INFLUX_TOKEN"));
+        assert_eq!(
+            InfluxConfig {
+                url: x.url.clone(),
+                org: x.org.clone(),
+                bucket: x.bucket.clone(),
+                token_env: x.token_env.clone(),
+                ..InfluxConfig::default()
+            },
+            x,
+            "the template shows the defaults"
+        );
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn influxdb_issues_are_named_and_the_token_is_not_printed() {
+        let text = "[export.influxdb]\nurl = \"localhost:8086\"\ntoken = \"s3cret\"\ntoken_env = \"T\"\nbatch_points = 0\nbackoff_min_ms = 100\nbackoff_max_ms = 50\n";
+        let c = Config::parse(text, Path::new("x.toml")).expect("parses");
+        let keys: Vec<_> = c.validate().into_iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "export.influxdb.url",
+                "export.influxdb.org",
+                "export.influxdb.bucket",
+                "export.influxdb.token_env",
+                "export.influxdb.batch_points",
+                "export.influxdb.backoff_max_ms"
+            ]
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = Config::parse("[export.influxdb]\nurll = 1\n", Path::new("x.toml")).unwrap_err();
+        assert!(e.to_string().contains("urll"), "{e}");
     }
 }

@@ -57,6 +57,36 @@ pub struct Metrics {
     pub connected: AtomicU64,
     /// 1 while the ingest worker runs; 0 after a journal failure.
     pub ingest_up: AtomicU64,
+    /// The InfluxDB export (rendered only when it is configured).
+    pub export: ExportMetrics,
+}
+
+/// Counters and gauges of the InfluxDB export (`store::influxdb`).
+#[derive(Debug, Default)]
+pub struct ExportMetrics {
+    /// 1 when `[export.influxdb]` is configured; the export lines are rendered only then.
+    pub enabled: AtomicU64,
+    /// 1 while the last write attempt got an answer from the server (or none was made
+    /// yet); 0 while writes time out, fail to connect or get 5xx/429/401/403/404.
+    pub up: AtomicU64,
+    /// Batches in the spool, not yet sent.
+    pub spool_batches: AtomicU64,
+    /// Bytes of those batches on disk.
+    pub spool_bytes: AtomicU64,
+    /// Creation time of the oldest unsent batch, ms since the epoch (0 = none).
+    pub oldest_unsent_ms: AtomicU64,
+    /// Points written (2xx).
+    pub points_sent: AtomicU64,
+    /// Batches written (2xx).
+    pub batches_sent: AtomicU64,
+    /// Write attempts that failed and will be retried.
+    pub retries: AtomicU64,
+    /// Batches refused by the server with a 4xx and set aside in `rejected/`.
+    pub batches_rejected: AtomicU64,
+    /// Oldest batches dropped because the spool reached its size cap.
+    pub batches_dropped: AtomicU64,
+    /// Fields not written because their value was NaN or infinite.
+    pub fields_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -169,6 +199,9 @@ impl Metrics {
                 rss as f64,
             );
         }
+        if self.export.enabled.load(Relaxed) == 1 {
+            self.export.render(&mut s);
+        }
         let _ = writeln!(s, "# HELP linli_rejected_total Messages rejected, by reason.\n# TYPE linli_rejected_total counter");
         for r in Rejection::ALL {
             let _ = writeln!(
@@ -191,5 +224,81 @@ impl Metrics {
             );
         }
         s
+    }
+}
+
+impl ExportMetrics {
+    /// Appends the export's lines to a Prometheus text exposition.
+    fn render(&self, s: &mut String) {
+        let mut one = |name: &str, kind: &str, help: &str, v: f64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        let g = |a: &AtomicU64| a.load(Relaxed) as f64;
+        let oldest = self.oldest_unsent_ms.load(Relaxed);
+        let age = if oldest == 0 {
+            0.0
+        } else {
+            crate::clock::now_ms().saturating_sub(oldest) as f64 / 1e3
+        };
+        one(
+            "linli_export_up",
+            "gauge",
+            "1 while the InfluxDB server answers writes; 0 while they time out or fail.",
+            g(&self.up),
+        );
+        one(
+            "linli_export_spool_batches",
+            "gauge",
+            "Batches in the export spool waiting to be sent.",
+            g(&self.spool_batches),
+        );
+        one(
+            "linli_export_spool_bytes",
+            "gauge",
+            "Bytes of the batches in the export spool.",
+            g(&self.spool_bytes),
+        );
+        one(
+            "linli_export_oldest_unsent_age_seconds",
+            "gauge",
+            "Age of the oldest batch in the export spool (0 when it is empty).",
+            age,
+        );
+        one(
+            "linli_export_points_sent_total",
+            "counter",
+            "Points written to InfluxDB.",
+            g(&self.points_sent),
+        );
+        one(
+            "linli_export_batches_sent_total",
+            "counter",
+            "Batches written to InfluxDB.",
+            g(&self.batches_sent),
+        );
+        one(
+            "linli_export_retries_total",
+            "counter",
+            "Write attempts that failed (timeout, network, 5xx, 429) and are retried.",
+            g(&self.retries),
+        );
+        one(
+            "linli_export_batches_rejected_total",
+            "counter",
+            "Batches the server refused with a 4xx, set aside in the spool's rejected/ directory.",
+            g(&self.batches_rejected),
+        );
+        one(
+            "linli_export_batches_dropped_total",
+            "counter",
+            "Oldest batches dropped because the export spool was full (spool_max_mib).",
+            g(&self.batches_dropped),
+        );
+        one(
+            "linli_export_fields_skipped_total",
+            "counter",
+            "Fields not exported because their value was NaN or infinite.",
+            g(&self.fields_skipped),
+        );
     }
 }

@@ -74,6 +74,9 @@ pub enum StartError {
         /// Error.
         source: std::io::Error,
     },
+    /// The InfluxDB export could not start.
+    #[error(transparent)]
+    Export(#[from] crate::store::influxdb::ExportError),
     /// A thread could not be spawned.
     #[error("cannot spawn {what}: {source}")]
     Spawn {
@@ -120,6 +123,12 @@ pub async fn start(
     // The stages that follow the journal, each at its own durable point.
     let store = Arc::new(Store::open(&config.data_dir, config.store.clone(), now_ms)?);
     let mut followers: Vec<Box<dyn Follower>> = vec![Box::new(StoreFollower(store.clone()))];
+    let mut export_sender = None;
+    if let Some(c) = &config.export.influxdb {
+        let (f, s) = crate::store::influxdb::open(c, &config.data_dir, metrics.clone())?;
+        followers.push(Box::new(f));
+        export_sender = Some(s);
+    }
 
     // Recover: replay windows from their checkpoint, then the journal from the earliest
     // point anything still needs (windows, views and followers each take their part).
@@ -177,6 +186,9 @@ pub async fn start(
     let started =
         tokio::task::block_in_place(|| broker::start(&config, registry, metrics.clone()))?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(s) = export_sender {
+        tokio::spawn(s.run(stop_rx.clone()));
+    }
 
     // Broker link → bounded queue → ingest worker (journal, then ack).
     let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);

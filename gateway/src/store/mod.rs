@@ -7,11 +7,12 @@
 //!
 //! Owns sealing, compaction and retention policy and the query entry points. The byte
 //! format is `chunk`'s, the SQL `db`'s, bucket arithmetic `rollup`'s, head semantics
-//! `head`'s. Does not own HTTP (that is `api`) or the export (`influxdb`).
+//! `head`'s. Does not own HTTP (that is `api`); `influxdb` is the export plug-in.
 
 pub mod chunk;
 pub mod db;
 pub mod head;
+pub mod influxdb;
 mod query;
 pub mod rollup;
 mod stats;

@@ -13,8 +13,11 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 /// Resolution of raw chunks.
 pub const RAW: i64 = 0;
 
+// Small pages: a chunk's blob ends in a part-filled overflow page, and the waste per
+// chunk is about half a page (measured: 512 B pages 0.61 bytes/point on disk, 1 KiB 0.62,
+// 4 KiB 0.69, 64 KiB 0.68, for 0.50 bytes/point of chunk payload).
 const SCHEMA: &str = "
-PRAGMA page_size = 1024;
+PRAGMA page_size = 512;
 PRAGMA auto_vacuum = INCREMENTAL;
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;

@@ -180,7 +180,7 @@ pub async fn connect_opts(
 pub async fn connect_device(addr: SocketAddr, dev: &SimDevice) -> Result<Mqtt> {
     let m = connect(addr, &dev.id, &dev.id, &dev.password).await?;
     m.client
-        .subscribe(dev.ack_topic(), QoS::AtLeastOnce)
+        .subscribe(dev.ack_topic(), QoS::AtMostOnce)
         .await?;
     // Give the broker a moment to install the subscription before acks flow.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -405,11 +405,16 @@ pub async fn spawn_gateway(
     mqtt: SocketAddr,
     http: SocketAddr,
 ) -> Result<GatewayProcess> {
+    // The gateway's log goes next to its config, for a look after a failure.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("gateway.log"))?;
     let child = Command::new(linli_bin()?)
         .args(["run", "--config"])
         .arg(config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()?;
     let url = format!("http://{http}");
     let up = eventually(Duration::from_secs(20), || {

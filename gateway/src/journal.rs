@@ -193,14 +193,14 @@ fn read_segment(path: &Path, f: &mut dyn FnMut(u64, Reading)) -> Result<SegmentS
 impl Journal {
     /// Opens the journal in `dir`, replaying its records into `replay` first: every
     /// segment that may hold a record at or after `from_seq` is read (earlier records in
-    /// it are passed too; callers filter by sequence number). A torn tail in the newest
-    /// segment is cut.
+    /// it are passed too; callers filter by sequence number). New records are numbered
+    /// from at least `seq_floor`. A torn tail in the newest segment is cut.
     pub fn open(
         dir: &Path,
         segment_max: u64,
         policy: FsyncPolicy,
         fsync_interval: Duration,
-        from_seq: u64,
+        (from_seq, seq_floor): (u64, u64),
         replay: &mut dyn FnMut(u64, Reading),
     ) -> Result<(Journal, Recovery), JournalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -243,6 +243,14 @@ impl Journal {
             }
         }
         next_seq = next_seq.max(skipped_floor);
+        if seq_floor > next_seq {
+            tracing::warn!(
+                journal_next = next_seq,
+                seq_floor,
+                "journal numbering is behind the checkpoint and the followers (journal directory lost or reset?): continuing from the higher number"
+            );
+            next_seq = seq_floor;
+        }
         let (out_path, segment_len) = match tail {
             Some((path, len, first_seq)) => {
                 // Sequence numbers never go below the tail segment's name.
@@ -416,7 +424,7 @@ mod tests {
             seg,
             FsyncPolicy::Batch,
             Duration::from_millis(1),
-            0,
+            (0, 0),
             &mut |_, rd| got.push(rd),
         )
         .unwrap();
@@ -498,7 +506,7 @@ mod tests {
             1 << 20,
             FsyncPolicy::Batch,
             Duration::from_millis(1),
-            0,
+            (0, 0),
             &mut |_, _| {},
         )
         .unwrap_err();

@@ -139,13 +139,19 @@ pub async fn start(
         .iter()
         .map(|f| f.durable_before())
         .fold(windows_seq, u64::min);
+    // Numbering never restarts below what anything has already seen (a lost or reset
+    // journal directory), or followers would skip the new records as already done.
+    let seq_floor = followers
+        .iter()
+        .map(|f| f.durable_before())
+        .fold(windows_seq, u64::max);
     let mut replay = Replayer::new(&registry, &mut followers);
     let (journal, recovery) = Journal::open(
         &config.data_dir.join("journal"),
         config.ingest.segment_mib * 1024 * 1024,
         config.ingest.fsync,
         config.fsync_interval(),
-        from_seq,
+        (from_seq, seq_floor),
         &mut |seq, r| {
             if seq < from_seq {
                 return;
@@ -160,7 +166,7 @@ pub async fn start(
             replay.push(seq, r);
         },
     )?;
-    replay.finish();
+    replay.finish()?;
     if recovery.truncated_bytes > 0 || recovery.corrupt_records > 0 {
         tracing::warn!(
             truncated_bytes = recovery.truncated_bytes,
@@ -279,6 +285,7 @@ struct Replayer<'a> {
     devices: std::collections::HashMap<String, Option<Arc<DeviceRecord>>>,
     pending: Vec<Entry>,
     unknown: u64,
+    error: Option<RegistryError>,
 }
 
 impl<'a> Replayer<'a> {
@@ -291,6 +298,7 @@ impl<'a> Replayer<'a> {
             devices: Default::default(),
             pending: Vec::new(),
             unknown: 0,
+            error: None,
         }
     }
 
@@ -298,12 +306,24 @@ impl<'a> Replayer<'a> {
         if self.starts.iter().all(|s| seq < *s) {
             return;
         }
-        let registry = self.registry;
-        let device = self
-            .devices
-            .entry(reading.device.clone())
-            .or_insert_with(|| registry.get(&reading.device).ok().flatten())
-            .clone();
+        if self.error.is_some() {
+            return;
+        }
+        let device = match self.devices.get(&reading.device) {
+            Some(d) => d.clone(),
+            None => match self.registry.get(&reading.device) {
+                Ok(d) => {
+                    self.devices.insert(reading.device.clone(), d.clone());
+                    d
+                }
+                Err(e) => {
+                    // Not "unknown": a registry that cannot be read must stop the start,
+                    // or the followers would skip these readings for good.
+                    self.error = Some(e);
+                    return;
+                }
+            },
+        };
         let Some(device) = device else {
             self.unknown += 1;
             return;
@@ -328,7 +348,10 @@ impl<'a> Replayer<'a> {
         self.pending.clear();
     }
 
-    fn finish(mut self) {
+    fn finish(mut self) -> Result<(), RegistryError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         self.flush();
         if self.unknown > 0 {
             tracing::warn!(
@@ -336,6 +359,7 @@ impl<'a> Replayer<'a> {
                 "journal records of devices no longer registered were not replayed to the store or export"
             );
         }
+        Ok(())
     }
 }
 

@@ -179,9 +179,7 @@ pub async fn connect_opts(
 /// Connects a simulated device with its own credentials and subscribes to its acks.
 pub async fn connect_device(addr: SocketAddr, dev: &SimDevice) -> Result<Mqtt> {
     let m = connect(addr, &dev.id, &dev.id, &dev.password).await?;
-    m.client
-        .subscribe(dev.ack_topic(), QoS::AtMostOnce)
-        .await?;
+    m.client.subscribe(dev.ack_topic(), QoS::AtMostOnce).await?;
     // Give the broker a moment to install the subscription before acks flow.
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(m)

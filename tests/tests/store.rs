@@ -16,7 +16,15 @@ fn level(mm: u16) -> Report {
     Report::WaterLevel(WaterLevel { level_mm: mm })
 }
 
-const T0: u32 = 1_800_000_000; // device clock, seconds
+/// Device clock of the first reading, seconds: two days ago (the store keeps points
+/// within the retention window and up to a day ahead).
+static T0: std::sync::LazyLock<u32> = std::sync::LazyLock::new(|| {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (now - 2 * 86_400) as u32
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_come_back_raw_bucketed_and_as_csv() -> anyhow::Result<()> {
@@ -26,16 +34,16 @@ async fn readings_come_back_raw_bucketed_and_as_csv() -> anyhow::Result<()> {
     let topic = dev.topic_for(&level(0));
     // 120 minutes of readings, sent newest first (out of order), value = minute index.
     for i in (0..120u32).rev() {
-        let (_, f) = dev.seal_next(T0 + i * 60, level(i as u16));
+        let (_, f) = dev.seal_next(*T0 + i * 60, level(i as u16));
         m.publish(&topic, f).await?;
     }
     // A corrected reading for minute 7 (a new frame, same device time) overwrites.
-    let (_, f) = dev.seal_next(T0 + 7 * 60, level(700));
+    let (_, f) = dev.seal_next(*T0 + 7 * 60, level(700));
     m.publish(&topic, f).await?;
     assert_eq!(m.acks(&dev, 121, Duration::from_secs(20)).await.len(), 121);
 
     let http = gw.http();
-    let t0 = i64::from(T0) * 1000;
+    let t0 = i64::from(*T0) * 1000;
     let url = format!(
         "{http}/api/series?device=wl-7&metric=water_level_m&from={t0}&to={}",
         t0 + 120 * 60_000
@@ -100,7 +108,7 @@ async fn readings_come_back_raw_bucketed_and_as_csv() -> anyhow::Result<()> {
 }
 
 async fn stored_times(http: &str) -> anyhow::Result<BTreeSet<i64>> {
-    let t0 = i64::from(T0) * 1000;
+    let t0 = i64::from(*T0) * 1000;
     let r = get_json(&format!(
         "{http}/api/series?device=wl-1&metric=water_level_m&from={t0}&to={}",
         t0 + 10_000_000_000
@@ -112,7 +120,7 @@ async fn stored_times(http: &str) -> anyhow::Result<BTreeSet<i64>> {
     Ok(set)
 }
 
-/// Publishes `n` new frames, device time = T0 + counter seconds.
+/// Publishes `n` new frames, device time = *T0 + counter seconds.
 async fn publish_round(
     m: &Mqtt,
     dev: &mut SimDevice,
@@ -122,7 +130,7 @@ async fn publish_round(
 ) -> anyhow::Result<()> {
     for _ in 0..n {
         let c = dev.counter;
-        let (c2, f) = dev.seal_next(T0 + c, level((c % 5000) as u16));
+        let (c2, f) = dev.seal_next(*T0 + c, level((c % 5000) as u16));
         sent.insert(c2);
         m.publish(topic, f).await?;
     }
@@ -191,7 +199,7 @@ async fn kill_9_keeps_every_acked_point_with_journal_segments_released() -> anyh
     let lost: Vec<u32> = acked
         .iter()
         .copied()
-        .filter(|c| !times.contains(&((i64::from(T0) + i64::from(*c)) * 1000)))
+        .filter(|c| !times.contains(&((i64::from(*T0) + i64::from(*c)) * 1000)))
         .collect();
     assert!(
         lost.is_empty(),
@@ -203,12 +211,12 @@ async fn kill_9_keeps_every_acked_point_with_journal_segments_released() -> anyh
     // The quiet device's frames sit in released segments, yet a resend of one is still
     // known as seen (the replay windows were checkpointed): re-acked, not stored again.
     let mut m2 = connect_device(gw2.mqtt, &early).await?;
-    m2.publish(&early_topic, early.seal_with(5, T0 + 5, level(4999)))
+    m2.publish(&early_topic, early.seal_with(5, *T0 + 5, level(4999)))
         .await?;
     assert_eq!(m2.acks(&early, 1, Duration::from_secs(10)).await, vec![5]);
     let replays = scrape(&gw2.http, "linli_rejected_total{reason=\"replay\"}").await?;
     assert_eq!(replays, 1.0, "the resend is refused as a replay");
-    let t0 = i64::from(T0) * 1000;
+    let t0 = i64::from(*T0) * 1000;
     let early_points = get_json(&format!(
         "{}/api/series?device=wl-2&metric=water_level_m&from={t0}&to={}",
         gw2.http,

@@ -22,6 +22,8 @@ use crate::store::{Store, StoreError};
 /// Most points a raw query returns; ask for buckets (`step`) beyond that.
 const MAX_RAW_POINTS: usize = 200_000;
 const DAY_MS: i64 = 86_400_000;
+/// Latest time a query may name (2^53 ms, far beyond any device clock).
+const MAX_TIME_MS: i64 = 1 << 53;
 
 /// `?device=&metric=&from=&to=&step=&agg=`
 #[derive(Debug, Deserialize)]
@@ -99,7 +101,12 @@ fn plan(q: SeriesQuery) -> Result<Plan, ApiError> {
         }),
     };
     let to = time(q.to, now + 1, "to", &mut errors);
-    let from = time(q.from, to - DAY_MS, "from", &mut errors);
+    let from = time(q.from, to.saturating_sub(DAY_MS), "from", &mut errors);
+    for (key, t) in [("from", from), ("to", to)] {
+        if !(0..=MAX_TIME_MS).contains(&t) {
+            errors.push(format!("{key}: must be between 0 and {MAX_TIME_MS} ms"));
+        }
+    }
     if from >= to {
         errors.push("from: must be before to".to_owned());
     }
@@ -123,7 +130,7 @@ fn plan(q: SeriesQuery) -> Result<Plan, ApiError> {
             None
         }
         Some(s) => match parse_duration_ms(s) {
-            Some(ms) if ms > 0 => Some((ms, agg.unwrap_or(Agg::Mean))),
+            Some(ms) if ms > 0 && ms <= MAX_TIME_MS => Some((ms, agg.unwrap_or(Agg::Mean))),
             _ => {
                 errors.push(format!(
                     "step: {s:?} is not a duration like 60000, 30s, 1m, 1h, 1d"
@@ -133,7 +140,7 @@ fn plan(q: SeriesQuery) -> Result<Plan, ApiError> {
         },
     };
     if let Some((ms, _)) = step {
-        if (to - from) / ms > MAX_RAW_POINTS as i64 {
+        if to.saturating_sub(from) / ms > MAX_RAW_POINTS as i64 {
             errors.push(format!(
                 "step: too fine for the range (more than {MAX_RAW_POINTS} buckets)"
             ));
@@ -154,14 +161,11 @@ fn plan(q: SeriesQuery) -> Result<Plan, ApiError> {
 fn run(store: &Store, p: &Plan) -> Result<Vec<(i64, f64)>, ApiError> {
     let res = match p.step {
         Some((step, agg)) => store.buckets(&p.device, &p.metric, (p.from, p.to), step, agg),
-        None => store.raw(&p.device, &p.metric, p.from, p.to),
+        None => store.raw_capped(&p.device, &p.metric, (p.from, p.to), MAX_RAW_POINTS),
     };
     match res {
-        Ok(points) if points.len() > MAX_RAW_POINTS => Err(bad(format!(
-            "{} points in range, more than {MAX_RAW_POINTS}: narrow from/to or ask for buckets (step=1m)",
-            points.len()
-        ))),
         Ok(points) => Ok(points),
+        Err(e @ StoreError::TooManyPoints { .. }) => Err(bad(e.to_string())),
         Err(e @ StoreError::UnknownSeries { .. }) => Err(ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Resolution of raw chunks.
 pub const RAW: i64 = 0;
@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     data BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, res, start_ms);
+CREATE TABLE IF NOT EXISTS quarantine (
+    series INTEGER NOT NULL,
+    res INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    points INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    why TEXT NOT NULL
+);
 ";
 
 /// One row of the series catalogue.
@@ -138,7 +147,7 @@ pub fn watermark(conn: &Connection) -> rusqlite::Result<u64> {
 }
 
 /// Sets the watermark inside `tx`.
-pub fn set_watermark(tx: &Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
+pub fn set_watermark(tx: &Connection, seq: u64) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('durable_before', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -148,7 +157,7 @@ pub fn set_watermark(tx: &Transaction<'_>, seq: u64) -> rusqlite::Result<()> {
 }
 
 /// Records that `series` is sealed through journal sequence `seq`.
-pub fn set_sealed(tx: &Transaction<'_>, series: i64, seq: u64) -> rusqlite::Result<()> {
+pub fn set_sealed(tx: &Connection, series: i64, seq: u64) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE series SET sealed_seq = ?2 WHERE id = ?1",
         params![series, seq as i64],
@@ -158,7 +167,7 @@ pub fn set_sealed(tx: &Transaction<'_>, series: i64, seq: u64) -> rusqlite::Resu
 
 /// Stores a chunk (replacing one of the same series, resolution and start).
 pub fn put_chunk(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     series: i64,
     res: i64,
     (start, end, points): (i64, i64, usize),
@@ -172,18 +181,20 @@ pub fn put_chunk(
     Ok(())
 }
 
-/// Deletes a chunk by row id.
-pub fn delete_chunk(tx: &Transaction<'_>, rowid: i64) -> rusqlite::Result<()> {
+/// Moves a chunk that does not decode out of the way (kept for inspection, never read).
+pub fn quarantine(tx: &Connection, rowid: i64, why: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO quarantine (series, res, start_ms, end_ms, points, data, why)
+         SELECT series, res, start_ms, end_ms, points, data, ?2 FROM chunks WHERE rowid = ?1",
+        params![rowid, why],
+    )?;
     tx.execute("DELETE FROM chunks WHERE rowid = ?1", [rowid])?;
     Ok(())
 }
 
-/// Deletes the roll-ups derived from the raw chunk starting at `start`.
-pub fn delete_rollups_of(tx: &Transaction<'_>, series: i64, start: i64) -> rusqlite::Result<()> {
-    tx.execute(
-        "DELETE FROM chunks WHERE series = ?1 AND res > 0 AND start_ms = ?2",
-        params![series, start],
-    )?;
+/// Deletes a chunk by row id.
+pub fn delete_chunk(tx: &Connection, rowid: i64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM chunks WHERE rowid = ?1", [rowid])?;
     Ok(())
 }
 
@@ -233,7 +244,8 @@ pub fn first_raw_start(conn: &Connection, series: i64) -> rusqlite::Result<Optio
     )
 }
 
-/// Series that have at least two raw chunks smaller than `small` points.
+/// Series that have at least two raw chunks smaller than `small` points, in random
+/// order (a series whose small chunks are not adjacent cannot hog every pass).
 pub fn compaction_candidates(
     conn: &Connection,
     small: usize,
@@ -241,7 +253,7 @@ pub fn compaction_candidates(
 ) -> rusqlite::Result<Vec<i64>> {
     let mut st = conn.prepare_cached(
         "SELECT series FROM chunks WHERE res = 0 AND points < ?1
-         GROUP BY series HAVING COUNT(*) > 1 LIMIT ?2",
+         GROUP BY series HAVING COUNT(*) > 1 ORDER BY RANDOM() LIMIT ?2",
     )?;
     let rows = st.query_map(params![small as i64, limit as i64], |r| r.get(0))?;
     rows.collect()
@@ -300,7 +312,7 @@ pub fn vacuum(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Deletes chunks at `res` of series of retention `class` that end before `cutoff`.
 /// Returns how many were deleted.
-pub fn expire(tx: &Transaction<'_>, class: &str, res: i64, cutoff: i64) -> rusqlite::Result<usize> {
+pub fn expire(tx: &Connection, class: &str, res: i64, cutoff: i64) -> rusqlite::Result<usize> {
     tx.execute(
         "DELETE FROM chunks WHERE res = ?2 AND end_ms < ?3
          AND series IN (SELECT id FROM series WHERE class = ?1)",

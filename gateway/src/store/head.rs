@@ -3,6 +3,9 @@
 //!
 //! Pure: no I/O; the wall clock comes in as an argument. Does not own sealing policy.
 
+/// One point: time (ms since the epoch) and value.
+pub type Point = (i64, f64);
+
 /// Unsealed points of one series.
 #[derive(Debug, Default, Clone)]
 pub struct Head {

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use linli_protocol::{DeviceKind, Report};
 use parking_lot::Mutex;
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 
 use crate::config::StoreConfig;
 use crate::follow::{Entry, Follower};
@@ -54,6 +54,16 @@ pub enum StoreError {
         start_ms: i64,
         /// Why.
         source: chunk::ChunkError,
+    },
+    /// A raw query over more points than allowed.
+    #[error(
+        "{points} points in range, more than {cap}: narrow from/to, or ask for buckets (step=1m)"
+    )]
+    TooManyPoints {
+        /// Points in range.
+        points: usize,
+        /// The cap.
+        cap: usize,
     },
     /// No such series.
     #[error("no series {metric} for device {device}; GET /api/series/list?device={device} lists what exists")]
@@ -112,6 +122,21 @@ struct Heads {
     applied_before: u64,
     /// First journal record not yet sealed for every series (persisted at each seal).
     durable_before: u64,
+    /// Lowest journal record whose points could not be kept (a series could not be
+    /// created): the watermark stays below it, so a restart replays it.
+    failed_from: Option<u64>,
+}
+
+impl Heads {
+    /// The watermark: nothing before it is only in memory.
+    fn watermark(&self) -> u64 {
+        self.by_device
+            .values()
+            .flat_map(|m| m.values())
+            .filter_map(|s| s.head.min_seq)
+            .chain(self.failed_from)
+            .fold(self.applied_before, u64::min)
+    }
 }
 
 /// The store. Share it in an `Arc`: the follower writes, the API reads.
@@ -213,7 +238,7 @@ impl Store {
         }
         if heads.points == 0 {
             // Nothing unsealed: everything applied is durable in the store already.
-            heads.durable_before = heads.applied_before;
+            heads.durable_before = heads.watermark();
         }
         let over = heads.points > self.cfg.max_head_points;
         drop(heads);
@@ -233,6 +258,18 @@ impl Store {
     ) {
         if !v.is_finite() {
             self.stats.count_non_finite();
+            return;
+        }
+        // A device clock far off (an RTC reset to 1970, a year in the future) would file
+        // the point where it expires at once or never; it is counted, not stored (the
+        // reading itself stays in the journal and reaches the rules and the export).
+        let keep_days = match Class::of(device.kind) {
+            Class::Care => self.cfg.retention.care_days,
+            Class::Facility => self.cfg.retention.facility_days,
+        };
+        let now_ms = now as i64;
+        if t < now_ms - i64::from(keep_days) * DAY_MS || t > now_ms + DAY_MS {
+            self.stats.count_out_of_range();
             return;
         }
         let series = match heads
@@ -257,8 +294,9 @@ impl Store {
                 }
                 Err(e) => {
                     // The point stays in the journal, and the watermark cannot pass it.
-                    tracing::error!(error = %e, device = %device.id, metric, "cannot add series");
+                    tracing::error!(error = %e, device = %device.id, metric, "cannot add series: the reading stays in the journal and is stored after a restart");
                     self.stats.count_error();
+                    heads.failed_from = Some(heads.failed_from.map_or(seq, |f| f.min(seq)));
                     return;
                 }
             },
@@ -314,52 +352,73 @@ impl Store {
             return;
         }
         heads.points = heads.points.saturating_sub(removed);
-        let watermark = heads
-            .by_device
-            .values()
-            .flat_map(|m| m.values())
-            .filter_map(|s| s.head.min_seq)
-            .fold(heads.applied_before, u64::min);
         let ids: Vec<i64> = taken
             .iter()
             .map(|(d, m, ..)| heads.by_device[d][m].id)
             .collect();
+        // Each series in its own savepoint: one that fails stays in its head (and pins
+        // the watermark) while the others are sealed.
         let mut conn = self.writer.lock();
-        let result = (|| -> Result<(), StoreError> {
-            let tx = conn.transaction()?;
-            for ((_, _, points, _, max_seq), id) in taken.iter().zip(&ids) {
-                self.write_points(&tx, *id, points.clone())?;
-                db::set_sealed(&tx, *id, *max_seq)?;
+        let mut ok = vec![false; taken.len()];
+        let result = (|| -> Result<u64, StoreError> {
+            let mut tx = conn.transaction()?;
+            for (i, (t, id)) in taken.iter().zip(&ids).enumerate() {
+                let one = (|| -> Result<(), StoreError> {
+                    let sp = tx.savepoint()?;
+                    self.write_points(&sp, *id, t.2.clone())?;
+                    db::set_sealed(&sp, *id, t.4)?;
+                    sp.commit()?;
+                    Ok(())
+                })();
+                match one {
+                    Ok(()) => ok[i] = true,
+                    Err(e) => {
+                        tracing::error!(error = %e, device = %t.0, metric = %t.1, "sealing a series failed: its points stay in memory and in the journal");
+                        self.stats.count_error();
+                    }
+                }
             }
+            // The watermark as if the failed series were back in their heads.
+            let failed_min = taken
+                .iter()
+                .zip(&ok)
+                .filter(|(_, ok)| !**ok)
+                .map(|(t, _)| t.3)
+                .min();
+            let watermark = heads.watermark().min(failed_min.unwrap_or(u64::MAX));
             db::set_watermark(&tx, watermark)?;
             tx.commit()?;
-            Ok(())
+            Ok(watermark)
         })();
-        match result {
-            Ok(()) => {
-                let sealed: usize = taken.iter().map(|t| t.2.len()).sum();
-                for (d, m, _, _, max_seq) in &taken {
-                    if let Some(s) = heads.by_device.get_mut(d).and_then(|x| x.get_mut(m)) {
-                        s.sealed_seq = *max_seq;
-                    }
+        if let Err(e) = &result {
+            // Nothing was sealed (disk, lock): every taken head goes back.
+            tracing::error!(error = %e, "sealing failed: points stay in memory and in the journal");
+            self.stats.count_error();
+            ok.fill(false);
+        }
+        let (mut series, mut points) = (0, 0);
+        for (t, sealed) in taken.into_iter().zip(ok) {
+            let (d, m, pts, first_seq, max_seq) = t;
+            let Some(s) = heads.by_device.get_mut(&d).and_then(|x| x.get_mut(&m)) else {
+                continue;
+            };
+            if sealed {
+                s.sealed_seq = max_seq;
+                series += 1;
+                points += pts.len();
+            } else {
+                let n = pts.len();
+                for (t, v) in pts {
+                    s.head.push(t, v, first_seq, (self.clock)());
                 }
-                heads.durable_before = watermark;
-                self.stats.count_sealed(taken.len(), sealed);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, series = taken.len(), "sealing failed: points stay in memory and in the journal");
-                self.stats.count_error();
-                for (d, m, points, first_seq, max_seq) in taken {
-                    heads.points += points.len();
-                    if let Some(s) = heads.by_device.get_mut(&d).and_then(|x| x.get_mut(&m)) {
-                        for (t, v) in points {
-                            s.head.push(t, v, first_seq, (self.clock)());
-                        }
-                        s.head.max_seq = s.head.max_seq.max(max_seq);
-                    }
-                }
+                s.head.max_seq = s.head.max_seq.max(max_seq);
+                heads.points += n;
             }
         }
+        if let Ok(watermark) = result {
+            heads.durable_before = watermark;
+        }
+        self.stats.count_sealed(series, points);
         self.stats.set_head_points(heads.points);
     }
 
@@ -367,7 +426,7 @@ impl Store {
     /// first merging any stored chunk they overlap (the newer value of a timestamp wins).
     fn write_points(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         series: i64,
         points: Vec<(i64, f64)>,
     ) -> Result<(), StoreError> {
@@ -380,9 +439,18 @@ impl Store {
         } else {
             let mut older = Vec::new();
             for c in &overlapping {
-                older.extend(decode(series, c)?);
-                db::delete_chunk(tx, c.rowid)?;
-                db::delete_rollups_of(tx, series, c.start_ms)?;
+                match decode(series, c) {
+                    Ok(points) => {
+                        older.extend(points);
+                        db::delete_chunk(tx, c.rowid)?;
+                    }
+                    Err(e) => {
+                        // Set aside rather than block this series' sealing for good.
+                        tracing::error!(error = %e, "damaged chunk moved to the quarantine table");
+                        self.stats.count_error();
+                        db::quarantine(tx, c.rowid, &e.to_string())?;
+                    }
+                }
             }
             self.stats.count_merge();
             head::overlay(older, &points)
@@ -452,9 +520,17 @@ impl Store {
                 let mut points = Vec::new();
                 for rowid in &g {
                     let c = db::chunk(&tx, *rowid)?;
-                    points.extend(decode(series, &c)?);
-                    db::delete_chunk(&tx, c.rowid)?;
-                    db::delete_rollups_of(&tx, series, c.start_ms)?;
+                    match decode(series, &c) {
+                        Ok(p) => {
+                            points.extend(p);
+                            db::delete_chunk(&tx, c.rowid)?;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "damaged chunk moved to the quarantine table");
+                            self.stats.count_error();
+                            db::quarantine(&tx, c.rowid, &e.to_string())?;
+                        }
+                    }
                 }
                 head::normalize(&mut points);
                 write_chunk(&tx, series, &points)?;
@@ -511,7 +587,7 @@ fn decode(series: i64, c: &db::ChunkRow) -> Result<Vec<(i64, f64)>, StoreError> 
 }
 
 /// Writes one raw chunk of sorted `points`.
-fn write_chunk(tx: &Transaction<'_>, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
+fn write_chunk(tx: &Connection, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Ok(());
     };
@@ -522,21 +598,12 @@ fn write_chunk(tx: &Transaction<'_>, series: i64, points: &[(i64, f64)]) -> Resu
 
 /// Writes the roll-ups of a raw chunk's sorted `points`, keyed by the chunk's start.
 /// They are made when the raw chunk expires: until then raw points answer every query.
-fn write_rollups(
-    tx: &Transaction<'_>,
-    series: i64,
-    points: &[(i64, f64)],
-) -> Result<(), StoreError> {
+fn write_rollups(tx: &Connection, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Ok(());
     };
     for res in ROLLUPS {
         let buckets = rollup::aggregate(points, res);
-        if buckets.len() * 2 > points.len() {
-            // Not worth it (a series reporting about once per bucket or slower): the
-            // coarser roll-up, or the raw points, answer instead.
-            continue;
-        }
         db::put_chunk(
             tx,
             series,

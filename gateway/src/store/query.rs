@@ -7,8 +7,9 @@
 
 use serde::Serialize;
 
+use super::head::{self, Point};
 use super::rollup::{self, Agg, Bucket};
-use super::{db, decode, head, Store, StoreError, ROLLUPS};
+use super::{db, decode, Store, StoreError, ROLLUPS};
 
 /// A series as listed by the catalogue.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -78,25 +79,70 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
+        self.raw_capped(device, metric, (from, to), usize::MAX)
+    }
+
+    /// [`Store::raw`], refused with [`StoreError::TooManyPoints`] before anything is
+    /// decoded when the range holds more than `cap` points.
+    pub fn raw_capped(
+        &self,
+        device: &str,
+        metric: &str,
+        (from, to): (i64, i64),
+        cap: usize,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        let mut points = Vec::new();
+        self.scan_raw(device, metric, (from, to), cap, &mut |run| {
+            points.extend_from_slice(run)
+        })?;
+        Ok(points)
+    }
+
+    /// Hands the raw points of `[from, to)` to `f` run by run, in time order (one stored
+    /// chunk at a time, then the head's), so memory stays bounded by a chunk. The head's
+    /// value of a timestamp wins over a stored one.
+    fn scan_raw(
+        &self,
+        device: &str,
+        metric: &str,
+        (from, to): (i64, i64),
+        cap: usize,
+        f: &mut dyn FnMut(&[Point]),
+    ) -> Result<(), StoreError> {
         let id = self.series_id(device, metric)?;
         // Head first: a seal racing this query then shows its points in a chunk too.
         let newer = self.head_points(device, metric, from, to);
         if to <= from {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let chunks = db::chunks_overlapping(&self.reader.lock(), id, db::RAW, from, to - 1)?;
-        let mut points = Vec::new();
+        let stored: i64 = chunks.iter().map(|c| c.points).sum();
+        let total = stored as usize + newer.len();
+        if total > cap {
+            return Err(StoreError::TooManyPoints { points: total, cap });
+        }
+        // Chunks never overlap each other, so each run (a chunk with the head points up
+        // to its end laid over it) follows the previous one in time.
+        let mut rest = newer.as_slice();
         for c in &chunks {
-            let pts = decode(id, c)?;
+            let mut pts = decode(id, c)?;
             let a = pts.partition_point(|p| p.0 < from);
             let b = pts.partition_point(|p| p.0 < to);
-            points.extend_from_slice(&pts[a..b]);
+            pts.truncate(b);
+            pts.drain(..a);
+            let upto = rest.partition_point(|p| p.0 <= c.end_ms);
+            let (mine, later) = rest.split_at(upto);
+            rest = later;
+            if mine.is_empty() {
+                f(&pts);
+            } else {
+                f(&head::overlay(pts, mine));
+            }
         }
-        if newer.is_empty() {
-            Ok(points)
-        } else {
-            Ok(head::overlay(points, &newer))
+        if !rest.is_empty() {
+            f(rest);
         }
+        Ok(())
     }
 
     /// `step`-ms buckets of `device`/`metric` over `[from, to)`, epoch-aligned: from raw
@@ -146,8 +192,13 @@ impl Store {
                 }
             }
         }
-        let raw = self.raw(device, metric, from.max(floor), to)?;
-        runs.push(rollup::aggregate(&raw, step));
+        self.scan_raw(
+            device,
+            metric,
+            (from.max(floor), to),
+            usize::MAX,
+            &mut |run| runs.push(rollup::aggregate(run, step)),
+        )?;
         Ok(rollup::merge_runs(runs)
             .into_iter()
             .map(|b| (b.start, b.value(agg)))

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct Stats {
     points: AtomicU64,
     non_finite: AtomicU64,
+    out_of_range: AtomicU64,
     series: AtomicU64,
     head_points: AtomicU64,
     seals: AtomicU64,
@@ -27,6 +28,9 @@ impl Stats {
     }
     pub(super) fn count_non_finite(&self) {
         self.non_finite.fetch_add(1, Relaxed);
+    }
+    pub(super) fn count_out_of_range(&self) {
+        self.out_of_range.fetch_add(1, Relaxed);
     }
     pub(super) fn set_series(&self, n: usize) {
         self.series.store(n as u64, Relaxed);
@@ -73,7 +77,7 @@ impl Stats {
 
     /// Appends Prometheus text to `s`.
     pub fn render(&self, s: &mut String) {
-        let rows: [(&str, &str, &str, &AtomicU64); 10] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 11] = [
             (
                 "linli_store_points_total",
                 "counter",
@@ -85,6 +89,12 @@ impl Stats {
                 "counter",
                 "NaN or infinite values skipped.",
                 &self.non_finite,
+            ),
+            (
+                "linli_store_out_of_range_total",
+                "counter",
+                "Points not stored: device time before the raw retention or over a day ahead.",
+                &self.out_of_range,
             ),
             (
                 "linli_store_series",

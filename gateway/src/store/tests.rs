@@ -14,7 +14,7 @@ use crate::follow::Entry;
 use crate::reading::Reading;
 use crate::registry::{DeviceRecord, Registry, Trust};
 
-static NOW: AtomicU64 = AtomicU64::new(1_000_000);
+static NOW: AtomicU64 = AtomicU64::new(10 * 86_400_000);
 fn clock() -> u64 {
     NOW.load(Relaxed)
 }
@@ -206,4 +206,80 @@ fn old_heads_are_sealed_by_age() {
     assert_eq!(store.durable_before(), 0, "young head stays");
     store.tick(t0 + 901_000, false);
     assert_eq!(store.durable_before(), 1, "900 s later it is sealed");
+}
+
+#[test]
+fn device_clocks_far_off_are_counted_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    let ahead = (clock() / 1000) as u32 + 2 * 86_400;
+    store.apply(&[entry(&d, 0, ahead, 1), entry(&d, 1, 1_000, 2)]);
+    assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap().len(), 1);
+    let mut text = String::new();
+    store.stats.render(&mut text);
+    assert!(text.contains("linli_store_out_of_range_total 1"), "{text}");
+}
+
+#[test]
+fn sparse_series_keep_their_roll_ups_when_raw_points_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    // One point every 2 h for two days.
+    let entries: Vec<Entry> = (0..24)
+        .map(|i| entry(&d, i, 1_000 + i as u32 * 7_200, i as u16))
+        .collect();
+    store.apply(&entries);
+    store.seal_all();
+    let all = (0, i64::MAX / 2);
+    let before = store.buckets("wl-1", M, all, 60_000, Agg::Last).unwrap();
+    assert_eq!(before.len(), 24);
+    store.expire(400 * 86_400_000).unwrap();
+    assert_eq!(
+        store.buckets("wl-1", M, all, 60_000, Agg::Last).unwrap(),
+        before
+    );
+    assert_eq!(
+        store
+            .buckets("wl-1", M, all, 3_600_000, Agg::Count)
+            .unwrap()
+            .len(),
+        24
+    );
+}
+
+#[test]
+fn a_damaged_chunk_is_quarantined_and_sealing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    let entries: Vec<Entry> = (0..10)
+        .map(|i| entry(&d, i, 1_000 + i as u32 * 60, i as u16))
+        .collect();
+    store.apply(&entries);
+    store.seal_all();
+    store
+        .writer
+        .lock()
+        .execute("UPDATE chunks SET data = x'01'", [])
+        .unwrap();
+    assert!(
+        store.raw("wl-1", M, 0, i64::MAX).is_err(),
+        "damage is an error, not a panic or a silent gap"
+    );
+    // A late point overlapping the damaged chunk: sealed anyway, the chunk set aside.
+    store.apply(&[entry(&d, 10, 1_000 + 5 * 60, 55)]);
+    store.seal_all();
+    assert_eq!(store.durable_before(), 11, "the watermark moves on");
+    assert_eq!(
+        store.raw("wl-1", M, 0, i64::MAX).unwrap(),
+        vec![(1_000_000 + 5 * 60_000, 0.055)]
+    );
+    let quarantined: i64 = store
+        .reader
+        .lock()
+        .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(quarantined, 1);
 }

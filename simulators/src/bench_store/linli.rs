@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use linli_gateway::config::StoreConfig;
+use linli_gateway::config::{RetentionConfig, StoreConfig};
 use linli_gateway::registry::{DeviceProfile, Trust};
 use linli_gateway::store::rollup::Agg;
 use linli_gateway::store::Store;
@@ -51,7 +51,18 @@ pub fn linli_side(
             trust: Trust::Sealed,
         })
         .collect();
-    let store = Store::open(dir, StoreConfig::default(), wall_ms).context("opening the store")?;
+    // The corpus lies in the past (default end 2026-06-01): keep it all, as the
+    // VictoriaMetrics side does with -retentionPeriod=100y.
+    let cfg = StoreConfig {
+        retention: RetentionConfig {
+            care_days: 36_500,
+            facility_days: 36_500,
+            rollup_1m_days: 36_500,
+            rollup_1h_days: 36_500,
+        },
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir, cfg, wall_ms).context("opening the store")?;
     let start = Instant::now();
     let mut last_tick = Instant::now();
     for (n, batch) in items.chunks(4096).enumerate() {

@@ -10,3 +10,4 @@ pub mod bench_store;
 pub mod corpus;
 pub mod device;
 pub mod load;
+pub mod process;

@@ -1,13 +1,14 @@
 //! The VictoriaMetrics side of `bench store` at tiny size, against the real Debian
 //! binary (scripts/test.sh installs it): every point stored and read back, the plan's
-//! queries answered, tags with spaces, commas and equals signs round-tripped.
+//! queries answered, and tags with spaces, commas and equals signs written by the
+//! gateway's export encoder round-tripped through the real server.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use linli_sim::bench_store::lineproto::write_line;
 use linli_sim::bench_store::vm::{Vm, VmSide};
-use linli_sim::bench_store::QueryPlan;
+use linli_sim::bench_store::{profile_of, QueryPlan};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
 const VM_BIN: &str = "/usr/bin/victoria-metrics";
@@ -73,12 +74,13 @@ fn tag_values_with_spaces_commas_and_equals_round_trip() {
     d.id = "bed 3, room=12".into();
     d.site = "Riverside, East Bank";
     d.zone = "a=b c";
+    let profile = profile_of(&d);
     let mut body = Vec::new();
     let mut points = 0;
     corpus.for_each(|it| {
         let mut it = *it;
         it.device = &d;
-        points += write_line(&mut body, &it);
+        points += write_line(&mut body, &profile, &it);
     });
     vm.write(&body).unwrap();
     vm.get("/internal/force_flush").unwrap();

@@ -57,10 +57,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 ";
 
-/// One row of the series catalogue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One row of the series catalogue (serialised without the store's bookkeeping).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SeriesRow {
     /// Row id.
+    #[serde(skip)]
     pub id: i64,
     /// Device id.
     pub device: String,
@@ -77,6 +78,7 @@ pub struct SeriesRow {
     /// `resident:R-1` or `asset:A-1`.
     pub subject: Option<String>,
     /// Journal records up to this sequence number are sealed for this series.
+    #[serde(skip)]
     pub sealed_seq: u64,
 }
 

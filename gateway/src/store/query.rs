@@ -12,23 +12,7 @@ use super::rollup::{self, Agg, Bucket};
 use super::{db, decode, Store, StoreError, ROLLUPS};
 
 /// A series as listed by the catalogue.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SeriesInfo {
-    /// Device id.
-    pub device: String,
-    /// Metric name.
-    pub metric: String,
-    /// Device kind.
-    pub kind: String,
-    /// Retention class.
-    pub class: String,
-    /// Site.
-    pub site: String,
-    /// Zone.
-    pub zone: String,
-    /// `resident:ID` or `asset:ID`.
-    pub subject: Option<String>,
-}
+pub type SeriesInfo = db::SeriesRow;
 
 /// Latest value of one metric.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -247,15 +231,6 @@ impl Store {
         Ok(db::all_series(&conn)?
             .into_iter()
             .filter(|r| device.is_none_or(|d| d == r.device))
-            .map(|r| SeriesInfo {
-                device: r.device,
-                metric: r.metric,
-                kind: r.kind,
-                class: r.class,
-                site: r.site,
-                zone: r.zone,
-                subject: r.subject,
-            })
             .collect())
     }
 

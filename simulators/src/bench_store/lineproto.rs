@@ -1,12 +1,14 @@
-//! InfluxDB line protocol for corpus items: one line per report, the device kind as the
-//! measurement, `device`/`site`/`zone` as tags, every metric of
-//! [`Report::for_each_metric`](linli_protocol::Report::for_each_metric) as a float field,
+//! InfluxDB line protocol for corpus items, written by the gateway's export encoder
+//! (`linli_gateway::store::influxdb::line`): one line per report, the device kind as the
+//! measurement, `device`/`site`/`zone` as tags, every metric as a float field,
 //! millisecond timestamps. VictoriaMetrics names the series `{kind}_{metric}`.
 //!
-//! Owns formatting and escaping only; does not send anything.
+//! Owns batching of the corpus into request bodies; escaping is the encoder's.
 
-use std::io::Write;
+use linli_gateway::registry::DeviceProfile;
+use linli_gateway::store::influxdb::line;
 
+use super::profiles;
 use crate::corpus::{Corpus, Item};
 
 /// Line-protocol bodies ready to POST.
@@ -20,59 +22,18 @@ pub struct Batches {
     pub lines: u64,
 }
 
-/// Appends `s` escaped for a measurement (commas and spaces).
-pub fn escape_measurement(out: &mut Vec<u8>, s: &str) {
-    escape(out, s, b", ");
-}
-
-/// Appends `s` escaped for a tag key, tag value or field key (commas, equals signs,
-/// spaces). Line protocol cannot carry newlines in these: they become spaces (escaped).
-pub fn escape_tag(out: &mut Vec<u8>, s: &str) {
-    escape(out, s, b",= ");
-}
-
-fn escape(out: &mut Vec<u8>, s: &str, special: &[u8]) {
-    for &b in s.as_bytes() {
-        let b = if b == b'\n' || b == b'\r' { b' ' } else { b };
-        if special.contains(&b) || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-}
-
-/// Appends the line of one item; returns the points (fields) it holds. An item without
-/// metrics writes nothing; non-finite values are left out (line protocol has no NaN).
-pub fn write_line(out: &mut Vec<u8>, it: &Item<'_>) -> u64 {
-    let mark = out.len();
-    escape_measurement(out, it.device.kind.as_str());
-    for (k, v) in [
-        ("device", it.device.id.as_str()),
-        ("site", it.device.site),
-        ("zone", it.device.zone),
-    ] {
-        out.push(b',');
-        escape_tag(out, k);
-        out.push(b'=');
-        escape_tag(out, v);
-    }
-    let mut n = 0u64;
-    it.report.for_each_metric(&mut |name, value| {
-        if !value.is_finite() {
-            return;
-        }
-        out.push(if n == 0 { b' ' } else { b',' });
-        escape_tag(out, name);
-        // Writing to a Vec cannot fail; `{}` is the shortest exact decimal of the f64.
-        let _ = write!(out, "={value}");
-        n += 1;
-    });
-    if n == 0 {
-        out.truncate(mark);
+/// Appends the line of one item, formatted by the gateway's InfluxDB export encoder
+/// (so VictoriaMetrics gets exactly what the export would send); returns the points
+/// (fields) it holds. An item without metrics writes nothing.
+pub fn write_line(out: &mut Vec<u8>, profile: &DeviceProfile, it: &Item<'_>) -> u64 {
+    let done = line::encode_report(out, profile, &it.report, it.time_ms);
+    if done.points == 0 {
         return 0;
     }
-    let _ = writeln!(out, " {}", it.time_ms);
-    n
+    let mut fields = 0;
+    it.report
+        .for_each_metric(&mut |_, v| fields += u64::from(v.is_finite()));
+    fields
 }
 
 /// Formats the whole corpus into bodies of about `batch_lines` lines each.
@@ -81,8 +42,9 @@ pub fn format_corpus(corpus: &Corpus, batch_lines: usize) -> Batches {
     let mut b = Batches::default();
     let mut cur = Vec::with_capacity(batch_lines * 128);
     let mut in_cur = 0usize;
+    let profiles = profiles(corpus);
     corpus.for_each(|it| {
-        let n = write_line(&mut cur, it);
+        let n = write_line(&mut cur, &profiles[it.device.index], it);
         if n > 0 {
             b.points += n;
             b.lines += 1;
@@ -103,56 +65,7 @@ pub fn format_corpus(corpus: &Corpus, batch_lines: usize) -> Batches {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corpus::{CorpusConfig, DeviceSpec};
-    use linli_protocol::report::{DeviceKind, Report, Vitals, WaterLevel};
-
-    fn spec(id: &str, site: &'static str, zone: &'static str) -> DeviceSpec {
-        DeviceSpec {
-            id: id.into(),
-            kind: DeviceKind::Vitals,
-            site,
-            zone,
-            period_s: 5,
-            battery: true,
-            index: 0,
-            site_index: 0,
-        }
-    }
-
-    #[test]
-    fn escapes_spaces_commas_equals_and_backslashes_in_tags() {
-        let d = spec("a b,c=d\\e", "Riverside, East Bank", "x=1\ny");
-        let it = Item {
-            device: &d,
-            time_ms: 1_780_000_000_000,
-            report: Report::Vitals(Vitals {
-                heart_rate_bpm: 72,
-                spo2_pct: 97,
-                respiration_bpm: 0,
-                quality: 90,
-            }),
-        };
-        let mut out = Vec::new();
-        assert_eq!(write_line(&mut out, &it), 3);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "vitals,device=a\\ b\\,c\\=d\\\\e,site=Riverside\\,\\ East\\ Bank,zone=x\\=1\\ y \
-             heart_rate_bpm=72,spo2_pct=97,vitals_quality=90 1780000000000\n"
-        );
-    }
-
-    #[test]
-    fn decimals_come_out_exact() {
-        let d = spec("w", "s", "z");
-        let it = Item {
-            device: &d,
-            time_ms: 5_000,
-            report: Report::WaterLevel(WaterLevel { level_mm: 1234 }),
-        };
-        let mut out = Vec::new();
-        write_line(&mut out, &it);
-        assert!(out.ends_with(b" water_level_m=1.234 5000\n"));
-    }
+    use crate::corpus::CorpusConfig;
 
     #[test]
     fn formatted_corpus_holds_every_point_once() {

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use linli_gateway::config::{RetentionConfig, StoreConfig};
-use linli_gateway::registry::{DeviceProfile, Trust};
 use linli_gateway::store::rollup::Agg;
 use linli_gateway::store::Store;
 
@@ -38,19 +37,7 @@ pub fn linli_side(
     dir: &Path,
     plan: &QueryPlan,
 ) -> Result<SideFigures> {
-    let profiles: Vec<DeviceProfile> = corpus
-        .devices()
-        .iter()
-        .map(|d| DeviceProfile {
-            id: d.id.clone(),
-            kind: d.kind,
-            site: d.site.to_owned(),
-            zone: d.zone.to_owned(),
-            subject: None,
-            heartbeat_s: None,
-            trust: Trust::Sealed,
-        })
-        .collect();
+    let profiles = super::profiles(corpus);
     // The corpus lies in the past (default end 2026-06-01): keep it all, as the
     // VictoriaMetrics side does with -retentionPeriod=100y.
     let cfg = StoreConfig {

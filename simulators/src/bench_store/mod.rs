@@ -19,7 +19,28 @@ use anyhow::{bail, Context, Result};
 use linli_protocol::report::DeviceKind;
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{Corpus, CorpusConfig, Item};
+use linli_gateway::registry::{DeviceProfile, Trust};
+
+use crate::corpus::{Corpus, CorpusConfig, DeviceSpec, Item};
+
+/// The registry profile a corpus device would have (what the store and the export
+/// encoder take).
+pub fn profile_of(d: &DeviceSpec) -> DeviceProfile {
+    DeviceProfile {
+        id: d.id.clone(),
+        kind: d.kind,
+        site: d.site.to_owned(),
+        zone: d.zone.to_owned(),
+        subject: None,
+        heartbeat_s: None,
+        trust: Trust::Sealed,
+    }
+}
+
+/// Profiles of every corpus device, indexed by [`DeviceSpec::index`].
+pub fn profiles(corpus: &Corpus) -> Vec<DeviceProfile> {
+    corpus.devices().iter().map(profile_of).collect()
+}
 
 /// Which system a child measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

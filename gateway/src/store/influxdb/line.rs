@@ -25,8 +25,10 @@
 
 use std::io::Write;
 
+use linli_protocol::Report;
+
 use crate::follow::Entry;
-use crate::registry::SubjectKind;
+use crate::registry::{DeviceProfile, SubjectKind};
 
 /// What encoding one entry produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +78,9 @@ fn push_tag(out: &mut Vec<u8>, key: &str, value: &str) {
     push_key(out, value);
 }
 
-/// Appends the tags of `e`'s device, in key order, each preceded by a comma. `extra`
+/// Appends the tags of device `p`, in key order, each preceded by a comma. `extra`
 /// (already in order relative to each other) are merged in.
-fn push_tags(out: &mut Vec<u8>, e: &Entry, extra: &[(&str, &str)]) {
-    let p = &e.device.profile;
+fn push_tags(out: &mut Vec<u8>, p: &DeviceProfile, extra: &[(&str, &str)]) {
     let subject = p.subject.as_ref().map(|(k, id)| {
         (
             match k {
@@ -115,25 +116,39 @@ pub type Fields<'a> = dyn FnMut(&mut dyn FnMut(&'static str, Value)) + 'a;
 
 /// Appends the lines of one entry to `out` (each ending in `\n`).
 pub fn encode(out: &mut Vec<u8>, e: &Entry) -> Encoded {
-    let ts = e.reading.point_time_ms();
-    let report = &e.reading.report;
+    encode_report(
+        out,
+        &e.device.profile,
+        &e.reading.report,
+        e.reading.point_time_ms(),
+    )
+}
+
+/// Appends the lines of `report` from device `device` at `ts` (ms); what [`encode`]
+/// does for a journal entry, for callers that hold reports (benchmarks).
+pub fn encode_report(
+    out: &mut Vec<u8>,
+    device: &DeviceProfile,
+    report: &Report,
+    ts: i64,
+) -> Encoded {
     let mut done = push_line(
         out,
-        e.device.profile.kind.as_str(),
-        e,
+        device.kind.as_str(),
+        device,
         &[],
         &mut |f| report.for_each_metric(&mut |name, v| f(name, Value::Float(v))),
         ts,
     );
     if let Some(kind) = report.event() {
         let tags = [
-            ("device_kind", e.device.profile.kind.as_str()),
+            ("device_kind", device.kind.as_str()),
             ("kind", kind.as_str()),
         ];
         let n = push_line(
             out,
             "event",
-            e,
+            device,
             &tags,
             &mut |f| f("count", Value::Int(1)),
             ts,
@@ -144,13 +159,13 @@ pub fn encode(out: &mut Vec<u8>, e: &Entry) -> Encoded {
     done
 }
 
-/// Appends one line of `measurement` with `e`'s tags plus `extra_tags` and the fields
+/// Appends one line of `measurement` with `device`'s tags plus `extra_tags` and the fields
 /// `fields` yields; NaN and infinite floats are skipped, and a line left without fields
 /// is not written at all.
 pub fn push_line(
     out: &mut Vec<u8>,
     measurement: &str,
-    e: &Entry,
+    device: &DeviceProfile,
     extra_tags: &[(&str, &str)],
     fields: &mut Fields<'_>,
     ts: i64,
@@ -158,7 +173,7 @@ pub fn push_line(
     let mut done = Encoded::default();
     let start = out.len();
     push_measurement(out, measurement);
-    push_tags(out, e, extra_tags);
+    push_tags(out, device, extra_tags);
     let mut sep = b' ';
     fields(&mut |name, v| {
         if let Value::Float(f) = v {
@@ -326,7 +341,7 @@ mod tests {
         let n = push_line(
             &mut out,
             "vitals",
-            &e,
+            &e.device.profile,
             &[],
             &mut |f| {
                 f("a", Value::Float(f64::NAN));
@@ -351,7 +366,7 @@ mod tests {
         let n = push_line(
             &mut out,
             "vitals",
-            &e,
+            &e.device.profile,
             &[],
             &mut |f| f("a", Value::Float(f64::NAN)),
             5,

@@ -219,6 +219,11 @@ fn run(config_path: Option<&Path>) -> Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         let data_dir = config.data_dir.clone();
+        let export = config
+            .export
+            .influxdb
+            .as_ref()
+            .map(|c| format!("{} (org {}, bucket {})", c.url, c.org, c.bucket));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
@@ -233,9 +238,19 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             println!("  MQTT (v5):      {v5}");
         }
         println!("  HTTP API:       http://{}/api/devices", gw.http);
+        println!(
+            "  Time series:    http://{}/api/series/list  (then /api/series?device=ID&metric=NAME&step=1m)",
+            gw.http
+        );
+        if let Some(export) = export {
+            println!("  InfluxDB export: {export}; spool depth in /metrics (linli_export_*)");
+        }
         println!("  Health:         http://{}/healthz", gw.http);
         println!("  Metrics:        http://{}/metrics", gw.http);
-        println!("  Data:           {}", data_dir.display());
+        println!(
+            "  Data:           {} (registry, journal, store.sqlite3)",
+            data_dir.display()
+        );
         println!("Provision a device:  linli provision --id pendant-1 --kind pendant --site home --zone room-1 --resident R-1");
         println!("Stop with Ctrl-C.");
         gw.wait().await;

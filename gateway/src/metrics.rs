@@ -59,6 +59,9 @@ pub struct Metrics {
     pub ingest_up: AtomicU64,
     /// The InfluxDB export (rendered only when it is configured).
     pub export: ExportMetrics,
+    /// Journal records each follower has not yet made durable, by follower name
+    /// (updated at each checkpoint): a follower that stops keeps the journal growing.
+    pub follower_lag: parking_lot::Mutex<Vec<(&'static str, u64)>>,
 }
 
 /// Counters and gauges of the InfluxDB export (`store::influxdb`).
@@ -201,6 +204,13 @@ impl Metrics {
         }
         if self.export.enabled.load(Relaxed) == 1 {
             self.export.render(&mut s);
+        }
+        let _ = writeln!(
+            s,
+            "# HELP linli_follower_lag_records Journal records a follower (store, export) has not made durable yet; the journal is kept for them.\n# TYPE linli_follower_lag_records gauge"
+        );
+        for (name, lag) in self.follower_lag.lock().iter() {
+            let _ = writeln!(s, "linli_follower_lag_records{{follower=\"{name}\"}} {lag}");
         }
         let _ = writeln!(s, "# HELP linli_rejected_total Messages rejected, by reason.\n# TYPE linli_rejected_total counter");
         for r in Rejection::ALL {

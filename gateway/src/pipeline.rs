@@ -167,6 +167,12 @@ pub async fn start(
         },
     )?;
     replay.finish()?;
+    // Devices whose readings all sit in released journal segments: the store knows them.
+    for id in registry.device_ids()? {
+        if views.get(&id).is_none_or(|v| v.last_seen_any_ms.is_none()) {
+            views.seed(&id, &store.latest(&id)?);
+        }
+    }
     if recovery.truncated_bytes > 0 || recovery.corrupt_records > 0 {
         tracing::warn!(
             truncated_bytes = recovery.truncated_bytes,

@@ -97,6 +97,25 @@ impl Views {
         v.recent.push_back(r.clone());
     }
 
+    /// Fills what a device's view lacks from the store's latest values (after a restart,
+    /// when the journal segments holding its readings have been released): last seen (the
+    /// newest point's device time) and battery.
+    pub fn seed(&mut self, device: &str, latest: &[crate::store::Latest]) {
+        let Some(newest) = latest.iter().map(|l| l.time_ms).max() else {
+            return;
+        };
+        let v = self.devices.entry(device.to_owned()).or_default();
+        if v.last_seen_any_ms.is_none() {
+            v.last_seen_any_ms = u64::try_from(newest).ok();
+        }
+        if v.battery_pct.is_none() {
+            v.battery_pct = latest
+                .iter()
+                .find(|l| l.metric == "battery_pct")
+                .map(|l| l.value.clamp(0.0, 100.0) as u8);
+        }
+    }
+
     /// Counts a rejection against a device.
     pub fn rejected(&mut self, device: &str) {
         if let Some(v) = self.devices.get_mut(device) {

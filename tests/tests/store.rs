@@ -186,6 +186,16 @@ async fn kill_9_keeps_every_acked_point_with_journal_segments_released() -> anyh
         .await,
         "journal segments released (had {most})"
     );
+    let lag_key = "linli_follower_lag_records{follower=\"store\"}";
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            scrape(&format!("http://{http}"), lag_key)
+                .await
+                .is_ok_and(|lag| lag < 1000.0)
+        })
+        .await,
+        "the store follower catches up with the journal when ingest is idle"
+    );
     acked.extend(m.acks(&dev, usize::MAX, Duration::from_millis(500)).await);
     // Then a burst and kill -9 while it is in flight.
     publish_round(&m, &mut dev, &topic, &mut sent, 2000).await?;

@@ -1,21 +1,22 @@
 //! Where sealed chunks live: an SQLite file (`store.sqlite3`, WAL, synchronous=FULL)
-//! holding the series catalogue, compressed chunks of raw points and roll-ups, and the
-//! store's journal watermark.
+//! holding the series catalogue, the chunk index (compressed chunks of raw points and
+//! roll-ups, their bytes packed into `blocks`), and the store's journal watermark.
 //!
-//! Owns the schema and every SQL statement of the store; does not decide what to seal,
-//! compact or delete (that is `store`'s policy) nor encode chunks (`chunk`).
+//! Owns the schema and the catalogue and index statements; does not decide what to
+//! seal, compact or delete (that is `store`'s policy), nor encode chunks (`chunk`) or
+//! pack their bytes (`blocks`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::blocks;
+
 /// Resolution of raw chunks.
 pub const RAW: i64 = 0;
 
-// Small pages: a chunk's blob ends in a part-filled overflow page, and the waste per
-// chunk is about half a page (measured: 512 B pages 0.61 bytes/point on disk, 1 KiB 0.62,
-// 4 KiB 0.69, 64 KiB 0.68, for 0.50 bytes/point of chunk payload).
+// Blocks end in a part-filled overflow page; small pages keep that slack small.
 const SCHEMA: &str = "
 PRAGMA page_size = 512;
 PRAGMA auto_vacuum = INCREMENTAL;
@@ -25,17 +26,20 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS series (
+CREATE TABLE IF NOT EXISTS devices (
     id INTEGER PRIMARY KEY,
-    device TEXT NOT NULL,
-    metric TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     class TEXT NOT NULL,
     site TEXT NOT NULL,
     zone TEXT NOT NULL,
-    subject TEXT,
-    sealed_seq INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (device, metric)
+    subject TEXT
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    device INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    sealed_seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS chunks (
     series INTEGER NOT NULL,
@@ -43,9 +47,16 @@ CREATE TABLE IF NOT EXISTS chunks (
     start_ms INTEGER NOT NULL,
     end_ms INTEGER NOT NULL,
     points INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    PRIMARY KEY (series, res, start_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY,
+    size INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, res, start_ms);
 CREATE TABLE IF NOT EXISTS quarantine (
     series INTEGER NOT NULL,
     res INTEGER NOT NULL,
@@ -82,17 +93,22 @@ pub struct SeriesRow {
     pub sealed_seq: u64,
 }
 
+/// A chunk's identity: series, resolution, start.
+pub type ChunkKey = (i64, i64, i64);
+
 /// A stored chunk.
 #[derive(Debug, Clone)]
 pub struct ChunkRow {
-    /// Row id.
-    pub rowid: i64,
+    /// Series, resolution, start.
+    pub key: ChunkKey,
     /// First point's (or bucket's) time, ms.
     pub start_ms: i64,
     /// Last point's time, ms.
     pub end_ms: i64,
     /// Points (or buckets).
     pub points: i64,
+    /// Where its bytes are: block, offset, length.
+    pub at: (i64, i64, i64),
     /// Encoded chunk.
     pub data: Vec<u8>,
 }
@@ -108,7 +124,8 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
 /// Every series.
 pub fn all_series(conn: &Connection) -> rusqlite::Result<Vec<SeriesRow>> {
     let mut st = conn.prepare(
-        "SELECT id, device, metric, kind, class, site, zone, subject, sealed_seq FROM series",
+        "SELECT s.id, d.name, s.metric, d.kind, d.class, d.site, d.zone, d.subject, s.sealed_seq
+         FROM series s JOIN devices d ON d.id = s.device",
     )?;
     let rows = st.query_map([], |r| {
         Ok(SeriesRow {
@@ -126,12 +143,17 @@ pub fn all_series(conn: &Connection) -> rusqlite::Result<Vec<SeriesRow>> {
     rows.collect()
 }
 
-/// Adds a series and returns its id.
+/// Adds a series (and its device's tags, the first time) and returns its id.
 pub fn add_series(conn: &Connection, s: &SeriesRow) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO series (device, metric, kind, class, site, zone, subject, sealed_seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
-        params![s.device, s.metric, s.kind, s.class, s.site, s.zone, s.subject],
+        "INSERT OR IGNORE INTO devices (name, kind, class, site, zone, subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![s.device, s.kind, s.class, s.site, s.zone, s.subject],
+    )?;
+    conn.execute(
+        "INSERT INTO series (device, metric, sealed_seq)
+         SELECT id, ?2, 0 FROM devices WHERE name = ?1",
+        params![s.device, s.metric],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -167,36 +189,24 @@ pub fn set_sealed(tx: &Connection, series: i64, seq: u64) -> rusqlite::Result<()
     Ok(())
 }
 
-/// Stores a chunk (replacing one of the same series, resolution and start).
-pub fn put_chunk(
-    tx: &Connection,
-    series: i64,
-    res: i64,
-    (start, end, points): (i64, i64, usize),
-    data: &[u8],
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR REPLACE INTO chunks (series, res, start_ms, end_ms, points, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![series, res, start, end, points as i64, data],
-    )?;
-    Ok(())
-}
-
 /// Moves a chunk that does not decode out of the way (kept for inspection, never read).
-pub fn quarantine(tx: &Connection, rowid: i64, why: &str) -> rusqlite::Result<()> {
+pub fn quarantine(tx: &Connection, c: &ChunkRow, why: &str) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO quarantine (series, res, start_ms, end_ms, points, data, why)
-         SELECT series, res, start_ms, end_ms, points, data, ?2 FROM chunks WHERE rowid = ?1",
-        params![rowid, why],
+         SELECT series, res, start_ms, end_ms, points, ?4, ?5 FROM chunks
+         WHERE series = ?1 AND res = ?2 AND start_ms = ?3",
+        params![c.key.0, c.key.1, c.key.2, c.data, why],
     )?;
-    tx.execute("DELETE FROM chunks WHERE rowid = ?1", [rowid])?;
+    delete_chunk(tx, c.key)?;
     Ok(())
 }
 
 /// Deletes a chunk by row id.
-pub fn delete_chunk(tx: &Connection, rowid: i64) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM chunks WHERE rowid = ?1", [rowid])?;
+pub fn delete_chunk(tx: &Connection, key: ChunkKey) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM chunks WHERE series = ?1 AND res = ?2 AND start_ms = ?3",
+        params![key.0, key.1, key.2],
+    )?;
     Ok(())
 }
 
@@ -208,33 +218,47 @@ pub fn chunks_overlapping(
     from: i64,
     to: i64,
 ) -> rusqlite::Result<Vec<ChunkRow>> {
-    let mut st = conn.prepare_cached(
-        "SELECT rowid, start_ms, end_ms, points, data FROM chunks
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {CHUNK_COLUMNS} FROM chunks
          WHERE series = ?1 AND res = ?2 AND start_ms <= ?4 AND end_ms >= ?3
-         ORDER BY start_ms",
-    )?;
+         ORDER BY start_ms"
+    ))?;
     let rows = st.query_map(params![series, res, from, to], chunk_row)?;
-    rows.collect()
+    with_data(conn, rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
+
+const CHUNK_COLUMNS: &str = "series, res, start_ms, end_ms, points, block, offset, len";
 
 fn chunk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
     Ok(ChunkRow {
-        rowid: r.get(0)?,
-        start_ms: r.get(1)?,
-        end_ms: r.get(2)?,
-        points: r.get(3)?,
-        data: r.get(4)?,
+        key: (r.get(0)?, r.get(1)?, r.get(2)?),
+        start_ms: r.get(2)?,
+        end_ms: r.get(3)?,
+        points: r.get(4)?,
+        at: (r.get(5)?, r.get(6)?, r.get(7)?),
+        data: Vec::new(),
     })
+}
+
+/// Reads the bytes of each chunk from its block.
+fn with_data(conn: &Connection, mut rows: Vec<ChunkRow>) -> rusqlite::Result<Vec<ChunkRow>> {
+    for c in &mut rows {
+        let (block, offset, len) = c.at;
+        c.data = blocks::read(conn, block, offset, len)?;
+    }
+    Ok(rows)
 }
 
 /// The newest raw chunk of `series`.
 pub fn last_raw_chunk(conn: &Connection, series: i64) -> rusqlite::Result<Option<ChunkRow>> {
-    conn.prepare_cached(
-        "SELECT rowid, start_ms, end_ms, points, data FROM chunks
-         WHERE series = ?1 AND res = 0 ORDER BY start_ms DESC LIMIT 1",
-    )?
-    .query_row([series], chunk_row)
-    .optional()
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks
+             WHERE series = ?1 AND res = 0 ORDER BY start_ms DESC LIMIT 1"
+        ))?
+        .query_row([series], chunk_row)
+        .optional()?;
+    Ok(with_data(conn, row.into_iter().collect())?.pop())
 }
 
 /// Start of the oldest raw chunk of `series`.
@@ -264,19 +288,22 @@ pub fn compaction_candidates(
 /// Raw chunk headers of `series` (no data), by start.
 pub fn raw_chunk_sizes(conn: &Connection, series: i64) -> rusqlite::Result<Vec<(i64, i64)>> {
     let mut st = conn.prepare_cached(
-        "SELECT rowid, points FROM chunks WHERE series = ?1 AND res = 0 ORDER BY start_ms",
+        "SELECT start_ms, points FROM chunks WHERE series = ?1 AND res = 0 ORDER BY start_ms",
     )?;
     let rows = st.query_map([series], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
 /// A chunk by row id.
-pub fn chunk(conn: &Connection, rowid: i64) -> rusqlite::Result<ChunkRow> {
-    conn.query_row(
-        "SELECT rowid, start_ms, end_ms, points, data FROM chunks WHERE rowid = ?1",
-        [rowid],
+pub fn chunk(conn: &Connection, key: ChunkKey) -> rusqlite::Result<ChunkRow> {
+    let row = conn.query_row(
+        &format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE series = ?1 AND res = ?2 AND start_ms = ?3"
+        ),
+        params![key.0, key.1, key.2],
         chunk_row,
-    )
+    )?;
+    Ok(with_data(conn, vec![row])?.remove(0))
 }
 
 /// Raw chunks of series of retention `class` that end before `cutoff`, with their series.
@@ -286,22 +313,16 @@ pub fn expiring_raw(
     cutoff: i64,
 ) -> rusqlite::Result<Vec<(i64, ChunkRow)>> {
     let mut st = conn.prepare_cached(
-        "SELECT series, rowid, start_ms, end_ms, points, data FROM chunks
-         WHERE res = 0 AND end_ms < ?2 AND series IN (SELECT id FROM series WHERE class = ?1)",
+        "SELECT series, start_ms FROM chunks
+         WHERE res = 0 AND end_ms < ?2 AND series IN (SELECT s.id FROM series s JOIN devices d ON d.id = s.device
+                        WHERE d.class = ?1)",
     )?;
-    let rows = st.query_map(params![class, cutoff], |r| {
-        Ok((
-            r.get(0)?,
-            ChunkRow {
-                rowid: r.get(1)?,
-                start_ms: r.get(2)?,
-                end_ms: r.get(3)?,
-                points: r.get(4)?,
-                data: r.get(5)?,
-            },
-        ))
-    })?;
-    rows.collect()
+    let ids = st
+        .query_map(params![class, cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+    ids.into_iter()
+        .map(|(series, start)| Ok((series, chunk(conn, (series, RAW, start))?)))
+        .collect()
 }
 
 /// Returns every free page to the file system (auto_vacuum = INCREMENTAL).
@@ -317,7 +338,8 @@ pub fn vacuum(conn: &Connection) -> rusqlite::Result<()> {
 pub fn expire(tx: &Connection, class: &str, res: i64, cutoff: i64) -> rusqlite::Result<usize> {
     tx.execute(
         "DELETE FROM chunks WHERE res = ?2 AND end_ms < ?3
-         AND series IN (SELECT id FROM series WHERE class = ?1)",
+         AND series IN (SELECT s.id FROM series s JOIN devices d ON d.id = s.device
+                        WHERE d.class = ?1)",
         params![class, res, cutoff],
     )
 }
@@ -325,7 +347,7 @@ pub fn expire(tx: &Connection, class: &str, res: i64, cutoff: i64) -> rusqlite::
 /// Points and bytes kept at `res` (raw = 0).
 pub fn totals(conn: &Connection, res: i64) -> rusqlite::Result<(u64, u64)> {
     conn.query_row(
-        "SELECT COALESCE(SUM(points), 0), COALESCE(SUM(LENGTH(data)), 0) FROM chunks WHERE res = ?1",
+        "SELECT COALESCE(SUM(points), 0), COALESCE(SUM(len), 0) FROM chunks WHERE res = ?1",
         [res],
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
     )

@@ -1,14 +1,16 @@
 //! The embedded time-series store (the default; no database server): series of
 //! (device, metric) tagged with site, zone and resident/asset, fed from the journal as a
 //! follower. The journal is its write-ahead log; each series' newest points sit in an
-//! in-memory head until sealed into a pco-compressed chunk in SQLite. Small chunks are
-//! merged later; old ones expire per class, leaving 1-minute and 1-hour roll-ups made
-//! as they expire (kept longer, so old ranges stay queryable in buckets).
+//! in-memory head until sealed into a pco-compressed chunk in SQLite, chunks of a seal
+//! packed together into blocks. Small chunks are merged later, mostly dead blocks
+//! rewritten; old chunks expire per class, leaving 1-minute and 1-hour roll-ups made as
+//! they expire (kept longer, so old ranges stay queryable in buckets).
 //!
 //! Owns sealing, compaction and retention policy and the query entry points. The byte
-//! format is `chunk`'s, the SQL `db`'s, bucket arithmetic `rollup`'s, head semantics
-//! `head`'s. Does not own HTTP (that is `api`); `influxdb` is the export plug-in.
+//! format is `chunk`'s, the SQL `db`'s, block packing `blocks`', bucket arithmetic
+//! `rollup`'s, head semantics `head`'s. Does not own HTTP (that is `api`); `influxdb` is the export plug-in.
 
+pub mod blocks;
 pub mod chunk;
 pub mod db;
 pub mod head;
@@ -27,7 +29,8 @@ use rusqlite::Connection;
 use crate::config::StoreConfig;
 use crate::follow::{Entry, Follower};
 use crate::registry::{DeviceProfile, SubjectKind};
-use head::Head;
+use blocks::BlockWriter;
+use head::{Head, Point};
 pub use query::{Latest, SeriesInfo};
 pub use stats::Stats;
 
@@ -102,6 +105,29 @@ impl Class {
         match self {
             Class::Care => "care",
             Class::Facility => "facility",
+        }
+    }
+}
+
+/// What writing one series' points (or compacting its chunks) changes: chunks to
+/// delete, damaged chunks to quarantine, and the chunks to write instead.
+#[derive(Default)]
+struct Rewrite {
+    series: i64,
+    delete: Vec<db::ChunkKey>,
+    quarantine: Vec<(db::ChunkRow, String)>,
+    /// Encoded chunks to write: (first time, last time, points) and bytes.
+    chunks: Vec<((i64, i64, usize), Vec<u8>)>,
+}
+
+impl Rewrite {
+    /// Encodes sorted `points` as chunks of at most `max` points.
+    fn encode(&mut self, points: &[Point], max: usize) {
+        for piece in points.chunks(max.max(1)) {
+            if let (Some(first), Some(last)) = (piece.first(), piece.last()) {
+                self.chunks
+                    .push(((first.0, last.0, piece.len()), chunk::encode_raw(piece)));
+            }
         }
     }
 }
@@ -356,28 +382,32 @@ impl Store {
             .iter()
             .map(|(d, m, ..)| heads.by_device[d][m].id)
             .collect();
-        // Each series in its own savepoint: one that fails stays in its head (and pins
-        // the watermark) while the others are sealed.
+        // Plan each series (reads only: merging stored chunks it overlaps); one that cannot
+        // be planned stays in its head and pins the watermark. Then write every plan in
+        // one transaction, chunks packed into shared blocks.
         let mut conn = self.writer.lock();
         let mut ok = vec![false; taken.len()];
-        let result = (|| -> Result<u64, StoreError> {
-            let mut tx = conn.transaction()?;
-            for (i, (t, id)) in taken.iter().zip(&ids).enumerate() {
-                let one = (|| -> Result<(), StoreError> {
-                    let sp = tx.savepoint()?;
-                    self.write_points(&sp, *id, t.2.clone())?;
-                    db::set_sealed(&sp, *id, t.4)?;
-                    sp.commit()?;
-                    Ok(())
-                })();
-                match one {
-                    Ok(()) => ok[i] = true,
-                    Err(e) => {
-                        tracing::error!(error = %e, device = %t.0, metric = %t.1, "sealing a series failed: its points stay in memory and in the journal");
-                        self.stats.count_error();
-                    }
+        let mut plans = Vec::new();
+        for (i, (t, id)) in taken.iter().zip(&ids).enumerate() {
+            match self.plan(&conn, *id, t.2.clone()) {
+                Ok(plan) => {
+                    ok[i] = true;
+                    plans.push((plan, t.4));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, device = %t.0, metric = %t.1, "sealing a series failed: its points stay in memory and in the journal");
+                    self.stats.count_error();
                 }
             }
+        }
+        let result = (|| -> Result<u64, StoreError> {
+            let tx = conn.transaction()?;
+            let mut w = BlockWriter::default();
+            for (plan, max_seq) in &plans {
+                self.write(&tx, &mut w, plan)?;
+                db::set_sealed(&tx, plan.series, *max_seq)?;
+            }
+            w.finish(&tx)?;
             // The watermark as if the failed series were back in their heads.
             let failed_min = taken
                 .iter()
@@ -422,41 +452,61 @@ impl Store {
         self.stats.set_head_points(heads.points);
     }
 
-    /// Writes sorted, unique `points` of `series` as raw chunks with their roll-ups,
-    /// first merging any stored chunk they overlap (the newer value of a timestamp wins).
-    fn write_points(
+    /// Plans writing sorted, unique `points` of `series`: the stored chunks they overlap
+    /// are read and merged in (the newer value of a timestamp wins); a stored chunk that
+    /// does not decode is set aside for quarantine. Reads only.
+    fn plan(
         &self,
-        tx: &Connection,
+        conn: &Connection,
         series: i64,
-        points: Vec<(i64, f64)>,
-    ) -> Result<(), StoreError> {
-        let (Some(first), Some(last)) = (points.first(), points.last()) else {
-            return Ok(());
+        points: Vec<Point>,
+    ) -> Result<Rewrite, StoreError> {
+        let mut plan = Rewrite {
+            series,
+            ..Rewrite::default()
         };
-        let overlapping = db::chunks_overlapping(tx, series, db::RAW, first.0, last.0)?;
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            return Ok(plan);
+        };
+        let overlapping = db::chunks_overlapping(conn, series, db::RAW, first.0, last.0)?;
         let points = if overlapping.is_empty() {
             points
         } else {
             let mut older = Vec::new();
-            for c in &overlapping {
-                match decode(series, c) {
-                    Ok(points) => {
-                        older.extend(points);
-                        db::delete_chunk(tx, c.rowid)?;
+            for c in overlapping {
+                match decode(series, &c) {
+                    Ok(p) => {
+                        older.extend(p);
+                        plan.delete.push(c.key);
                     }
-                    Err(e) => {
-                        // Set aside rather than block this series' sealing for good.
-                        tracing::error!(error = %e, "damaged chunk moved to the quarantine table");
-                        self.stats.count_error();
-                        db::quarantine(tx, c.rowid, &e.to_string())?;
-                    }
+                    Err(e) => plan.quarantine.push((c, e.to_string())),
                 }
             }
             self.stats.count_merge();
             head::overlay(older, &points)
         };
-        for piece in points.chunks(self.cfg.compact_points) {
-            write_chunk(tx, series, piece)?;
+        plan.encode(&points, self.cfg.compact_points);
+        Ok(plan)
+    }
+
+    /// Carries out a [`Rewrite`] inside `tx`.
+    fn write(
+        &self,
+        tx: &Connection,
+        w: &mut BlockWriter,
+        plan: &Rewrite,
+    ) -> Result<(), StoreError> {
+        for key in &plan.delete {
+            db::delete_chunk(tx, *key)?;
+        }
+        for (c, why) in &plan.quarantine {
+            // Set aside rather than block this series for good.
+            tracing::error!(series = plan.series, start_ms = c.start_ms, why = %why, "damaged chunk moved to the quarantine table");
+            self.stats.count_error();
+            db::quarantine(tx, c, why)?;
+        }
+        for (span, bytes) in &plan.chunks {
+            w.add(tx, plan.series, db::RAW, *span, bytes)?;
         }
         Ok(())
     }
@@ -475,6 +525,10 @@ impl Store {
                 tracing::error!(error = %e, "retention pass failed; it is retried later");
                 self.stats.count_error();
             }
+            if let Err(e) = self.collect_blocks(100) {
+                tracing::error!(error = %e, "block collection failed; it is retried later");
+                self.stats.count_error();
+            }
         }
     }
 
@@ -488,10 +542,25 @@ impl Store {
     pub fn settle(&self) -> Result<(), StoreError> {
         self.seal_all();
         while self.compact(10_000)? > 0 {}
+        {
+            let mut conn = self.writer.lock();
+            blocks::collect_all(&mut conn)?;
+        }
         let conn = self.writer.lock();
         db::vacuum(&conn)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// Rewrites up to `limit` blocks that are mostly dead (their chunks replaced or
+    /// expired) and returns their pages to the file system. Returns how many went.
+    pub fn collect_blocks(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut conn = self.writer.lock();
+        let n = blocks::collect(&mut conn, limit)?;
+        if n > 0 {
+            db::vacuum(&conn)?;
+        }
+        Ok(n)
     }
 
     /// Merges runs of small adjacent raw chunks of up to `limit` series into chunks of
@@ -501,43 +570,51 @@ impl Store {
         let mut conn = self.writer.lock();
         let candidates = db::compaction_candidates(&conn, self.cfg.compact_points / 2, limit)?;
         let mut merged = 0;
+        let mut plans = Vec::new();
         for series in candidates {
             let sizes = db::raw_chunk_sizes(&conn, series)?;
-            let mut groups: Vec<Vec<i64>> = Vec::new();
-            let mut group: Vec<i64> = Vec::new();
+            let mut groups: Vec<Vec<db::ChunkKey>> = Vec::new();
+            let mut group: Vec<db::ChunkKey> = Vec::new();
             let mut total = 0i64;
-            for (rowid, points) in sizes {
+            for (start, points) in sizes {
                 if total + points > target {
                     groups.push(std::mem::take(&mut group));
                     total = 0;
                 }
-                group.push(rowid);
+                group.push((series, db::RAW, start));
                 total += points;
             }
             groups.push(group);
-            let tx = conn.transaction()?;
             for g in groups.into_iter().filter(|g| g.len() > 1) {
+                let mut plan = Rewrite {
+                    series,
+                    ..Rewrite::default()
+                };
                 let mut points = Vec::new();
-                for rowid in &g {
-                    let c = db::chunk(&tx, *rowid)?;
+                for key in &g {
+                    let c = db::chunk(&conn, *key)?;
                     match decode(series, &c) {
                         Ok(p) => {
                             points.extend(p);
-                            db::delete_chunk(&tx, c.rowid)?;
+                            plan.delete.push(c.key);
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "damaged chunk moved to the quarantine table");
-                            self.stats.count_error();
-                            db::quarantine(&tx, c.rowid, &e.to_string())?;
-                        }
+                        Err(e) => plan.quarantine.push((c, e.to_string())),
                     }
                 }
                 head::normalize(&mut points);
-                write_chunk(&tx, series, &points)?;
+                plan.encode(&points, points.len());
                 merged += g.len() - 1;
+                plans.push(plan);
             }
-            tx.commit()?;
         }
+        // One transaction for the pass, so merged chunks share blocks.
+        let tx = conn.transaction()?;
+        let mut w = BlockWriter::default();
+        for plan in &plans {
+            self.write(&tx, &mut w, plan)?;
+        }
+        w.finish(&tx)?;
+        tx.commit()?;
         if merged > 0 {
             db::vacuum(&conn)?;
             self.stats.count_compacted(merged);
@@ -551,6 +628,7 @@ impl Store {
         let days = |d: u32| now_ms - i64::from(d) * DAY_MS;
         let mut conn = self.writer.lock();
         let tx = conn.transaction()?;
+        let mut w = BlockWriter::default();
         let mut n = 0;
         for class in [Class::Care, Class::Facility] {
             let raw_days = match class {
@@ -560,10 +638,12 @@ impl Store {
             // Roll the expiring raw chunks up first, so their time stays queryable.
             for (series, c) in db::expiring_raw(&tx, class.as_str(), days(raw_days))? {
                 match decode(series, &c) {
-                    Ok(points) => write_rollups(&tx, series, &points)?,
+                    Ok(points) => write_rollups(&tx, &mut w, series, &points)?,
                     Err(e) => tracing::error!(error = %e, "expiring chunk not rolled up"),
                 }
             }
+            w.finish(&tx)?;
+            w = BlockWriter::default();
             n += db::expire(&tx, class.as_str(), db::RAW, days(raw_days))?;
             n += db::expire(&tx, class.as_str(), ROLLUPS[0], days(r.rollup_1m_days))?;
             n += db::expire(&tx, class.as_str(), ROLLUPS[1], days(r.rollup_1h_days))?;
@@ -586,25 +666,20 @@ fn decode(series: i64, c: &db::ChunkRow) -> Result<Vec<(i64, f64)>, StoreError> 
     })
 }
 
-/// Writes one raw chunk of sorted `points`.
-fn write_chunk(tx: &Connection, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
-        return Ok(());
-    };
-    let span = (first.0, last.0, points.len());
-    db::put_chunk(tx, series, db::RAW, span, &chunk::encode_raw(points))?;
-    Ok(())
-}
-
 /// Writes the roll-ups of a raw chunk's sorted `points`, keyed by the chunk's start.
 /// They are made when the raw chunk expires: until then raw points answer every query.
-fn write_rollups(tx: &Connection, series: i64, points: &[(i64, f64)]) -> Result<(), StoreError> {
+fn write_rollups(
+    tx: &Connection,
+    w: &mut BlockWriter,
+    series: i64,
+    points: &[Point],
+) -> Result<(), StoreError> {
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Ok(());
     };
     for res in ROLLUPS {
         let buckets = rollup::aggregate(points, res);
-        db::put_chunk(
+        w.add(
             tx,
             series,
             res,

@@ -162,6 +162,18 @@ fn compaction_merges_small_chunks_and_keeps_every_point() {
     assert_eq!(merged, 9);
     assert_eq!(chunks(&store), 1);
     assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap(), before);
+    // The ten blocks the small chunks were written to are dead now: collected, and the
+    // merged chunk still reads back.
+    let blocks = |s: &Store| -> i64 {
+        s.reader
+            .lock()
+            .query_row("SELECT COUNT(*) FROM blocks", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(blocks(&store), 11);
+    assert_eq!(store.collect_blocks(100).unwrap(), 10);
+    assert_eq!(blocks(&store), 1);
+    assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap(), before);
     let per_min = store
         .buckets("wl-1", M, (0, i64::MAX / 2), 60_000, Agg::Count)
         .unwrap();
@@ -262,7 +274,7 @@ fn a_damaged_chunk_is_quarantined_and_sealing_goes_on() {
     store
         .writer
         .lock()
-        .execute("UPDATE chunks SET data = x'01'", [])
+        .execute("UPDATE blocks SET data = zeroblob(size)", [])
         .unwrap();
     assert!(
         store.raw("wl-1", M, 0, i64::MAX).is_err(),

@@ -99,7 +99,13 @@ impl Store {
         if to <= from {
             return Ok(());
         }
-        let chunks = db::chunks_overlapping(&self.reader.lock(), id, db::RAW, from, to - 1)?;
+        let chunks = {
+            // One read transaction: the chunk rows and their blocks from one snapshot,
+            // whatever block collection commits meanwhile.
+            let mut conn = self.reader.lock();
+            let tx = conn.transaction()?;
+            db::chunks_overlapping(&tx, id, db::RAW, from, to - 1)?
+        };
         let stored: i64 = chunks.iter().map(|c| c.points).sum();
         let total = stored as usize + newer.len();
         if total > cap {
@@ -158,8 +164,9 @@ impl Store {
         let mut runs: Vec<Vec<Bucket>> = Vec::new();
         if from < floor {
             if let Some(res) = ROLLUPS.iter().rev().find(|r| step % **r == 0) {
-                let conn = self.reader.lock();
-                let chunks = db::chunks_overlapping(&conn, id, *res, from, floor.min(to) - 1)?;
+                let mut conn = self.reader.lock();
+                let tx = conn.transaction()?;
+                let chunks = db::chunks_overlapping(&tx, id, *res, from, floor.min(to) - 1)?;
                 for c in chunks {
                     let b = super::chunk::decode_rollup(&c.data).map_err(|source| {
                         StoreError::Chunk {
@@ -203,7 +210,8 @@ impl Store {
                 .map(|(m, s)| (m.clone(), s.id, s.head.sorted().last().copied()))
                 .collect()
         };
-        let conn = self.reader.lock();
+        let mut conn = self.reader.lock();
+        let conn = conn.transaction()?;
         for (metric, id, in_head) in series {
             let stored = match db::last_raw_chunk(&conn, id)? {
                 Some(c) => decode(id, &c)?.last().copied(),

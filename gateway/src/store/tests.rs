@@ -295,3 +295,53 @@ fn a_damaged_chunk_is_quarantined_and_sealing_goes_on() {
         .unwrap();
     assert_eq!(quarantined, 1);
 }
+
+#[test]
+fn queries_racing_seals_compaction_and_block_collection_see_every_point_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Arc::new(Store::open(dir.path(), small(), clock).unwrap());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0usize;
+            let mut queries = 0;
+            while !done.load(Relaxed) || queries == 0 {
+                let pts = match store.raw("wl-1", M, 0, i64::MAX) {
+                    Ok(p) => p,
+                    Err(StoreError::UnknownSeries { .. }) => continue,
+                    Err(e) => panic!("query failed while the store was busy: {e}"),
+                };
+                assert!(pts.windows(2).all(|w| w[0].0 < w[1].0), "sorted, unique");
+                assert!(
+                    pts.len() >= seen,
+                    "a point went missing: {} < {seen}",
+                    pts.len()
+                );
+                seen = pts.len();
+                queries += 1;
+            }
+            seen
+        })
+    };
+    let mut seq = 0u64;
+    for round in 0..60u32 {
+        let entries: Vec<Entry> = (0..20)
+            .map(|_| {
+                seq += 1;
+                entry(&d, seq, 1_000 + seq as u32 * 60, (seq % 1000) as u16)
+            })
+            .collect();
+        store.apply(&entries);
+        store.seal_all();
+        if round % 5 == 4 {
+            store.compact(100).unwrap();
+            store.collect_blocks(100).unwrap();
+        }
+    }
+    done.store(true, Relaxed);
+    let seen = reader.join().unwrap();
+    assert!(seen <= 1200);
+    assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap().len(), 1200);
+}

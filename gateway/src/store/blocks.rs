@@ -146,13 +146,25 @@ pub fn sparse(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<i64>> {
     rows.collect()
 }
 
-/// Chunks stored in `block`: key, offset, len. (A scan: the index has no block column;
-/// it runs only when blocks are collected.)
-pub fn chunks_in(conn: &Connection, block: i64) -> rusqlite::Result<Vec<(ChunkKey, i64, i64)>> {
-    let mut st = conn
-        .prepare_cached("SELECT series, res, start_ms, offset, len FROM chunks WHERE block = ?1")?;
-    let rows = st.query_map([block], |r| {
-        Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?, r.get(4)?))
+/// Chunks stored in any of `blocks`: key, block, offset, len. One scan of the chunk
+/// index for the lot (it has no block column index; this runs only when blocks are
+/// collected).
+pub fn chunks_in(
+    conn: &Connection,
+    blocks: &[i64],
+) -> rusqlite::Result<Vec<(ChunkKey, i64, i64, i64)>> {
+    let ids: Vec<String> = blocks.iter().map(i64::to_string).collect();
+    let mut st = conn.prepare(&format!(
+        "SELECT series, res, start_ms, block, offset, len FROM chunks WHERE block IN ({})",
+        ids.join(",")
+    ))?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?),
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     })?;
     rows.collect()
 }
@@ -193,11 +205,9 @@ fn rewrite(conn: &mut Connection, blocks: &[i64]) -> rusqlite::Result<usize> {
     }
     let tx = conn.transaction()?;
     let mut w = BlockWriter::default();
-    for block in sparse {
-        for (key, offset, len) in chunks_in(&tx, *block)? {
-            let bytes = read(&tx, *block, offset, len)?;
-            w.relocate(&tx, key, &bytes)?;
-        }
+    for (key, block, offset, len) in chunks_in(&tx, sparse)? {
+        let bytes = read(&tx, block, offset, len)?;
+        w.relocate(&tx, key, &bytes)?;
     }
     w.finish(&tx)?;
     for block in sparse {

@@ -27,7 +27,8 @@ enum Target {
 }
 
 /// Packs chunks written in one transaction into blocks. Call [`BlockWriter::finish`]
-/// before committing: chunk rows are inserted when their block is.
+/// before committing: chunk rows are inserted when their block is, so a writer dropped
+/// unfinished loses its chunks (which is right only when the transaction rolls back).
 #[derive(Debug, Default)]
 pub struct BlockWriter {
     buf: Vec<u8>,
@@ -117,13 +118,27 @@ impl BlockWriter {
     }
 }
 
-/// Reads `len` bytes at `offset` of block `block`.
+/// Reads `len` bytes at `offset` of block `block`. A reference outside the block (a
+/// damaged index row) is an error, never a huge allocation.
 pub fn read(conn: &Connection, block: i64, offset: i64, len: i64) -> rusqlite::Result<Vec<u8>> {
     let blob = conn.blob_open(DatabaseName::Main, "blocks", "data", block, true)?;
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    blob.read_at_exact(&mut buf, usize::try_from(offset).unwrap_or(usize::MAX))
+    let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+        return Err(rusqlite::Error::BlobSizeError);
+    };
+    if offset.checked_add(len).is_none_or(|end| end > blob.len()) {
+        return Err(rusqlite::Error::BlobSizeError);
+    }
+    let mut buf = vec![0u8; len];
+    blob.read_at_exact(&mut buf, offset)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     Ok(buf)
+}
+
+/// Reads a whole block.
+fn read_block(conn: &Connection, block: i64) -> rusqlite::Result<Vec<u8>> {
+    conn.query_row("SELECT data FROM blocks WHERE id = ?1", [block], |r| {
+        r.get(0)
+    })
 }
 
 /// Blocks worth rewriting, up to `limit`: those less than half of which is still
@@ -205,9 +220,36 @@ fn rewrite(conn: &mut Connection, blocks: &[i64]) -> rusqlite::Result<usize> {
     }
     let tx = conn.transaction()?;
     let mut w = BlockWriter::default();
-    for (key, block, offset, len) in chunks_in(&tx, sparse)? {
-        let bytes = read(&tx, block, offset, len)?;
-        w.relocate(&tx, key, &bytes)?;
+    let mut chunks = chunks_in(&tx, sparse)?;
+    chunks.sort_by_key(|c| (c.1, c.2));
+    let mut current: Option<(i64, Vec<u8>)> = None;
+    for (key, block, offset, len) in chunks {
+        if current.as_ref().is_none_or(|c| c.0 != block) {
+            current = Some((block, read_block(&tx, block).unwrap_or_default()));
+        }
+        let data = current.as_ref().map(|c| c.1.as_slice()).unwrap_or_default();
+        let range = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(o, l)| data.get(o..o.checked_add(l)?));
+        match range {
+            Some(bytes) => w.relocate(&tx, key, bytes)?,
+            None => {
+                // The row points outside its block: keep what can be kept, for a look.
+                tracing::error!(
+                    series = key.0,
+                    start_ms = key.2,
+                    "chunk bytes unreadable; moved to the quarantine table"
+                );
+                tx.execute(
+                    "INSERT INTO quarantine (series, res, start_ms, end_ms, points, data, why)
+                     SELECT series, res, start_ms, end_ms, points, x'', 'bytes outside their block'
+                     FROM chunks WHERE series = ?1 AND res = ?2 AND start_ms = ?3",
+                    params![key.0, key.1, key.2],
+                )?;
+                super::db::delete_chunk(&tx, key)?;
+            }
+        }
     }
     w.finish(&tx)?;
     for block in sparse {

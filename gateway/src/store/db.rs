@@ -113,12 +113,22 @@ pub struct ChunkRow {
     pub data: Vec<u8>,
 }
 
-/// Opens (creating) the store database.
-pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+/// Version of the schema above, kept in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Opens (creating) the store database. `Ok(Err(found))` when the file holds another
+/// schema version (nothing is changed then).
+pub fn open(path: &Path) -> rusqlite::Result<Result<Connection, i64>> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if version != SCHEMA_VERSION && (version != 0 || tables > 0) {
+        return Ok(Err(version));
+    }
     conn.execute_batch(SCHEMA)?;
-    Ok(conn)
+    conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    Ok(Ok(conn))
 }
 
 /// Every series.
@@ -240,11 +250,20 @@ fn chunk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
     })
 }
 
-/// Reads the bytes of each chunk from its block.
+/// Reads the bytes of each chunk from its block. A chunk whose bytes cannot be read
+/// (its row points outside its block) gets none, so decoding it fails and the callers
+/// quarantine it like any damaged chunk.
 fn with_data(conn: &Connection, mut rows: Vec<ChunkRow>) -> rusqlite::Result<Vec<ChunkRow>> {
     for c in &mut rows {
         let (block, offset, len) = c.at;
-        c.data = blocks::read(conn, block, offset, len)?;
+        c.data = match blocks::read(conn, block, offset, len) {
+            Ok(d) => d,
+            Err(rusqlite::Error::BlobSizeError) => Vec::new(),
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.starts_with("no such rowid") => {
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
     }
     Ok(rows)
 }

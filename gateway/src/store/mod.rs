@@ -38,6 +38,8 @@ pub use stats::Stats;
 pub const ROLLUPS: [i64; 2] = [60_000, 3_600_000];
 
 const MINUTE_MS: u64 = 60_000;
+/// Compaction writes its merged chunks in transactions of about this many bytes.
+const COMPACT_BATCH_BYTES: usize = 16 << 20;
 const DAY_MS: i64 = 86_400_000;
 
 /// Store errors.
@@ -57,6 +59,14 @@ pub enum StoreError {
         start_ms: i64,
         /// Why.
         source: chunk::ChunkError,
+    },
+    /// The file was written with another schema.
+    #[error("{path} has store schema version {found}, this gateway reads version {}; move the file aside (the journal replays what it still holds) or run the matching gateway", db::SCHEMA_VERSION)]
+    Version {
+        /// File.
+        path: String,
+        /// Version found.
+        found: i64,
     },
     /// A raw query over more points than allowed.
     #[error(
@@ -196,8 +206,15 @@ impl Store {
     /// Opens (creating) `store.sqlite3` in `dir`.
     pub fn open(dir: &Path, cfg: StoreConfig, clock: fn() -> u64) -> Result<Store, StoreError> {
         let path = dir.join("store.sqlite3");
-        let writer = db::open(&path)?;
-        let reader = db::open(&path)?;
+        let open = |path: &Path| match db::open(path)? {
+            Ok(conn) => Ok(conn),
+            Err(found) => Err(StoreError::Version {
+                path: path.display().to_string(),
+                found,
+            }),
+        };
+        let writer = open(&path)?;
+        let reader = open(&path)?;
         let mut heads = Heads::default();
         for row in db::all_series(&writer)? {
             heads.by_device.entry(row.device).or_default().insert(
@@ -489,6 +506,21 @@ impl Store {
         Ok(plan)
     }
 
+    /// Carries out `plans` in one transaction.
+    fn write_all(&self, conn: &mut Connection, plans: &[Rewrite]) -> Result<(), StoreError> {
+        if plans.is_empty() {
+            return Ok(());
+        }
+        let tx = conn.transaction()?;
+        let mut w = BlockWriter::default();
+        for plan in plans {
+            self.write(&tx, &mut w, plan)?;
+        }
+        w.finish(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Carries out a [`Rewrite`] inside `tx`.
     fn write(
         &self,
@@ -525,7 +557,8 @@ impl Store {
                 tracing::error!(error = %e, "retention pass failed; it is retried later");
                 self.stats.count_error();
             }
-            if let Err(e) = self.collect_blocks(100) {
+            let due = self.stats.collect_due(now_ms, 10 * MINUTE_MS);
+            if let Err(e) = due.then(|| self.collect_blocks(100)).transpose() {
                 tracing::error!(error = %e, "block collection failed; it is retried later");
                 self.stats.count_error();
             }
@@ -571,6 +604,7 @@ impl Store {
         let candidates = db::compaction_candidates(&conn, self.cfg.compact_points / 2, limit)?;
         let mut merged = 0;
         let mut plans = Vec::new();
+        let mut planned_bytes = 0;
         for series in candidates {
             let sizes = db::raw_chunk_sizes(&conn, series)?;
             let mut groups: Vec<Vec<db::ChunkKey>> = Vec::new();
@@ -604,17 +638,18 @@ impl Store {
                 head::normalize(&mut points);
                 plan.encode(&points, points.len());
                 merged += g.len() - 1;
+                planned_bytes += plan.chunks.iter().map(|c| c.1.len()).sum::<usize>();
                 plans.push(plan);
             }
+            // Written in transactions of up to ~16 MiB, so merged chunks share blocks
+            // and memory stays bounded.
+            if planned_bytes >= COMPACT_BATCH_BYTES {
+                self.write_all(&mut conn, &plans)?;
+                plans.clear();
+                planned_bytes = 0;
+            }
         }
-        // One transaction for the pass, so merged chunks share blocks.
-        let tx = conn.transaction()?;
-        let mut w = BlockWriter::default();
-        for plan in &plans {
-            self.write(&tx, &mut w, plan)?;
-        }
-        w.finish(&tx)?;
-        tx.commit()?;
+        self.write_all(&mut conn, &plans)?;
         if merged > 0 {
             db::vacuum(&conn)?;
             self.stats.count_compacted(merged);
@@ -639,7 +674,11 @@ impl Store {
             for (series, c) in db::expiring_raw(&tx, class.as_str(), days(raw_days))? {
                 match decode(series, &c) {
                     Ok(points) => write_rollups(&tx, &mut w, series, &points)?,
-                    Err(e) => tracing::error!(error = %e, "expiring chunk not rolled up"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "expiring chunk damaged: moved to the quarantine table, not rolled up");
+                        self.stats.count_error();
+                        db::quarantine(&tx, &c, &e.to_string())?;
+                    }
                 }
             }
             w.finish(&tx)?;

@@ -5,6 +5,7 @@
 //! Owns the merge of chunks and head (the head's value of a timestamp wins). Does no
 //! writing.
 
+use rusqlite::Connection;
 use serde::Serialize;
 
 use super::head::{self, Point};
@@ -75,64 +76,18 @@ impl Store {
         (from, to): (i64, i64),
         cap: usize,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        let mut points = Vec::new();
-        self.scan_raw(device, metric, (from, to), cap, &mut |run| {
-            points.extend_from_slice(run)
-        })?;
-        Ok(points)
-    }
-
-    /// Hands the raw points of `[from, to)` to `f` run by run, in time order (one stored
-    /// chunk at a time, then the head's), so memory stays bounded by a chunk. The head's
-    /// value of a timestamp wins over a stored one.
-    fn scan_raw(
-        &self,
-        device: &str,
-        metric: &str,
-        (from, to): (i64, i64),
-        cap: usize,
-        f: &mut dyn FnMut(&[Point]),
-    ) -> Result<(), StoreError> {
         let id = self.series_id(device, metric)?;
         // Head first: a seal racing this query then shows its points in a chunk too.
         let newer = self.head_points(device, metric, from, to);
-        if to <= from {
-            return Ok(());
-        }
-        let chunks = {
-            // One read transaction: the chunk rows and their blocks from one snapshot,
-            // whatever block collection commits meanwhile.
-            let mut conn = self.reader.lock();
-            let tx = conn.transaction()?;
-            db::chunks_overlapping(&tx, id, db::RAW, from, to - 1)?
-        };
-        let stored: i64 = chunks.iter().map(|c| c.points).sum();
-        let total = stored as usize + newer.len();
-        if total > cap {
-            return Err(StoreError::TooManyPoints { points: total, cap });
-        }
-        // Chunks never overlap each other, so each run (a chunk with the head points up
-        // to its end laid over it) follows the previous one in time.
-        let mut rest = newer.as_slice();
-        for c in &chunks {
-            let mut pts = decode(id, c)?;
-            let a = pts.partition_point(|p| p.0 < from);
-            let b = pts.partition_point(|p| p.0 < to);
-            pts.truncate(b);
-            pts.drain(..a);
-            let upto = rest.partition_point(|p| p.0 <= c.end_ms);
-            let (mine, later) = rest.split_at(upto);
-            rest = later;
-            if mine.is_empty() {
-                f(&pts);
-            } else {
-                f(&head::overlay(pts, mine));
-            }
-        }
-        if !rest.is_empty() {
-            f(rest);
-        }
-        Ok(())
+        // One read transaction: chunk rows and their blocks from one snapshot, whatever
+        // block collection commits meanwhile.
+        let mut conn = self.reader.lock();
+        let tx = conn.transaction()?;
+        let mut points = Vec::new();
+        scan_raw(&tx, id, &newer, (from, to), cap, &mut |run| {
+            points.extend_from_slice(run)
+        })?;
+        Ok(points)
     }
 
     /// `step`-ms buckets of `device`/`metric` over `[from, to)`, epoch-aligned: from raw
@@ -149,23 +104,18 @@ impl Store {
         let id = self.series_id(device, metric)?;
         let step = step.max(1);
         let from = rollup::bucket_start(from, step);
-        let floor = {
-            let conn = self.reader.lock();
-            db::first_raw_start(&conn, id)?
-        };
-        let head_min = self
-            .head_points(device, metric, i64::MIN, i64::MAX)
-            .first()
-            .map(|p| p.0);
-        let floor = match (floor, head_min) {
+        let newer = self.head_points(device, metric, i64::MIN, i64::MAX);
+        // One snapshot for the floor, the roll-ups and the raw chunks: an expiry
+        // committing meanwhile cannot open a gap between them.
+        let mut conn = self.reader.lock();
+        let tx = conn.transaction()?;
+        let floor = match (db::first_raw_start(&tx, id)?, newer.first().map(|p| p.0)) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or(to),
         };
         let mut runs: Vec<Vec<Bucket>> = Vec::new();
         if from < floor {
             if let Some(res) = ROLLUPS.iter().rev().find(|r| step % **r == 0) {
-                let mut conn = self.reader.lock();
-                let tx = conn.transaction()?;
                 let chunks = db::chunks_overlapping(&tx, id, *res, from, floor.min(to) - 1)?;
                 for c in chunks {
                     let b = super::chunk::decode_rollup(&c.data).map_err(|source| {
@@ -183,10 +133,14 @@ impl Store {
                 }
             }
         }
-        self.scan_raw(
-            device,
-            metric,
-            (from.max(floor), to),
+        let (lo, hi) = (from.max(floor), to);
+        let a = newer.partition_point(|p| p.0 < lo);
+        let b = newer.partition_point(|p| p.0 < hi);
+        scan_raw(
+            &tx,
+            id,
+            &newer[a..b.max(a)],
+            (lo, hi),
             usize::MAX,
             &mut |run| runs.push(rollup::aggregate(run, step)),
         )?;
@@ -253,4 +207,49 @@ impl Store {
         }
         Ok([raw, roll])
     }
+}
+
+/// Hands the raw points of series `id` in `[from, to)` to `f` run by run, in time order
+/// (one stored chunk at a time, then the head's), so memory stays bounded by a chunk.
+/// `newer` are the head's points, already limited to the range; the head's value of a
+/// timestamp wins over a stored one.
+fn scan_raw(
+    conn: &Connection,
+    id: i64,
+    newer: &[Point],
+    (from, to): (i64, i64),
+    cap: usize,
+    f: &mut dyn FnMut(&[Point]),
+) -> Result<(), StoreError> {
+    if to <= from {
+        return Ok(());
+    }
+    let chunks = db::chunks_overlapping(conn, id, db::RAW, from, to - 1)?;
+    let stored: i64 = chunks.iter().map(|c| c.points).sum();
+    let total = stored as usize + newer.len();
+    if total > cap {
+        return Err(StoreError::TooManyPoints { points: total, cap });
+    }
+    // Chunks never overlap each other, so each run (a chunk with the head points up
+    // to its end laid over it) follows the previous one in time.
+    let mut rest = newer;
+    for c in &chunks {
+        let mut pts = decode(id, c)?;
+        let a = pts.partition_point(|p| p.0 < from);
+        let b = pts.partition_point(|p| p.0 < to);
+        pts.truncate(b);
+        pts.drain(..a);
+        let upto = rest.partition_point(|p| p.0 <= c.end_ms);
+        let (mine, later) = rest.split_at(upto);
+        rest = later;
+        if mine.is_empty() {
+            f(&pts);
+        } else {
+            f(&head::overlay(pts, mine));
+        }
+    }
+    if !rest.is_empty() {
+        f(rest);
+    }
+    Ok(())
 }

@@ -20,6 +20,18 @@ pub struct Stats {
     expired: AtomicU64,
     errors: AtomicU64,
     last_maintenance_ms: AtomicU64,
+    last_collect_ms: AtomicU64,
+}
+
+/// True (and resets `last`) when `every` ms have passed since `last`, or it never ran.
+fn due(last: &AtomicU64, now_ms: u64, every: u64) -> bool {
+    let then = last.load(Relaxed);
+    if then == 0 || now_ms.saturating_sub(then) >= every {
+        last.store(now_ms.max(1), Relaxed);
+        true
+    } else {
+        false
+    }
 }
 
 impl Stats {
@@ -61,13 +73,12 @@ impl Stats {
     /// True (and resets the timer) when `every` ms have passed since the last
     /// maintenance pass, or none ran yet.
     pub(super) fn maintenance_due(&self, now_ms: u64, every: u64) -> bool {
-        let last = self.last_maintenance_ms.load(Relaxed);
-        if last == 0 || now_ms.saturating_sub(last) >= every {
-            self.last_maintenance_ms.store(now_ms.max(1), Relaxed);
-            true
-        } else {
-            false
-        }
+        due(&self.last_maintenance_ms, now_ms, every)
+    }
+
+    /// The same, for block collection.
+    pub(super) fn collect_due(&self, now_ms: u64, every: u64) -> bool {
+        due(&self.last_collect_ms, now_ms, every)
     }
 
     /// Points appended to the store so far.

@@ -345,3 +345,48 @@ fn queries_racing_seals_compaction_and_block_collection_see_every_point_once() {
     assert!(seen <= 1200);
     assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap().len(), 1200);
 }
+
+#[test]
+fn a_store_of_another_schema_version_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), small(), clock).unwrap());
+    let path = dir.path().join("store.sqlite3");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 1;")
+        .unwrap();
+    let err = Store::open(dir.path(), small(), clock).unwrap_err();
+    assert!(matches!(err, StoreError::Version { found: 1, .. }), "{err}");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "left as it was");
+}
+
+#[test]
+fn a_chunk_row_pointing_outside_its_block_is_quarantined_not_a_stall() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = device(dir.path());
+    let store = Store::open(dir.path(), small(), clock).unwrap();
+    let entries: Vec<Entry> = (0..10)
+        .map(|i| entry(&d, i, 1_000 + i as u32 * 60, i as u16))
+        .collect();
+    store.apply(&entries);
+    store.seal_all();
+    store
+        .writer
+        .lock()
+        .execute("UPDATE chunks SET len = len + 1000000000", [])
+        .unwrap();
+    assert!(
+        store.raw("wl-1", M, 0, i64::MAX).is_err(),
+        "an error, not a huge allocation"
+    );
+    store.apply(&[entry(&d, 10, 1_000 + 5 * 60, 55)]);
+    store.seal_all();
+    assert_eq!(store.durable_before(), 11, "sealing goes on");
+    assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap().len(), 1);
+    store.collect_blocks(100).unwrap();
+    store.expire(400 * 86_400_000).unwrap();
+}

@@ -261,26 +261,22 @@ fn sparse_series_keep_their_roll_ups_when_raw_points_expire() {
     );
 }
 
-#[test]
-fn a_damaged_chunk_is_quarantined_and_sealing_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = device(dir.path());
-    let store = Store::open(dir.path(), small(), clock).unwrap();
+/// Seals ten points, damages the store with `damage` (SQL), checks queries report it,
+/// then seals a late point overlapping the damaged chunk: the chunk is quarantined and
+/// sealing goes on. Returns the store.
+fn damage_then_seal_a_late_point(dir: &Path, damage: &str) -> Store {
+    let d = device(dir);
+    let store = Store::open(dir, small(), clock).unwrap();
     let entries: Vec<Entry> = (0..10)
         .map(|i| entry(&d, i, 1_000 + i as u32 * 60, i as u16))
         .collect();
     store.apply(&entries);
     store.seal_all();
-    store
-        .writer
-        .lock()
-        .execute("UPDATE blocks SET data = zeroblob(size)", [])
-        .unwrap();
+    store.writer.lock().execute(damage, []).unwrap();
     assert!(
         store.raw("wl-1", M, 0, i64::MAX).is_err(),
-        "damage is an error, not a panic or a silent gap"
+        "damage is an error, not a panic, a huge allocation or a silent gap"
     );
-    // A late point overlapping the damaged chunk: sealed anyway, the chunk set aside.
     store.apply(&[entry(&d, 10, 1_000 + 5 * 60, 55)]);
     store.seal_all();
     assert_eq!(store.durable_before(), 11, "the watermark moves on");
@@ -288,6 +284,14 @@ fn a_damaged_chunk_is_quarantined_and_sealing_goes_on() {
         store.raw("wl-1", M, 0, i64::MAX).unwrap(),
         vec![(1_000_000 + 5 * 60_000, 0.055)]
     );
+    store
+}
+
+#[test]
+fn a_damaged_chunk_is_quarantined_and_sealing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        damage_then_seal_a_late_point(dir.path(), "UPDATE blocks SET data = zeroblob(size)");
     let quarantined: i64 = store
         .reader
         .lock()
@@ -367,26 +371,8 @@ fn a_store_of_another_schema_version_is_refused_untouched() {
 #[test]
 fn a_chunk_row_pointing_outside_its_block_is_quarantined_not_a_stall() {
     let dir = tempfile::tempdir().unwrap();
-    let d = device(dir.path());
-    let store = Store::open(dir.path(), small(), clock).unwrap();
-    let entries: Vec<Entry> = (0..10)
-        .map(|i| entry(&d, i, 1_000 + i as u32 * 60, i as u16))
-        .collect();
-    store.apply(&entries);
-    store.seal_all();
-    store
-        .writer
-        .lock()
-        .execute("UPDATE chunks SET len = len + 1000000000", [])
-        .unwrap();
-    assert!(
-        store.raw("wl-1", M, 0, i64::MAX).is_err(),
-        "an error, not a huge allocation"
-    );
-    store.apply(&[entry(&d, 10, 1_000 + 5 * 60, 55)]);
-    store.seal_all();
-    assert_eq!(store.durable_before(), 11, "sealing goes on");
-    assert_eq!(store.raw("wl-1", M, 0, i64::MAX).unwrap().len(), 1);
+    let store =
+        damage_then_seal_a_late_point(dir.path(), "UPDATE chunks SET len = len + 1000000000");
     store.collect_blocks(100).unwrap();
     store.expire(400 * 86_400_000).unwrap();
 }

@@ -1,8 +1,11 @@
 //! Chunk codec: a sealed run of one series' points (or of its roll-up buckets) as
 //! columns compressed with `pco`, which suits decimal sensor readings.
 //!
-//! Owns the byte format only (a format byte, then postcard of the pco-compressed
-//! columns). Pure: no I/O, no knowledge of where chunks are kept.
+//! Owns the byte format only: a format byte, then postcard of the pco-compressed
+//! columns. Every pco standalone column starts with the same five bytes (magic and
+//! format version); when they are the expected ones they are left out and the format
+//! byte says so (5 bytes a column, ~0.004 bytes/point on the benchmark corpus). Pure: no
+//! I/O, no knowledge of where chunks are kept.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +13,11 @@ use super::rollup::Bucket;
 
 const FORMAT_RAW: u8 = 1;
 const FORMAT_ROLLUP: u8 = 2;
+/// Added to a format when its columns were written without [`PCO_PREFIX`].
+const STRIPPED: u8 = 0x10;
+/// The start of every pco standalone column this pco version writes: `pco!` and
+/// standalone format version 3.
+const PCO_PREFIX: [u8; 5] = [b'p', b'c', b'o', b'!', 3];
 
 /// Chunk decoding errors (a damaged or foreign blob).
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +61,16 @@ fn decompress<T: pco::data_types::Number>(b: &[u8]) -> Result<Vec<T>, ChunkError
     pco::standalone::simple_decompress(b).map_err(|e| ChunkError::Column(e.to_string()))
 }
 
-fn pack(format: u8, cols: Vec<Vec<u8>>) -> Vec<u8> {
-    let mut out = vec![format];
+fn pack(format: u8, mut cols: Vec<Vec<u8>>) -> Vec<u8> {
+    let strip = cols
+        .iter()
+        .all(|c| c.is_empty() || c.starts_with(&PCO_PREFIX));
+    if strip {
+        for c in cols.iter_mut().filter(|c| !c.is_empty()) {
+            c.drain(..PCO_PREFIX.len());
+        }
+    }
+    let mut out = vec![if strip { format | STRIPPED } else { format }];
     // Serialising a Vec of byte vectors into a Vec cannot fail.
     out.extend(postcard::to_stdvec(&Columns(cols)).unwrap_or_default());
     out
@@ -63,6 +79,13 @@ fn pack(format: u8, cols: Vec<Vec<u8>>) -> Vec<u8> {
 fn unpack(blob: &[u8], format: u8) -> Result<Vec<Vec<u8>>, ChunkError> {
     match blob.first() {
         Some(f) if *f == format => Ok(postcard::from_bytes::<Columns>(&blob[1..])?.0),
+        Some(f) if *f == format | STRIPPED => {
+            let mut cols = postcard::from_bytes::<Columns>(&blob[1..])?.0;
+            for c in cols.iter_mut().filter(|c| !c.is_empty()) {
+                c.splice(0..0, PCO_PREFIX);
+            }
+            Ok(cols)
+        }
         Some(f) => Err(ChunkError::Format(*f)),
         None => Err(ChunkError::Format(0)),
     }
@@ -155,6 +178,21 @@ mod tests {
         assert_eq!(decode_raw(&blob).unwrap(), points);
         let per_point = blob.len() as f64 / points.len() as f64;
         assert!(per_point < 1.0, "{per_point} bytes/point");
+    }
+
+    #[test]
+    fn the_constant_pco_prefix_is_left_out_and_restored() {
+        let blob = encode_raw(&[(1, 1.5), (2, 2.5)]);
+        assert_eq!(blob[0], FORMAT_RAW | STRIPPED);
+        assert!(!blob.windows(4).any(|w| w == b"pco!"), "prefix left out");
+        assert_eq!(decode_raw(&blob).unwrap(), vec![(1, 1.5), (2, 2.5)]);
+        // A column pco writes differently one day is kept whole, and still decodes.
+        let full = pack(
+            FORMAT_RAW,
+            vec![b"other".to_vec(), compress(&[1.0f64]), Vec::new()],
+        );
+        assert_eq!(full[0], FORMAT_RAW);
+        assert_eq!(unpack(&full, FORMAT_RAW).unwrap()[0], b"other");
     }
 
     #[test]

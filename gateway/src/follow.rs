@@ -6,7 +6,7 @@
 //! and publishes the sequence number below which it no longer needs the journal. Does
 //! not own what a follower does with a reading, nor the journal's files.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,21 +79,34 @@ impl Handle {
     }
 }
 
+/// Clears its flag when dropped: when the follower thread ends, panics included.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
+    }
+}
+
 /// Starts `follower` on its own thread, taking batches from a queue of `capacity` and
-/// ticking every `tick`.
+/// ticking every `tick`. `alive` is set now and cleared when the thread ends for any
+/// reason (a panic included), for `/healthz`.
 pub fn spawn(
     mut follower: Box<dyn Follower>,
     capacity: usize,
-    tick: Duration,
-    clock: fn() -> u64,
+    (tick, clock): (Duration, fn() -> u64),
+    alive: Arc<AtomicBool>,
 ) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::sync_channel::<Batch>(capacity);
     let durable_before = Arc::new(AtomicU64::new(follower.durable_before()));
     let name = follower.name();
     let durable = durable_before.clone();
+    alive.store(true, Relaxed);
+    let guard = Alive(alive);
     std::thread::Builder::new()
         .name(format!("linli-{name}"))
         .spawn(move || {
+            let _alive = guard;
             let mut last_tick = std::time::Instant::now();
             loop {
                 match rx.recv_timeout(tick) {
@@ -117,4 +130,44 @@ pub fn spawn(
         tx,
         durable_before,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panicky;
+
+    impl Follower for Panicky {
+        fn name(&self) -> &'static str {
+            "panicky"
+        }
+        fn durable_before(&self) -> u64 {
+            0
+        }
+        fn apply(&mut self, _: &[Entry]) {
+            panic!("a follower bug");
+        }
+        fn tick(&mut self, _: u64) {}
+    }
+
+    #[test]
+    fn a_follower_that_dies_is_seen_as_down() {
+        let alive = Arc::new(AtomicBool::new(false));
+        let h = spawn(
+            Box::new(Panicky),
+            1,
+            (Duration::from_millis(10), || 0),
+            alive.clone(),
+        )
+        .unwrap();
+        assert!(alive.load(Relaxed));
+        h.send(Arc::from(Vec::new()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive.load(Relaxed) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!alive.load(Relaxed), "the panic cleared the flag");
+        h.send(Arc::from(Vec::new())); // logs, does not block or panic
+    }
 }

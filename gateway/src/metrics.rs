@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Journal records each follower has not yet made durable, by follower name
     /// (updated at each checkpoint): a follower that stops keeps the journal growing.
     pub follower_lag: parking_lot::Mutex<Vec<(&'static str, u64)>>,
+    /// Each follower's thread is running (cleared when it ends, panics included).
+    pub followers_up:
+        parking_lot::Mutex<Vec<(&'static str, std::sync::Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 /// Counters and gauges of the InfluxDB export (`store::influxdb`).
@@ -96,6 +99,16 @@ impl Metrics {
     /// Counts one rejection.
     pub fn reject(&self, r: Rejection) {
         self.rejected[r.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Names of followers whose thread has stopped.
+    pub fn followers_down(&self) -> Vec<&'static str> {
+        self.followers_up
+            .lock()
+            .iter()
+            .filter(|(_, up)| !up.load(Relaxed))
+            .map(|(name, _)| *name)
+            .collect()
     }
 
     /// Rejections of one reason so far.
@@ -211,6 +224,17 @@ impl Metrics {
         );
         for (name, lag) in self.follower_lag.lock().iter() {
             let _ = writeln!(s, "linli_follower_lag_records{{follower=\"{name}\"}} {lag}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP linli_follower_up 1 while a journal follower (store, export) runs.\n# TYPE linli_follower_up gauge"
+        );
+        for (name, up) in self.followers_up.lock().iter() {
+            let _ = writeln!(
+                s,
+                "linli_follower_up{{follower=\"{name}\"}} {}",
+                u8::from(up.load(Relaxed))
+            );
         }
         let _ = writeln!(s, "# HELP linli_rejected_total Messages rejected, by reason.\n# TYPE linli_rejected_total counter");
         for r in Rejection::ALL {

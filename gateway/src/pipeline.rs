@@ -225,8 +225,10 @@ pub async fn start(
     let mut handles = Vec::new();
     for f in followers {
         let name = f.name();
+        let alive = Arc::new(AtomicBool::new(false));
+        metrics.followers_up.lock().push((name, alive.clone()));
         handles.push(
-            follow::spawn(f, 64, Duration::from_secs(1), now_ms)
+            follow::spawn(f, 64, (Duration::from_secs(1), now_ms), alive)
                 .map_err(|source| StartError::Spawn { what: name, source })?,
         );
     }

@@ -88,6 +88,10 @@ async fn readings_come_back_raw_bucketed_and_as_csv() -> anyhow::Result<()> {
     assert_eq!(lines.len(), 121);
     assert_eq!(lines[8], format!("{},0.7", t0 + 7 * 60_000));
 
+    assert_eq!(
+        scrape(&http, "linli_follower_up{follower=\"store\"}").await?,
+        1.0
+    );
     let latest = get_json(&format!("{http}/api/devices/wl-7/latest")).await?;
     assert_eq!(latest[0]["metric"], "water_level_m");
     assert_eq!(latest[0]["value"].as_f64(), Some(0.119));

@@ -75,15 +75,24 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
-    if s.metrics.ingest_up.load(Relaxed) == 1 {
-        Json(json!({"status": "ok"})).into_response()
-    } else {
+    let failing = |reason: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failing", "reason": "ingest stopped (journal failure); see logs"})),
+            Json(json!({"status": "failing", "reason": reason})),
         )
             .into_response()
+    };
+    if s.metrics.ingest_up.load(Relaxed) != 1 {
+        return failing("ingest stopped (journal failure); see logs".into());
     }
+    let down = s.metrics.followers_down();
+    if !down.is_empty() {
+        return failing(format!(
+            "journal follower stopped: {} (readings are still journaled and acked, but not stored or exported; the journal keeps them for a restart); see logs",
+            down.join(", ")
+        ));
+    }
+    Json(json!({"status": "ok"})).into_response()
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {

@@ -73,6 +73,11 @@ impl Handle {
         self.durable_before.load(Relaxed)
     }
 
+    /// The shared cell `durable_before` reads (for gauges).
+    pub fn durable_cursor(&self) -> Arc<AtomicU64> {
+        self.durable_before.clone()
+    }
+
     /// Name of the follower.
     pub fn name(&self) -> &'static str {
         self.name

@@ -59,12 +59,22 @@ pub struct Metrics {
     pub ingest_up: AtomicU64,
     /// The InfluxDB export (rendered only when it is configured).
     pub export: ExportMetrics,
-    /// Journal records each follower has not yet made durable, by follower name
-    /// (updated at each checkpoint): a follower that stops keeps the journal growing.
-    pub follower_lag: parking_lot::Mutex<Vec<(&'static str, u64)>>,
-    /// Each follower's thread is running (cleared when it ends, panics included).
-    pub followers_up:
-        parking_lot::Mutex<Vec<(&'static str, std::sync::Arc<std::sync::atomic::AtomicBool>)>>,
+    /// Sequence number the journal gives its next record.
+    pub journal_next_seq: AtomicU64,
+    /// Each journal follower: its name, whether its thread runs (cleared when it ends,
+    /// panics included) and the first sequence number it has not made durable.
+    pub followers: parking_lot::Mutex<Vec<FollowerGauges>>,
+}
+
+/// What `/metrics` and `/healthz` show of one journal follower.
+#[derive(Debug, Clone)]
+pub struct FollowerGauges {
+    /// Follower name.
+    pub name: &'static str,
+    /// True while its thread runs.
+    pub up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// First journal sequence number it has not made durable.
+    pub durable_before: std::sync::Arc<AtomicU64>,
 }
 
 /// Counters and gauges of the InfluxDB export (`store::influxdb`).
@@ -93,6 +103,9 @@ pub struct ExportMetrics {
     pub batches_dropped: AtomicU64,
     /// Fields not written because their value was NaN or infinite.
     pub fields_skipped: AtomicU64,
+    /// 1 once the spool could not be written for too long: the export takes nothing
+    /// more until a restart (the journal keeps the readings for it).
+    pub stalled: AtomicU64,
 }
 
 impl Metrics {
@@ -103,11 +116,11 @@ impl Metrics {
 
     /// Names of followers whose thread has stopped.
     pub fn followers_down(&self) -> Vec<&'static str> {
-        self.followers_up
+        self.followers
             .lock()
             .iter()
-            .filter(|(_, up)| !up.load(Relaxed))
-            .map(|(name, _)| *name)
+            .filter(|f| !f.up.load(Relaxed))
+            .map(|f| f.name)
             .collect()
     }
 
@@ -222,18 +235,26 @@ impl Metrics {
             s,
             "# HELP linli_follower_lag_records Journal records a follower (store, export) has not made durable yet; the journal is kept for them.\n# TYPE linli_follower_lag_records gauge"
         );
-        for (name, lag) in self.follower_lag.lock().iter() {
-            let _ = writeln!(s, "linli_follower_lag_records{{follower=\"{name}\"}} {lag}");
+        let next = self.journal_next_seq.load(Relaxed);
+        let followers = self.followers.lock().clone();
+        for f in &followers {
+            let lag = next.saturating_sub(f.durable_before.load(Relaxed));
+            let _ = writeln!(
+                s,
+                "linli_follower_lag_records{{follower=\"{}\"}} {lag}",
+                f.name
+            );
         }
         let _ = writeln!(
             s,
             "# HELP linli_follower_up 1 while a journal follower (store, export) runs.\n# TYPE linli_follower_up gauge"
         );
-        for (name, up) in self.followers_up.lock().iter() {
+        for f in &followers {
             let _ = writeln!(
                 s,
-                "linli_follower_up{{follower=\"{name}\"}} {}",
-                u8::from(up.load(Relaxed))
+                "linli_follower_up{{follower=\"{}\"}} {}",
+                f.name,
+                u8::from(f.up.load(Relaxed))
             );
         }
         let _ = writeln!(s, "# HELP linli_rejected_total Messages rejected, by reason.\n# TYPE linli_rejected_total counter");
@@ -279,6 +300,12 @@ impl ExportMetrics {
             "gauge",
             "1 while the InfluxDB server answers writes; 0 while they time out or fail.",
             g(&self.up),
+        );
+        one(
+            "linli_export_stalled",
+            "gauge",
+            "1 when the spool could not be written for too long and the export stopped taking readings (restart after fixing the disk).",
+            g(&self.stalled),
         );
         one(
             "linli_export_spool_batches",

@@ -22,7 +22,7 @@ use crate::config::{Config, SupervisionConfig};
 use crate::follow::{self, Entry, Follower};
 use crate::ingest::Rejection;
 use crate::journal::{Journal, JournalError, Recovery};
-use crate::metrics::Metrics;
+use crate::metrics::{FollowerGauges, Metrics};
 use crate::reading::RawMessage;
 use crate::registry::{DeviceRecord, Registry, RegistryError};
 use crate::state::Views;
@@ -167,6 +167,7 @@ pub async fn start(
         },
     )?;
     replay.finish()?;
+    metrics.journal_next_seq.store(journal.next_seq(), Relaxed);
     // Devices whose readings all sit in released journal segments: the store knows them.
     for id in registry.device_ids()? {
         if views.get(&id).is_none_or(|v| v.last_seen_any_ms.is_none()) {
@@ -226,11 +227,14 @@ pub async fn start(
     for f in followers {
         let name = f.name();
         let alive = Arc::new(AtomicBool::new(false));
-        metrics.followers_up.lock().push((name, alive.clone()));
-        handles.push(
-            follow::spawn(f, 64, (Duration::from_secs(1), now_ms), alive)
-                .map_err(|source| StartError::Spawn { what: name, source })?,
-        );
+        let handle = follow::spawn(f, 64, (Duration::from_secs(1), now_ms), alive.clone())
+            .map_err(|source| StartError::Spawn { what: name, source })?;
+        metrics.followers.lock().push(FollowerGauges {
+            name,
+            up: alive,
+            durable_before: handle.durable_cursor(),
+        });
+        handles.push(handle);
     }
     let worker = Worker {
         shared: shared.clone(),

@@ -191,6 +191,9 @@ impl Worker {
             if !fresh.is_empty() {
                 match self.journal.commit() {
                     Ok(synced) => {
+                        metrics
+                            .journal_next_seq
+                            .store(self.journal.next_seq(), Relaxed);
                         metrics.journal_commits.fetch_add(1, Relaxed);
                         if synced {
                             metrics.journal_fsyncs.fetch_add(1, Relaxed);
@@ -243,16 +246,11 @@ impl Worker {
             tracing::error!(error = %e, "cannot checkpoint replay windows: journal kept");
             return;
         }
-        let cursors: Vec<(&'static str, u64)> = self
+        let keep_from = self
             .followers
             .iter()
-            .map(|f| (f.name(), f.durable_before()))
-            .collect();
-        *self.shared.metrics.follower_lag.lock() = cursors
-            .iter()
-            .map(|(name, d)| (*name, seq.saturating_sub(*d)))
-            .collect();
-        let keep_from = cursors.iter().map(|c| c.1).fold(seq, u64::min);
+            .map(|f| f.durable_before())
+            .fold(seq, u64::min);
         match self.journal.release_before(keep_from) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(segments = n, keep_from, "journal segments released"),

@@ -440,6 +440,8 @@ async fn unsent_batches_and_the_unspooled_tail_survive_a_gateway_kill() -> Resul
     // Two full batches: sent at once.
     let mut want = publish_lamp(&mut m, &mut dev, t0, 0..40).await?;
     wait_lamp(&vm, "lamp-3", &want, Duration::from_secs(60)).await;
+    // The last sent batch may still be on disk until its 2xx is processed.
+    assert!(metric_eventually(&gw.http, "linli_export_spool_batches", |v| v == 0.0).await);
 
     // Server down: two more full batches wait in the spool, 15 readings in memory only.
     vm.stop().await?;
@@ -562,11 +564,25 @@ async fn a_refused_batch_is_set_aside_and_later_batches_go() -> Result<()> {
         "the refused batch is counted"
     );
     let rejected = tg.dir.path().join("export/influxdb/rejected");
-    let reasons: Vec<String> = std::fs::read_dir(&rejected)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "reason"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect();
+    let read_reasons = || -> Vec<String> {
+        std::fs::read_dir(&rejected)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "reason"))
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The counter moves just before the reason file is written: wait for the file.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            read_reasons().iter().any(|r| r.contains("bad timestamp"))
+        })
+        .await,
+        "the reason is written beside the set-aside batch"
+    );
+    let reasons = read_reasons();
     assert_eq!(
         reasons.len(),
         1,
@@ -579,15 +595,19 @@ async fn a_refused_batch_is_set_aside_and_later_batches_go() -> Result<()> {
     );
 
     publish_lamp(&mut m, &mut dev, t0, 3..5).await?;
-    assert!(metric_eventually(&http, "linli_export_batches_sent_total", |v| v >= 1.0).await);
-    let taken = bodies.taken.lock().map(|t| t.join("")).unwrap_or_default();
-    for i in 3..5u32 {
-        let ts = format!(" {}\n", i64::from(t0 + i) * 1000);
-        assert!(
-            taken.contains(&ts),
-            "reading {i} sent after the refusal: {taken}"
-        );
-    }
+    // Readings 0..3 may have closed into two batches, so "a batch was sent" is not yet
+    // "readings 3 and 4 were sent": wait for those.
+    let stamps: Vec<String> = (3..5u32)
+        .map(|i| format!(" {}\n", i64::from(t0 + i) * 1000))
+        .collect();
+    let sent_all = || {
+        let taken = bodies.taken.lock().map(|t| t.join("")).unwrap_or_default();
+        stamps.iter().all(|ts| taken.contains(ts))
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || async { sent_all() }).await,
+        "readings 3 and 4 sent after the refusal"
+    );
     // The readings may have closed into more than one batch: wait for the spool to drain.
     assert!(
         metric_eventually(&http, "linli_export_spool_batches", |v| v == 0.0).await,

@@ -92,6 +92,11 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
             down.join(", ")
         ));
     }
+    if s.metrics.export.stalled.load(Relaxed) == 1 {
+        return failing(
+            "InfluxDB export stopped: its spool could not be written (disk full or failing); fix the disk and restart, the journal keeps the readings".into(),
+        );
+    }
     Json(json!({"status": "ok"})).into_response()
 }
 

@@ -185,6 +185,7 @@ impl InfluxExport {
                 self.retry_at = Some(Instant::now() + Duration::from_secs(1));
                 if self.points >= self.batch_points.saturating_mul(MAX_PENDING_BATCHES) {
                     self.stalled_at = Some(self.pending_start);
+                    self.metrics.export.stalled.store(1, Relaxed);
                     self.pending = Vec::new();
                     self.points = 0;
                     tracing::error!(

@@ -205,7 +205,7 @@ impl Spool {
         let mut index = BTreeMap::new();
         let mut next_id = 0;
         let cursor_path = dir.join("cursor");
-        let mut cursor = read_cursor(&cursor_path).unwrap_or(0);
+        let stored_cursor = read_cursor(&cursor_path);
         let mut refill_from: Option<u64> = None;
         // Ids are never reused, so a batch set aside never overwrites an earlier one.
         for ent in fs::read_dir(&rejected).map_err(io_err(&rejected))? {
@@ -253,6 +253,16 @@ impl Spool {
                 }
             }
         }
+        // A damaged or missing cursor file must not send everything again: the batches on
+        // disk say how far the spool got. (A readable cursor is kept as it is, even below
+        // them: it may have been lowered on purpose to refill a damaged batch.)
+        let mut cursor = stored_cursor.unwrap_or_else(|| {
+            index
+                .values()
+                .map(|m: &BatchMeta| m.seq_end)
+                .max()
+                .unwrap_or(0)
+        });
         if let Some(r) = refill_from {
             cursor = cursor.min(r);
         }
@@ -362,9 +372,18 @@ impl Spool {
             let Some((&old, _)) = self.index.iter().next() else {
                 break;
             };
-            if let Some(m) = self.forget(old)? {
-                self.metrics.export.batches_dropped.fetch_add(1, Relaxed);
-                dropped.push(m);
+            // The new batch is durable already: a failure here must not report it as
+            // not spooled (that would spool it twice).
+            match self.forget(old) {
+                Ok(Some(m)) => {
+                    self.metrics.export.batches_dropped.fetch_add(1, Relaxed);
+                    dropped.push(m);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot drop the oldest export batch; the spool stays over its cap");
+                    break;
+                }
             }
         }
         self.publish();
@@ -463,6 +482,18 @@ mod tests {
         // Everything sent: the cursor alone remembers how far the journal was spooled.
         let (s, _) = open(dir.path(), 1 << 20);
         assert_eq!((s.durable_before(), s.len()), (25, 0));
+    }
+
+    #[test]
+    fn a_damaged_cursor_falls_back_to_the_batches_not_to_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _) = open(dir.path(), 1 << 20);
+        s.push(0, 10, 2, 1, b"a 1\nb 2\n").expect("push");
+        s.push(10, 25, 1, 2, b"c 3\n").expect("push");
+        drop(s);
+        std::fs::write(dir.path().join("cursor"), b"garbage").expect("write");
+        let (s, _) = open(dir.path(), 1 << 20);
+        assert_eq!(s.durable_before(), 25, "no replay of what the batches hold");
     }
 
     #[test]

@@ -77,11 +77,6 @@ impl Handle {
     pub fn durable_cursor(&self) -> Arc<AtomicU64> {
         self.durable_before.clone()
     }
-
-    /// Name of the follower.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
 }
 
 /// Clears its flag when dropped: when the follower thread ends, panics included.

@@ -80,6 +80,16 @@ pub enum SubjectKind {
     Asset,
 }
 
+impl SubjectKind {
+    /// `resident` or `asset`, as stored and as tagged in series and exports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SubjectKind::Resident => "resident",
+            SubjectKind::Asset => "asset",
+        }
+    }
+}
+
 /// What a device is and where it belongs: given at provisioning, kept in the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceProfile {
@@ -259,13 +269,9 @@ impl Registry {
             [&new.zone, &new.site],
         )?;
         if let Some((kind, s)) = &new.subject {
-            let k = match kind {
-                SubjectKind::Resident => "resident",
-                SubjectKind::Asset => "asset",
-            };
             tx.execute(
                 "INSERT OR IGNORE INTO subjects (id, zone_id, kind) VALUES (?1, ?2, ?3)",
-                params![s, new.zone, k],
+                params![s, new.zone, kind.as_str()],
             )?;
         }
         let trust = match new.trust {

@@ -28,7 +28,7 @@ use rusqlite::Connection;
 
 use crate::config::StoreConfig;
 use crate::follow::{Entry, Follower};
-use crate::registry::{DeviceProfile, SubjectKind};
+use crate::registry::DeviceProfile;
 use blocks::BlockWriter;
 use head::{Head, Point};
 pub use query::{Latest, SeriesInfo};
@@ -193,13 +193,9 @@ impl std::fmt::Debug for Store {
 }
 
 fn subject_tag(p: &DeviceProfile) -> Option<String> {
-    p.subject.as_ref().map(|(k, id)| {
-        let k = match k {
-            SubjectKind::Resident => "resident",
-            SubjectKind::Asset => "asset",
-        };
-        format!("{k}:{id}")
-    })
+    p.subject
+        .as_ref()
+        .map(|(k, id)| format!("{}:{id}", k.as_str()))
 }
 
 impl Store {

@@ -12,7 +12,7 @@ use super::*;
 use crate::config::StoreConfig;
 use crate::follow::Entry;
 use crate::reading::Reading;
-use crate::registry::{DeviceRecord, Registry, Trust};
+use crate::registry::{DeviceRecord, Registry, SubjectKind, Trust};
 
 static NOW: AtomicU64 = AtomicU64::new(10 * 86_400_000);
 fn clock() -> u64 {

@@ -28,7 +28,7 @@ use std::io::Write;
 use linli_protocol::Report;
 
 use crate::follow::Entry;
-use crate::registry::{DeviceProfile, SubjectKind};
+use crate::registry::DeviceProfile;
 
 /// What encoding one entry produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +81,7 @@ fn push_tag(out: &mut Vec<u8>, key: &str, value: &str) {
 /// Appends the tags of device `p`, in key order, each preceded by a comma. `extra`
 /// (already in order relative to each other) are merged in.
 fn push_tags(out: &mut Vec<u8>, p: &DeviceProfile, extra: &[(&str, &str)]) {
-    let subject = p.subject.as_ref().map(|(k, id)| {
-        (
-            match k {
-                SubjectKind::Resident => "resident",
-                SubjectKind::Asset => "asset",
-            },
-            id.as_str(),
-        )
-    });
+    let subject = p.subject.as_ref().map(|(k, id)| (k.as_str(), id.as_str()));
     let mut tags: Vec<(&str, &str)> = Vec::with_capacity(4 + extra.len());
     tags.extend(subject);
     tags.push(("device", &p.id));
@@ -209,7 +201,7 @@ mod tests {
 
     use super::*;
     use crate::reading::Reading;
-    use crate::registry::{DeviceProfile, DeviceRecord, Registry, Trust};
+    use crate::registry::{DeviceProfile, DeviceRecord, Registry, SubjectKind, Trust};
 
     fn entry(kind: DeviceKind, subject: Option<(SubjectKind, &str)>, report: Report) -> Entry {
         let profile = DeviceProfile {

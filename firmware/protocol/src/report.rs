@@ -177,6 +177,12 @@ pub enum Pendant {
         /// Steps counted in the interval.
         steps: u16,
     },
+    /// An impact above the pendant's threshold, not yet confirmed as a fall: the gateway
+    /// confirms it (stillness) or dismisses it (steps, a cancel) by its own rule.
+    Impact {
+        /// Peak acceleration, milli-g.
+        impact_mg: u16,
+    },
 }
 
 /// Bed occupancy.
@@ -330,6 +336,8 @@ pub enum EventKind {
     WaterLeak,
     /// Device tampered with.
     Tamper,
+    /// Impact seen by a pendant, a fall not yet confirmed.
+    Impact,
 }
 
 impl EventKind {
@@ -344,6 +352,7 @@ impl EventKind {
             EventKind::Co => "co",
             EventKind::WaterLeak => "water_leak",
             EventKind::Tamper => "tamper",
+            EventKind::Impact => "impact",
         }
     }
 }
@@ -428,6 +437,7 @@ impl Report {
             Report::Pendant(Pendant::Fall { .. }) => Some(EventKind::Fall),
             Report::Pendant(Pendant::FallCancelled) => Some(EventKind::FallCancelled),
             Report::Pendant(Pendant::Sos) => Some(EventKind::Sos),
+            Report::Pendant(Pendant::Impact { .. }) => Some(EventKind::Impact),
             Report::Hazard(Hazard {
                 hazard,
                 alarm: true,
@@ -462,6 +472,9 @@ impl Report {
             }) => {
                 f("impact_g", f64::from(impact_mg) / 1000.0);
                 f("still_s", still_s.into());
+            }
+            Report::Pendant(Pendant::Impact { impact_mg }) => {
+                f("impact_g", f64::from(impact_mg) / 1000.0);
             }
             Report::Pendant(Pendant::Activity { level, steps }) => {
                 f("activity", level.into());

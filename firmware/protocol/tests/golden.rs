@@ -50,6 +50,10 @@ fn samples() -> Vec<(Uplink, &'static str)> {
             "808aa0c906030328ac02",
         ),
         (
+            u(Report::Pendant(Pendant::Impact { impact_mg: 3200 })),
+            "808aa0c90603048019",
+        ),
+        (
             u(Report::Bed(Bed {
                 occupied: true,
                 pressure: 512,
@@ -223,7 +227,7 @@ fn json_form_parses_and_rejects_unknown_fields() {
         "report":{"street_light":{"relay_on":true,"current_ma":420,"power_dw":950,"dimming_pct":80}}}"#;
     let m: JsonUplink = serde_json::from_str(j).unwrap();
     assert_eq!(m.counter, 17);
-    assert_eq!(m.report, samples()[13].0.report);
+    assert_eq!(m.report, samples()[14].0.report);
     let sos = r#"{"counter":1,"report":{"pendant":"sos"}}"#;
     assert_eq!(
         serde_json::from_str::<JsonUplink>(sos).unwrap().report,

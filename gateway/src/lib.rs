@@ -15,6 +15,7 @@ pub mod journal;
 pub mod metrics;
 pub mod pipeline;
 pub mod reading;
+pub mod rules;
 pub mod registry;
 pub mod state;
 pub mod store;

@@ -1,0 +1,241 @@
+//! What rules can look at in a report: its metrics (numbers named with their unit, as the
+//! protocol's `for_each_metric` gives them), its event, and the activity signals that
+//! absence rules watch ("motion", "bed_exit", …).
+//!
+//! Owns the names rules are written in and the mapping from reports to signals; does not
+//! own any rule state (a bed exit needs the previous bed state, which the caller passes).
+
+use linli_protocol::report::Pendant;
+use linli_protocol::{EventKind, Report};
+
+/// Every metric name a report can carry (the protocol's `for_each_metric` names).
+pub const METRICS: &[&str] = &[
+    "uptime_s",
+    "battery_v",
+    "battery_pct",
+    "rssi_dbm",
+    "tamper",
+    "impact_g",
+    "still_s",
+    "activity",
+    "steps",
+    "bed_occupied",
+    "bed_pressure",
+    "door_open",
+    "motion",
+    "motion_count",
+    "heart_rate_bpm",
+    "spo2_pct",
+    "respiration_bpm",
+    "vitals_quality",
+    "hazard_alarm",
+    "hazard_level",
+    "devices_seen",
+    "mains",
+    "relay_on",
+    "current_a",
+    "power_w",
+    "dimming_pct",
+    "tilt_deg",
+    "water_m",
+    "gas_ppm",
+    "water_level_m",
+    "fill_pct",
+    "temperature_c",
+    "voltage_v",
+    "power_factor",
+    "frequency_hz",
+    "energy_import_kwh",
+];
+
+/// Every event name rules accept.
+pub const EVENTS: &[EventKind] = &[
+    EventKind::Fall,
+    EventKind::FallCancelled,
+    EventKind::Sos,
+    EventKind::Smoke,
+    EventKind::Gas,
+    EventKind::Co,
+    EventKind::WaterLeak,
+    EventKind::Tamper,
+    EventKind::Impact,
+];
+
+/// Looks an event up by its wire name.
+pub fn event_named(name: &str) -> Option<EventKind> {
+    EVENTS.iter().copied().find(|e| e.as_str() == name)
+}
+
+/// The value of `metric` in `report`, if it carries it.
+pub fn metric(report: &Report, metric: &str) -> Option<f64> {
+    let mut found = None;
+    report.for_each_metric(&mut |name, v| {
+        if found.is_none() && name == metric {
+            found = Some(v);
+        }
+    });
+    found
+}
+
+/// Activity signals, as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Signals(u16);
+
+/// A named activity signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// Any sign of life: motion, a door, a bed change, pendant steps or movement.
+    Activity,
+    /// The PIR saw motion.
+    Motion,
+    /// A door opened.
+    DoorOpen,
+    /// A door closed.
+    DoorClose,
+    /// The bed became empty.
+    BedExit,
+    /// The bed became occupied.
+    BedEnter,
+    /// Steps counted by a pendant.
+    Steps,
+    /// Any report at all (a hub heartbeat, a fridge door…).
+    Report,
+}
+
+const NAMES: &[(&str, Signal)] = &[
+    ("activity", Signal::Activity),
+    ("motion", Signal::Motion),
+    ("door_open", Signal::DoorOpen),
+    ("door_close", Signal::DoorClose),
+    ("bed_exit", Signal::BedExit),
+    ("bed_enter", Signal::BedEnter),
+    ("steps", Signal::Steps),
+    ("report", Signal::Report),
+];
+
+impl Signal {
+    /// Looks a signal up by name.
+    pub fn named(name: &str) -> Option<Signal> {
+        NAMES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+    }
+
+    /// Every signal name, for error messages.
+    pub fn names() -> String {
+        NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl Signals {
+    /// Does the set hold `s`?
+    pub fn has(self, s: Signal) -> bool {
+        self.0 & s.bit() != 0
+    }
+
+    fn add(&mut self, s: Signal) {
+        self.0 |= s.bit();
+    }
+
+    /// The signals in `report`. `bed_was` is the subject's bed state before it (a bed
+    /// exit is occupied → empty; the first bed report after start is not an exit).
+    pub fn of(report: &Report, bed_was: Option<bool>) -> Signals {
+        let mut s = Signals::default();
+        if matches!(report, Report::ConnectionLost) {
+            return s;
+        }
+        s.add(Signal::Report);
+        match *report {
+            Report::Motion(m) if m.motion => {
+                s.add(Signal::Motion);
+                s.add(Signal::Activity);
+            }
+            Report::Door(d) => {
+                s.add(if d.open {
+                    Signal::DoorOpen
+                } else {
+                    Signal::DoorClose
+                });
+                s.add(Signal::Activity);
+            }
+            Report::Bed(b) if bed_was.is_some_and(|was| was != b.occupied) => {
+                s.add(if b.occupied {
+                    Signal::BedEnter
+                } else {
+                    Signal::BedExit
+                });
+                s.add(Signal::Activity);
+            }
+            Report::Pendant(Pendant::Activity { steps, level }) => {
+                if steps > 0 {
+                    s.add(Signal::Steps);
+                }
+                if steps > 0 || level > 0 {
+                    s.add(Signal::Activity);
+                }
+            }
+            _ => {}
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linli_protocol::report::{Bed, Door, Motion, PowerMeter, StreetLight};
+
+    #[test]
+    fn every_metric_a_report_carries_is_known() {
+        let reports = [
+            Report::Bed(Bed {
+                occupied: true,
+                pressure: 1,
+            }),
+            Report::StreetLight(StreetLight {
+                relay_on: true,
+                current_ma: 1,
+                power_dw: 1,
+                dimming_pct: 1,
+            }),
+            Report::PowerMeter(PowerMeter {
+                voltage_dv: 1,
+                current_ma: 1,
+                power_w: 1,
+                power_factor_milli: 1,
+                frequency_chz: 1,
+                import_wh: 1,
+            }),
+            Report::Pendant(Pendant::Impact { impact_mg: 3200 }),
+        ];
+        for r in reports {
+            r.for_each_metric(&mut |name, _| assert!(METRICS.contains(&name), "{name}"));
+        }
+        assert_eq!(
+            metric(&reports[3], "impact_g"),
+            Some(3.2),
+            "impact in g, not milli-g"
+        );
+    }
+
+    #[test]
+    fn bed_exit_needs_a_known_previous_state() {
+        let empty = Report::Bed(Bed {
+            occupied: false,
+            pressure: 0,
+        });
+        assert!(Signals::of(&empty, Some(true)).has(Signal::BedExit));
+        assert!(!Signals::of(&empty, None).has(Signal::BedExit));
+        assert!(!Signals::of(&empty, Some(false)).has(Signal::Activity));
+        let door = Signals::of(&Report::Door(Door { open: true }), None);
+        assert!(door.has(Signal::DoorOpen) && door.has(Signal::Activity));
+        let still = Report::Motion(Motion {
+            motion: false,
+            count: 0,
+        });
+        assert!(!Signals::of(&still, None).has(Signal::Activity));
+        assert!(!Signals::of(&Report::ConnectionLost, None).has(Signal::Report));
+    }
+}

@@ -4,6 +4,7 @@
 //! liveness; the API shows it all. `pipeline` is the one place that wires the stages; the
 //! `linli` binary adds the CLI around it.
 
+pub mod alarms;
 pub mod api;
 pub mod broker;
 pub mod checkpoint;
@@ -15,8 +16,8 @@ pub mod journal;
 pub mod metrics;
 pub mod pipeline;
 pub mod reading;
-pub mod rules;
 pub mod registry;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod supervision;

@@ -4,6 +4,8 @@
 //!
 //! Owns test plumbing only; every assertion lives in `tests/*.rs`.
 
+pub mod fixture;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

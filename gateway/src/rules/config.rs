@@ -59,6 +59,14 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Does a place (site, zone, device) match the site, zone and device lists?
+    pub fn matches_place(&self, site: &str, zone: &str, device: Option<&str>) -> bool {
+        let any = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        any(&self.sites, Some(site)) && any(&self.zones, Some(zone)) && any(&self.devices, device)
+    }
+
     /// Does the rule apply to this device?
     pub fn matches(&self, p: &DeviceProfile) -> bool {
         let subject = p.subject.as_ref().map(|(_, s)| s.as_str());
@@ -391,8 +399,6 @@ struct GroupDef {
     sites: Vec<String>,
     #[serde(default)]
     devices: Vec<String>,
-    #[serde(default)]
-    device_kinds: Vec<String>,
     cause: Option<String>,
     #[serde(default)]
     cause_devices: Vec<String>,
@@ -512,7 +518,10 @@ impl RuleSet {
                 .or_default()
                 .push(target.to_owned());
             let mut merged = base.clone();
-            for (k, v) in o.iter().filter(|(k, _)| !OVERRIDE_KEYS.contains(&k.as_str())) {
+            for (k, v) in o
+                .iter()
+                .filter(|(k, _)| !OVERRIDE_KEYS.contains(&k.as_str()))
+            {
                 merged.insert(k.clone(), v.clone());
             }
             merged.insert(
@@ -667,10 +676,16 @@ fn compile_rule(
     errs: &mut Errs,
 ) -> Option<Rule> {
     if !(1..=4).contains(&def.priority) {
-        errs.push(("priority", "must be 1 (life-safety) to 4 (maintenance)".into()));
+        errs.push((
+            "priority",
+            "must be 1 (life-safety) to 4 (maintenance)".into(),
+        ));
     }
     if def.name.trim().is_empty() || def.name.contains(char::is_whitespace) {
-        errs.push(("name", "must be a non-empty word (it names the alarm type)".into()));
+        errs.push((
+            "name",
+            "must be a non-empty word (it names the alarm type)".into(),
+        ));
     }
     let calendar = match (&def.calendar, def.days.is_empty()) {
         (Some(c), true) => calendars.get(c).cloned().unwrap_or_else(|| {
@@ -879,7 +894,10 @@ fn compile_group(
         errs.push(("children", "name at least one rule".into()));
     }
     if def.cause.is_some() && def.cause_devices.is_empty() {
-        errs.push(("cause_devices", "name the devices whose `cause` alarm is the parent".into()));
+        errs.push((
+            "cause_devices",
+            "name the devices whose `cause` alarm is the parent".into(),
+        ));
     }
     if def.min_children < 2 || def.window_s == 0 {
         errs.push(("min_children", "min_children ≥ 2 and window_s > 0".into()));
@@ -888,7 +906,7 @@ fn compile_group(
         errs.push(("priority", "must be 1 to 4".into()));
     }
     let members = Selector {
-        kinds: kinds(&def.device_kinds, errs),
+        kinds: Vec::new(),
         sites: def.sites,
         zones: def.zones,
         subjects: Vec::new(),
@@ -902,7 +920,9 @@ fn compile_group(
         name: Arc::from(def.name.as_str()),
         children: def.children.iter().map(|c| Arc::from(c.as_str())).collect(),
         members,
-        cause: def.cause.map(|c| (Arc::from(c.as_str()), def.cause_devices)),
+        cause: def
+            .cause
+            .map(|c| (Arc::from(c.as_str()), def.cause_devices)),
         min_children: def.min_children,
         window_ms: def.window_s * 1000,
         priority: def.priority,

@@ -141,6 +141,23 @@ impl LocalTime {
         self.tz.iana_name().unwrap_or("local")
     }
 
+    /// Parses a local date and time (`"2026-11-27T07:00"`, seconds optional) to ms.
+    pub fn parse_local(&self, s: &str) -> Result<u64, String> {
+        let dt: DateTime = s
+            .parse()
+            .map_err(|e| format!("`{s}` is not a local date-time (YYYY-MM-DDTHH:MM[:SS]): {e}"))?;
+        Ok(self.at(dt.date(), dt.time()))
+    }
+
+    /// Formats ms as local `YYYY-MM-DDTHH:MM:SS`.
+    pub fn format(&self, t_ms: u64) -> String {
+        let ts = Timestamp::from_millisecond(t_ms as i64).unwrap_or(Timestamp::UNIX_EPOCH);
+        self.tz
+            .to_datetime(ts)
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    }
+
     fn date_of(&self, t_ms: u64) -> Date {
         let ts = Timestamp::from_millisecond(t_ms as i64).unwrap_or(Timestamp::UNIX_EPOCH);
         self.tz.to_datetime(ts).date()
@@ -217,7 +234,9 @@ mod tests {
             .unwrap();
         assert_eq!(o.start_ms, ms("2026-11-26T22:00", &lt));
         assert_eq!(o.end_ms, ms("2026-11-27T06:00", &lt));
-        assert!(lt.containing(&night, &all, ms("2026-11-27T12:00", &lt)).is_none());
+        assert!(lt
+            .containing(&night, &all, ms("2026-11-27T12:00", &lt))
+            .is_none());
 
         let morning = Window::parse("07:00-10:00").unwrap();
         let next = lt
@@ -241,10 +260,14 @@ mod tests {
     fn bad_windows_days_and_zones_are_explained() {
         assert!(Window::parse("7-10").unwrap_err().contains("time of day"));
         assert!(Window::parse("07:00").unwrap_err().contains("HH:MM-HH:MM"));
-        assert!(Calendar::parse(&["funday".into()], &["x".into()])
+        assert!(
+            Calendar::parse(&["funday".into()], &["x".into()])
+                .unwrap_err()
+                .len()
+                == 2
+        );
+        assert!(LocalTime::named("Mars/Olympus")
             .unwrap_err()
-            .len()
-            == 2);
-        assert!(LocalTime::named("Mars/Olympus").unwrap_err().contains("IANA"));
+            .contains("IANA"));
     }
 }

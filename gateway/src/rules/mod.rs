@@ -185,11 +185,13 @@ impl Engine {
         for k in keys {
             let test = &self.rules.rules[k.0 as usize].test;
             let old = self.states[&k].deadline(test);
-            if let (Some(d), Some(State::Silence { last_seen, .. })) = (old, self.states.get_mut(&k))
+            if let (Some(d), Some(State::Silence { last_seen, .. })) =
+                (old, self.states.get_mut(&k))
             {
                 if d > down_since && d <= now {
                     *last_seen = now;
                     self.reschedule(k, old);
+                    self.dirty.insert(k);
                 }
             }
         }
@@ -255,12 +257,23 @@ impl Engine {
 
     /// Judges one reading from `profile`'s device; verdicts go to `out`. Timers due
     /// before the reading's time fire first.
-    pub fn apply(&mut self, profile: &DeviceProfile, report: &Report, t: u64, out: &mut Vec<Verdict>) {
+    pub fn apply(
+        &mut self,
+        profile: &DeviceProfile,
+        report: &Report,
+        t: u64,
+        out: &mut Vec<Verdict>,
+    ) {
         self.advance(t, out);
         let t = t.max(self.now);
         self.now = t;
         let (heartbeat_ms, mut relay, mut dimming, keys) = match self.plan(profile, t) {
-            Some(p) => (p.heartbeat_ms, p.relay, p.dimming, std::mem::take(&mut p.rules)),
+            Some(p) => (
+                p.heartbeat_ms,
+                p.relay,
+                p.dimming,
+                std::mem::take(&mut p.rules),
+            ),
             None => return,
         };
         let subject = profile.subject.as_ref().map(|(_, s)| s.as_str());
@@ -380,17 +393,34 @@ impl Engine {
             ));
         }
         for s in self.dirty_ctx.drain() {
-            let bytes = self.subjects.get(&s).and_then(|c| postcard::to_allocvec(c).ok());
+            let bytes = self
+                .subjects
+                .get(&s)
+                .and_then(|c| postcard::to_allocvec(c).ok());
             out.push(((String::new(), s), bytes));
         }
         out
     }
 
-    fn verdict(&self, key: Key, o: Outcome, reading_ms: Option<u64>, device: Option<Arc<str>>) -> Verdict {
+    fn verdict(
+        &self,
+        key: Key,
+        o: Outcome,
+        reading_ms: Option<u64>,
+        device: Option<Arc<str>>,
+    ) -> Verdict {
         let (change, at_ms, value, detail) = match o {
-            Outcome::Raise { at_ms, value, detail } => (Change::Raise, at_ms, value, detail),
+            Outcome::Raise {
+                at_ms,
+                value,
+                detail,
+            } => (Change::Raise, at_ms, value, detail),
             Outcome::Clear { at_ms } => (Change::Clear, at_ms, None, String::new()),
-            Outcome::Note { at_ms, what, detail } => (Change::Note(what), at_ms, None, detail),
+            Outcome::Note {
+                at_ms,
+                what,
+                detail,
+            } => (Change::Note(what), at_ms, None, detail),
         };
         Verdict {
             rule: self.shared[key.0 as usize].clone(),
@@ -437,10 +467,11 @@ impl Engine {
     /// The device's plan, built (and its new targets' states created) on first sight or
     /// when its registration changed.
     fn plan(&mut self, profile: &DeviceProfile, now: u64) -> Option<&mut Plan> {
-        let fresh = self
-            .plans
-            .get(profile.id.as_str())
-            .is_some_and(|p| p.profile.zone == profile.zone && p.profile.site == profile.site && p.profile.subject == profile.subject);
+        let fresh = self.plans.get(profile.id.as_str()).is_some_and(|p| {
+            p.profile.zone == profile.zone
+                && p.profile.site == profile.site
+                && p.profile.subject == profile.subject
+        });
         if !fresh {
             let heartbeat_ms = profile
                 .heartbeat_s
@@ -454,7 +485,10 @@ impl Engine {
                 let t = self.intern(origin);
                 let key = (ix as u16, t);
                 if !self.states.contains_key(&key) {
-                    self.put(key, State::new(&rule.test, now, &self.rules.local, heartbeat_ms));
+                    self.put(
+                        key,
+                        State::new(&rule.test, now, &self.rules.local, heartbeat_ms),
+                    );
                     self.dirty.insert(key);
                 }
                 keys.push(key);

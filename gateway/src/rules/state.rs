@@ -71,7 +71,7 @@ pub enum State {
     },
     /// Device silence.
     Silence {
-        /// Last time the device was heard.
+        /// Last time the device was heard (0: never).
         last_seen: u64,
         /// Silence that counts as lost, ms.
         after_ms: u64,
@@ -185,8 +185,9 @@ impl State {
                 since: None,
                 active: false,
             },
+            // Never heard: unknown, not lost. The first reading starts the clock.
             Test::Silence { missed, after_ms } => State::Silence {
-                last_seen: now,
+                last_seen: 0,
                 after_ms: after_ms.unwrap_or(heartbeat_ms.saturating_mul(u64::from(*missed))),
                 active: false,
             },
@@ -257,7 +258,7 @@ impl State {
                     after_ms,
                 },
                 _,
-            ) => Some(last_seen + after_ms),
+            ) if *last_seen > 0 => Some(last_seen + after_ms),
             _ => None,
         }
     }
@@ -274,14 +275,21 @@ impl State {
         match (self, test) {
             (State::Event, Test::Event { events }) => {
                 let e = s.report.event()?;
-                (events.contains(&e) && !(gates.unless_away && s.ctx.away && e == EventKind::Tamper))
+                (events.contains(&e)
+                    && !(gates.unless_away && s.ctx.away && e == EventKind::Tamper))
                     .then(|| Outcome::Raise {
                         at_ms: t,
                         value: None,
                         detail: e.as_str().to_owned(),
                     })
             }
-            (State::Fall { impact_at, impact_g }, test) => fall(impact_at, impact_g, test, s),
+            (
+                State::Fall {
+                    impact_at,
+                    impact_g,
+                },
+                test,
+            ) => fall(impact_at, impact_g, test, s),
             (
                 State::Threshold {
                     active,
@@ -304,7 +312,11 @@ impl State {
                 if gates.bed_occupied && s.ctx.bed == Some(false) {
                     return None; // vitals with the bed empty are not the resident's
                 }
-                let v = if *direction == Direction::High { raw } else { -raw };
+                let v = if *direction == Direction::High {
+                    raw
+                } else {
+                    -raw
+                };
                 let allowed = gates.allow(s, local);
                 let past = allowed && if *inclusive { v >= *level } else { v > *level };
                 if !*active {
@@ -356,15 +368,16 @@ impl State {
                 if !gates.allow(s, local) {
                     return None;
                 }
-                while samples
-                    .front()
-                    .is_some_and(|(st, _)| st + window_ms < t)
+                while samples.front().is_some_and(|(st, _)| st + window_ms < t)
                     || samples.len() >= RATE_SAMPLES
                 {
                     samples.pop_front();
                 }
                 samples.push_back((t, v));
-                let low = samples.iter().map(|(_, x)| *x).fold(f64::INFINITY, f64::min);
+                let low = samples
+                    .iter()
+                    .map(|(_, x)| *x)
+                    .fold(f64::INFINITY, f64::min);
                 let risen = v - low >= *rise;
                 if !*active && risen {
                     if gates.unless_away && s.ctx.away {
@@ -448,9 +461,22 @@ impl State {
     }
 
     /// The deadline `at` (from [`State::deadline`]) has come.
-    pub fn on_timer(&mut self, test: &Test, at: u64, ctx: Context, local: &LocalTime, gates: &Gates) -> Option<Outcome> {
+    pub fn on_timer(
+        &mut self,
+        test: &Test,
+        at: u64,
+        ctx: Context,
+        local: &LocalTime,
+        gates: &Gates,
+    ) -> Option<Outcome> {
         match (self, test) {
-            (State::Fall { impact_at, impact_g }, _) => {
+            (
+                State::Fall {
+                    impact_at,
+                    impact_g,
+                },
+                _,
+            ) => {
                 impact_at.take()?;
                 Some(Outcome::Raise {
                     at_ms: at,
@@ -465,7 +491,11 @@ impl State {
                     count,
                     clear_since,
                 },
-                Test::Threshold { consecutive, metric, .. },
+                Test::Threshold {
+                    consecutive,
+                    metric,
+                    ..
+                },
             ) => {
                 if !*active {
                     if *count < *consecutive || (gates.unless_away && ctx.away) {
@@ -482,7 +512,14 @@ impl State {
                     Some(Outcome::Clear { at_ms: at })
                 }
             }
-            (State::Rate { active, clear_since, .. }, _) => {
+            (
+                State::Rate {
+                    active,
+                    clear_since,
+                    ..
+                },
+                _,
+            ) => {
                 (*active, *clear_since) = (false, None);
                 Some(Outcome::Clear { at_ms: at })
             }
@@ -541,7 +578,12 @@ impl State {
     }
 }
 
-fn fall(impact_at: &mut Option<u64>, impact_g: &mut f64, test: &Test, s: &Sample) -> Option<Outcome> {
+fn fall(
+    impact_at: &mut Option<u64>,
+    impact_g: &mut f64,
+    test: &Test,
+    s: &Sample,
+) -> Option<Outcome> {
     let Test::Fall {
         impact_g: threshold,
         steps_within_ms,
@@ -596,7 +638,12 @@ fn fall(impact_at: &mut Option<u64>, impact_g: &mut f64, test: &Test, s: &Sample
         return Some(Outcome::Note {
             at_ms: t,
             what: "fall_dismissed",
-            detail: if steps { "steps after the impact" } else { "movement after the impact" }.into(),
+            detail: if steps {
+                "steps after the impact"
+            } else {
+                "movement after the impact"
+            }
+            .into(),
         });
     }
     None

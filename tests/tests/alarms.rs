@@ -270,3 +270,68 @@ async fn kill_9_with_a_window_and_an_escalation_pending_fires_each_exactly_once_
     assert_eq!(transitions(&gw3.http, id, "escalated").await?.len(), 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lamps_on_a_dead_cabinet_show_unknown_under_one_cabinet_alarm() -> anyhow::Result<()> {
+    use linli_protocol::report::{PowerMeter, StreetLight};
+    let rules_dir = tempfile::tempdir()?;
+    let path = rules_dir.path().join("rules.toml");
+    std::fs::write(
+        &path,
+        "[[rule]]\nname = \"lamp_failure\"\nkind = \"threshold\"\nmetric = \"current_a\"\nbelow = 0.05\nrelay = \"on\"\nconsecutive = 3\nper = \"device\"\n\
+         [[rule]]\nname = \"cabinet_supply\"\nkind = \"threshold\"\npriority = 2\nmetric = \"voltage_v\"\nbelow = 50\nper = \"device\"\n\
+         [[group]]\nname = \"cabinet\"\nchildren = [\"lamp_failure\"]\nzones = [\"zone-1\"]\ncause = \"cabinet_supply\"\ncause_devices = [\"meter\"]\n",
+    )?;
+    let gw = TestGateway::start(move |c| c.alarms.rules = Some(path)).await?;
+    let http = gw.http();
+    let mut meter = gw.provision("meter", DeviceKind::PowerMeter, Trust::Sealed)?;
+    let mut lamps = Vec::new();
+    for i in 0..4 {
+        lamps.push(gw.provision(&format!("lamp-{i}"), DeviceKind::StreetLight, Trust::Sealed)?);
+    }
+    let off = Report::PowerMeter(PowerMeter {
+        voltage_dv: 0,
+        current_ma: 0,
+        power_w: 0,
+        power_factor_milli: 0,
+        frequency_chz: 0,
+        import_wh: 7,
+    });
+    let m = connect_device(gw.gw.mqtt_v4, &meter).await?;
+    let (_, f) = meter.seal_next(0, off);
+    m.publish(&meter.topic_for(&off), f).await?;
+    wait_for(&http, "cabinet_supply").await?;
+    let dark = Report::StreetLight(StreetLight {
+        relay_on: true,
+        current_ma: 0,
+        power_dw: 0,
+        dimming_pct: 100,
+    });
+    for lamp in &mut lamps {
+        let mut c = connect_device(gw.gw.mqtt_v4, lamp).await?;
+        for _ in 0..3 {
+            let (_, f) = lamp.seal_next(0, dark);
+            c.publish(&lamp.topic_for(&dark), f).await?;
+        }
+        c.acks(lamp, 3, Duration::from_secs(10)).await;
+    }
+    let parent = wait_until(&http, "cabinet_supply", |a| a["children"] == 4).await?;
+    let all = alarms(&http).await?;
+    let lamps_alarms: Vec<&Value> = all.iter().filter(|a| a["kind"] == "lamp_failure").collect();
+    assert_eq!(lamps_alarms.len(), 4, "{all:?}");
+    for a in &lamps_alarms {
+        assert_eq!(a["suppressed_by"], parent["id"], "{a}");
+        assert_eq!(a["announced"], false);
+        assert_eq!(a["shown_as"], "unknown");
+    }
+    let devices = get_json(&format!("{http}/api/devices")).await?;
+    for d in devices.as_array().expect("devices") {
+        let want = if d["id"] == "meter" {
+            "alarm"
+        } else {
+            "unknown"
+        };
+        assert_eq!(d["alarm_status"], want, "{d}");
+    }
+    Ok(())
+}

@@ -251,6 +251,22 @@ impl AlarmDesk {
         self.reader.lock().notes(limit)
     }
 
+    /// Per device with open alarms: `alarm`, or `unknown` when every open alarm of the
+    /// device is explained by a root cause.
+    pub fn device_status(&self) -> std::collections::HashMap<String, &'static str> {
+        let inner = self.inner.lock();
+        let mut out = std::collections::HashMap::new();
+        for a in inner.core.alarms.open() {
+            let Some(d) = &a.device else { continue };
+            let st = a.shown_as();
+            let e = out.entry(d.clone()).or_insert(st);
+            if st == "alarm" {
+                *e = "alarm";
+            }
+        }
+        out
+    }
+
     /// Is the resident marked away?
     pub fn is_away(&self, subject: &str) -> bool {
         self.inner.lock().core.rules.is_away(subject)

@@ -143,6 +143,9 @@ struct DeviceSummary {
     last_seen_ms: Option<u64>,
     battery_pct: Option<u8>,
     firmware: Option<String>,
+    /// `alarm` (an open alarm of its own), `unknown` (its alarms are explained by a
+    /// root cause, e.g. the cabinet's supply), or `normal`.
+    alarm_status: &'static str,
 }
 
 fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> DeviceSummary {
@@ -163,18 +166,24 @@ fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> Devi
         last_seen_ms: v.and_then(|v| v.last_seen_any_ms),
         battery_pct: v.and_then(|v| v.battery_pct),
         firmware: v.and_then(|v| v.firmware.clone()),
+        alarm_status: "normal",
     }
 }
 
 async fn devices(State(s): State<Arc<Shared>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
     let all = s.registry.all().map_err(internal)?;
+    let status = s.alarms.device_status();
     let views = s.views.lock();
     let now = now_ms();
     Ok(Json(
         all.iter()
             .map(|d| {
                 let l = device_liveness(&s.config.supervision, &views, d, now);
-                summary(d, views.get(&d.profile.id), l)
+                let mut sum = summary(d, views.get(&d.profile.id), l);
+                if let Some(st) = status.get(&d.profile.id) {
+                    sum.alarm_status = st;
+                }
+                sum
             })
             .collect(),
     ))
@@ -189,10 +198,15 @@ async fn device(
         .get(&id)
         .map_err(internal)?
         .ok_or_else(|| not_found(&format!("device {id}")))?;
+    let status = s.alarms.device_status();
     let views = s.views.lock();
     let v = views.get(&id);
     let l = device_liveness(&s.config.supervision, &views, &d, now_ms());
-    let mut body = serde_json::to_value(summary(&d, v, l)).map_err(internal)?;
+    let mut sum = summary(&d, v, l);
+    if let Some(st) = status.get(&id) {
+        sum.alarm_status = st;
+    }
+    let mut body = serde_json::to_value(sum).map_err(internal)?;
     let empty = DeviceView::default();
     let v = v.unwrap_or(&empty);
     body["heartbeat_s"] = json!(d

@@ -8,6 +8,9 @@ need_apt=()
 command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/bin/victoria-metrics ] || need_apt+=(victoria-metrics)
+# Rule windows are local time: the system zone database (the gateway also carries a
+# bundled copy, used when a zone is missing here).
+[ -e /usr/share/zoneinfo/Asia/Shanghai ] || need_apt+=(tzdata)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

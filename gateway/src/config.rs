@@ -30,6 +30,31 @@ pub struct Config {
     pub log: LogConfig,
     /// Forwarding readings to other systems.
     pub export: ExportConfig,
+    /// Rules and alarms.
+    pub alarms: AlarmsConfig,
+}
+
+/// `[alarms]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// Rules file; None = the built-in rules (`gateway/rules.default.toml`).
+    pub rules: Option<PathBuf>,
+    /// IANA time zone for rule windows when the rules file names none; None = the
+    /// machine's zone.
+    pub timezone: Option<String>,
+    /// How often timers (hold times, windows, escalations) are checked, ms.
+    pub tick_ms: u64,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            rules: None,
+            timezone: None,
+            tick_ms: 200,
+        }
+    }
 }
 
 /// `[broker]`
@@ -344,6 +369,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             export: ExportConfig::default(),
+            alarms: AlarmsConfig::default(),
         }
     }
 }
@@ -474,6 +500,19 @@ fn issues_text(issues: &[ConfigIssue]) -> String {
 }
 
 impl Config {
+    /// Where rule windows' local time comes from, and the heartbeat default.
+    pub fn rule_defaults(&self) -> crate::rules::Defaults {
+        crate::rules::Defaults {
+            local: self
+                .alarms
+                .timezone
+                .as_deref()
+                .and_then(|tz| crate::rules::localtime::LocalTime::named(tz).ok())
+                .unwrap_or_else(crate::rules::localtime::LocalTime::system),
+            heartbeat_s: self.supervision.default_heartbeat_s,
+        }
+    }
+
     /// Parses TOML text (strict: unknown keys are errors).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -511,6 +550,18 @@ impl Config {
                 });
             }
         };
+        check(
+            (10..=10_000).contains(&self.alarms.tick_ms),
+            "alarms.tick_ms",
+            "must be between 10 and 10000",
+        );
+        if let Some(tz) = &self.alarms.timezone {
+            check(
+                crate::rules::localtime::LocalTime::named(tz).is_ok(),
+                "alarms.timezone",
+                "is not a known IANA time zone (e.g. \"Asia/Shanghai\", \"UTC\")",
+            );
+        }
         let st = &self.store;
         check(
             (64..=65536).contains(&st.chunk_points),
@@ -762,6 +813,16 @@ rollup_1h_days = 1830
 level = "info,rumqttd=off"
 # "text" or "json"
 format = "text"
+
+[alarms]
+# Rules file (format: gateway/RULES.md). Absent = the built-in rules
+# (gateway/rules.default.toml). `linli check-rules FILE` validates one; SIGHUP or
+# POST /api/rules/reload applies an edited file without a restart.
+#rules = "/etc/linli/rules.toml"
+# IANA time zone for rule windows when the rules file sets none. Absent = this machine's.
+#timezone = "Asia/Shanghai"
+# How often timers (hold times, windows, escalations) are checked, ms.
+tick_ms = 200
 
 # Forward every accepted reading to InfluxDB v2 (or anything serving /api/v2/write).
 # Absent = no export. Batches wait in a disk spool (data_dir/export/influxdb) until the

@@ -37,9 +37,13 @@ pub trait Follower: Send + 'static {
     fn durable_before(&self) -> u64;
     /// Takes entries in sequence order (replayed ones at start, then committed batches).
     fn apply(&mut self, entries: &[Entry]);
-    /// Called at least every `tick` while running (background work: sealing, flushing,
-    /// retention). `now_ms` is the wall clock.
+    /// Called at least every [`Follower::tick_interval`] while running (background work:
+    /// sealing, flushing, retention, timers). `now_ms` is the wall clock.
     fn tick(&mut self, now_ms: u64);
+    /// How often [`Follower::tick`] runs.
+    fn tick_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
 }
 
 /// The running side of a follower, held by the ingest worker.
@@ -94,9 +98,10 @@ impl Drop for Alive {
 pub fn spawn(
     mut follower: Box<dyn Follower>,
     capacity: usize,
-    (tick, clock): (Duration, fn() -> u64),
+    clock: fn() -> u64,
     alive: Arc<AtomicBool>,
 ) -> std::io::Result<Handle> {
+    let tick = follower.tick_interval();
     let (tx, rx) = mpsc::sync_channel::<Batch>(capacity);
     let durable_before = Arc::new(AtomicU64::new(follower.durable_before()));
     let name = follower.name();
@@ -149,18 +154,15 @@ mod tests {
             panic!("a follower bug");
         }
         fn tick(&mut self, _: u64) {}
+        fn tick_interval(&self) -> Duration {
+            Duration::from_millis(10)
+        }
     }
 
     #[test]
     fn a_follower_that_dies_is_seen_as_down() {
         let alive = Arc::new(AtomicBool::new(false));
-        let h = spawn(
-            Box::new(Panicky),
-            1,
-            (Duration::from_millis(10), || 0),
-            alive.clone(),
-        )
-        .unwrap();
+        let h = spawn(Box::new(Panicky), 1, || 0, alive.clone()).unwrap();
         assert!(alive.load(Relaxed));
         h.send(Arc::from(Vec::new()));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

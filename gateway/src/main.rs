@@ -36,6 +36,15 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Validate a rules file and report every problem (default: the configured one, or
+    /// the built-in rules). A running gateway applies an edited file on SIGHUP or
+    /// POST /api/rules/reload.
+    CheckRules {
+        /// The rules file.
+        file: Option<PathBuf>,
+    },
+    /// Print the built-in rules (a starting point for your own rules file).
+    DefaultRules,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,6 +134,34 @@ fn run_cli(cli: Cli) -> Result<()> {
         } => {
             let (_, source) = load_config(cli.config.as_deref())?;
             println!("{source}: ok");
+            Ok(())
+        }
+        Command::CheckRules { file } => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            let file = file.or(config.alarms.rules.clone());
+            let rules = linli_gateway::alarms::follower::load_rules(
+                file.as_ref(),
+                &config.rule_defaults(),
+            )?;
+            let name = file.map_or("built-in rules".into(), |f| f.display().to_string());
+            println!(
+                "{name}: ok ({} rules, {} groups, time zone {})",
+                rules.rules.len(),
+                rules.groups.len(),
+                rules.local.name()
+            );
+            for r in &rules.rules {
+                println!(
+                    "  P{} {}{}",
+                    r.priority,
+                    r.name,
+                    if r.life_safety { " (life-safety)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Command::DefaultRules => {
+            print!("{}", linli_gateway::rules::config::DEFAULT_RULES);
             Ok(())
         }
         Command::Provision(args) => provision(cli.config.as_deref(), args),
@@ -232,6 +269,17 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             .await
             .context("starting the gateway")?;
         tracing::info!(config = %source, data_dir = %data_dir.display(), "gateway started");
+        let desk = gw.shared.alarms.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let desk = desk.clone();
+                // Errors are logged and counted by the desk; the running rules stay.
+                let _ = tokio::task::spawn_blocking(move || desk.reload()).await;
+            }
+        });
         println!("Linli gateway is running (config: {source}).");
         println!("  MQTT (v3.1.1):  {}", gw.mqtt_v4);
         if let Some(v5) = gw.mqtt_v5 {
@@ -245,10 +293,15 @@ fn run(config_path: Option<&Path>) -> Result<()> {
         if let Some(export) = export {
             println!("  InfluxDB export: {export}; spool depth in /metrics (linli_export_*)");
         }
+        println!(
+            "  Alarms:         http://{}/api/alarms?open=true  (rules: {}, GET /api/rules)",
+            gw.http,
+            gw.shared.alarms.rules_source()
+        );
         println!("  Health:         http://{}/healthz", gw.http);
         println!("  Metrics:        http://{}/metrics", gw.http);
         println!(
-            "  Data:           {} (registry, journal, store.sqlite3)",
+            "  Data:           {} (registry, journal, store.sqlite3, alarms.sqlite3)",
             data_dir.display()
         );
         println!("Provision a device:  linli provision --id pendant-1 --kind pendant --site home --zone room-1 --resident R-1");

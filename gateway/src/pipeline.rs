@@ -15,6 +15,7 @@ use rumqttd::local::LinkRx;
 use rumqttd::Notification;
 use tokio::sync::{mpsc, watch};
 
+use crate::alarms::follower::{AlarmDesk, AlarmStartError};
 use crate::broker::{self, BrokerError};
 use crate::checkpoint::{self, CheckpointError};
 use crate::clock::now_ms;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub views: Mutex<Views>,
     /// The embedded time-series store.
     pub store: Arc<Store>,
+    /// Rules and alarms.
+    pub alarms: Arc<AlarmDesk>,
     /// Test and maintenance hook: while true the ingest worker takes nothing from its
     /// queue (simulates a slow stage; messages queue up unacked).
     pub paused: AtomicBool,
@@ -74,6 +77,9 @@ pub enum StartError {
         /// Error.
         source: std::io::Error,
     },
+    /// Rules or the alarm database could not be loaded.
+    #[error(transparent)]
+    Alarms(#[from] AlarmStartError),
     /// The InfluxDB export could not start.
     #[error(transparent)]
     Export(#[from] crate::store::influxdb::ExportError),
@@ -123,6 +129,17 @@ pub async fn start(
     // The stages that follow the journal, each at its own durable point.
     let store = Arc::new(Store::open(&config.data_dir, config.store.clone(), now_ms)?);
     let mut followers: Vec<Box<dyn Follower>> = vec![Box::new(StoreFollower(store.clone()))];
+    let alarms = tokio::task::block_in_place(|| {
+        AlarmDesk::open(
+            &config.data_dir,
+            config.alarms.rules.clone(),
+            config.rule_defaults(),
+            registry.clone(),
+        )
+    })?;
+    followers.push(Box::new(
+        alarms.follower(Duration::from_millis(config.alarms.tick_ms)),
+    ));
     let mut export_sender = None;
     if let Some(c) = &config.export.influxdb {
         let (f, s) = crate::store::influxdb::open(c, &config.data_dir, metrics.clone())?;
@@ -193,6 +210,7 @@ pub async fn start(
         metrics: metrics.clone(),
         views: Mutex::new(views),
         store,
+        alarms,
         paused: AtomicBool::new(false),
     });
 
@@ -227,7 +245,7 @@ pub async fn start(
     for f in followers {
         let name = f.name();
         let alive = Arc::new(AtomicBool::new(false));
-        let handle = follow::spawn(f, 64, (Duration::from_secs(1), now_ms), alive.clone())
+        let handle = follow::spawn(f, 64, now_ms, alive.clone())
             .map_err(|source| StartError::Spawn { what: name, source })?;
         metrics.followers.lock().push(FollowerGauges {
             name,

@@ -262,6 +262,26 @@ pub async fn get(url: &str) -> Result<(u16, String)> {
     .await?
 }
 
+/// POST a JSON body to `url`; returns (status, parsed body).
+pub async fn post_json(url: &str, body: serde_json::Value) -> Result<(u16, serde_json::Value)> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let r = ureq::post(&url)
+            .timeout(Duration::from_secs(10))
+            .send_json(body);
+        let (code, text) = match r {
+            Ok(r) => (r.status(), r.into_string()?),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string()?),
+            Err(e) => return Err(anyhow::Error::from(e)),
+        };
+        Ok((
+            code,
+            serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+        ))
+    })
+    .await?
+}
+
 /// GET `url` and parse JSON, requiring 200.
 pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     let (status, body) = get(url).await?;

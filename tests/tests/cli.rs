@@ -96,3 +96,41 @@ fn provisioning_prints_secrets_once_and_explains_mistakes() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[test]
+fn check_rules_validates_the_built_in_rules_and_names_every_bad_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ok, out) = linli(&["check-rules"], dir.path())?;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("built-in rules: ok") && out.contains("P1 fall (life-safety)"),
+        "{out}"
+    );
+    let (ok, defaults) = linli(&["default-rules"], dir.path())?;
+    assert!(ok);
+    std::fs::write(dir.path().join("mine.toml"), &defaults)?;
+    let (ok, out) = linli(&["check-rules", "mine.toml"], dir.path())?;
+    assert!(
+        ok && out.contains("mine.toml: ok"),
+        "the printed defaults are a valid file: {out}"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "timezone = \"Mars/Base\"\n[[rule]]\nname = \"a\"\nkind = \"threshold\"\nmetric = \"pulse\"\nabove = 1\n\
+         [[rule]]\nname = \"a\"\nkind = \"not_back\"\ntrigger = \"bed_exit\"\nwithin_s = 60\n\
+         [[override]]\nrule = \"nope\"\nsubject = \"R-1\"\n",
+    )?;
+    let (ok, out) = linli(&["check-rules", "bad.toml"], dir.path())?;
+    assert!(!ok);
+    for key in [
+        "timezone",
+        "rule[0].metric",
+        "rule[1].name",
+        "rule[1].back",
+        "override[0].rule",
+    ] {
+        assert!(out.contains(key), "{key} missing from:\n{out}");
+    }
+    Ok(())
+}

@@ -67,6 +67,8 @@ impl AlarmCore {
                 (None, Some(a)) => self.alarms.advance(a),
             }
         }
+        self.rules.advance(now, &mut self.verdicts);
+        self.drain();
         self.alarms.advance(now);
     }
 

@@ -1,1 +1,408 @@
-//! Placeholder replaced below.
+//! The alarm stage as a journal follower: every journaled reading goes through the rule
+//! engine and the lifecycle ([`AlarmCore`]), and each batch's changes (rule state with
+//! its timers, alarms, transitions, notes) commit to the alarm database together with
+//! the journal position they reflect. Timers fire on the follower's tick. People's
+//! actions and rule reloads go through the same [`AlarmDesk`], under the same lock.
+//!
+//! Owns start-up recovery (restore, replay, resume), commit and retry, the alarm
+//! metrics, and reload. Does not own rules, the lifecycle or SQL (their modules).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::core::AlarmCore;
+use super::db::{AlarmDb, AlarmDbError, Filter};
+use super::lifecycle::Changes;
+use super::{ActionError, Alarm, Note, Transition};
+use crate::clock::now_ms;
+use crate::config::ConfigIssue;
+use crate::follow::{Entry, Follower};
+use crate::registry::Registry;
+use crate::rules::{Defaults, Dirty, RuleSet};
+
+/// Most latency samples kept for the quantiles in `/metrics`.
+const LATENCY_SAMPLES: usize = 10_000;
+
+/// Why the alarm stage could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmStartError {
+    /// The rules file could not be read.
+    #[error("cannot read rules file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The rules file is invalid.
+    #[error("rules file {path} has {} problem(s):\n  {}", .issues.len(), .issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Every problem.
+        issues: Vec<ConfigIssue>,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] AlarmDbError),
+}
+
+/// Counters and latency samples of the alarm stage.
+#[derive(Debug, Default)]
+pub struct AlarmMetrics {
+    /// Alarms raised (new ones).
+    pub raised: AtomicU64,
+    /// Transitions recorded.
+    pub transitions: AtomicU64,
+    /// Open alarms.
+    pub open: AtomicU64,
+    /// Commits that failed (retried on the next batch or tick).
+    pub db_errors: AtomicU64,
+    /// Rule reloads applied.
+    pub reloads: AtomicU64,
+    /// Rule reloads refused (invalid file).
+    pub reloads_refused: AtomicU64,
+    /// Reading receive → alarm record committed, µs (latest samples).
+    pub latency_us: Mutex<VecDeque<u64>>,
+}
+
+impl AlarmMetrics {
+    /// (p50, p99, samples) of the latency, seconds.
+    pub fn latency(&self) -> Option<(f64, f64, usize)> {
+        let mut v: Vec<u64> = self.latency_us.lock().iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1e6;
+        Some((q(0.5), q(0.99), v.len()))
+    }
+}
+
+struct Inner {
+    core: AlarmCore,
+    db: AlarmDb,
+    /// Changes a failed commit left behind, written with the next one.
+    pending: Option<(Vec<Dirty>, Changes)>,
+    /// First journal sequence number not yet reflected in the database.
+    cursor: u64,
+    /// Start-up work left for the first tick (after the journal replay).
+    started: Option<u64>,
+}
+
+/// The alarm stage's shared side: the follower thread, the API and reloads use it.
+pub struct AlarmDesk {
+    inner: Mutex<Inner>,
+    reader: Mutex<AlarmDb>,
+    registry: Registry,
+    rules_path: Option<PathBuf>,
+    defaults: Defaults,
+    cursor: AtomicU64,
+    /// Counters.
+    pub metrics: AlarmMetrics,
+}
+
+impl std::fmt::Debug for AlarmDesk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlarmDesk")
+            .field("rules_path", &self.rules_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads and compiles the rules (`path`, or the built-in rules).
+pub fn load_rules(path: Option<&PathBuf>, defaults: &Defaults) -> Result<RuleSet, AlarmStartError> {
+    let (text, name) = match path {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|source| AlarmStartError::Read {
+                path: p.clone(),
+                source,
+            })?,
+            p.display().to_string(),
+        ),
+        None => (
+            crate::rules::config::DEFAULT_RULES.to_owned(),
+            "built-in rules".to_owned(),
+        ),
+    };
+    RuleSet::parse(&text, defaults)
+        .map_err(|issues| AlarmStartError::Invalid { path: name, issues })
+}
+
+impl AlarmDesk {
+    /// Opens the alarm database and restores the engine; the journal replay (through
+    /// the follower) and the first tick finish the recovery.
+    pub fn open(
+        data_dir: &std::path::Path,
+        rules_path: Option<PathBuf>,
+        defaults: Defaults,
+        registry: Registry,
+    ) -> Result<Arc<AlarmDesk>, AlarmStartError> {
+        let rules = Arc::new(load_rules(rules_path.as_ref(), &defaults)?);
+        let db = AlarmDb::open(data_dir)?;
+        let reader = db.reader()?;
+        let loaded = db.load()?;
+        let mut core = AlarmCore::new(rules, loaded.open, loaded.controls, loaded.next_id);
+        for (rule, target, state) in &loaded.states {
+            core.rules.restore(rule, target, state);
+        }
+        tracing::info!(
+            open = core.alarms.open().count(),
+            states = loaded.states.len(),
+            cursor = loaded.cursor,
+            "alarm state restored"
+        );
+        let metrics = AlarmMetrics::default();
+        metrics
+            .open
+            .store(core.alarms.open().count() as u64, Relaxed);
+        Ok(Arc::new(AlarmDesk {
+            inner: Mutex::new(Inner {
+                core,
+                db,
+                pending: None,
+                cursor: loaded.cursor,
+                started: Some(loaded.alive_ms),
+            }),
+            reader: Mutex::new(reader),
+            registry,
+            rules_path,
+            defaults,
+            cursor: AtomicU64::new(loaded.cursor),
+            metrics,
+        }))
+    }
+
+    /// The follower that feeds this desk from the journal; timers fire every `tick`.
+    pub fn follower(self: &Arc<Self>, tick: std::time::Duration) -> AlarmFollower {
+        AlarmFollower(self.clone(), tick)
+    }
+
+    /// Re-reads the rules file and swaps it in; on any problem the running rules stay.
+    pub fn reload(&self) -> Result<Arc<RuleSet>, AlarmStartError> {
+        match load_rules(self.rules_path.as_ref(), &self.defaults) {
+            Ok(rules) => {
+                let rules = Arc::new(rules);
+                let mut inner = self.inner.lock();
+                inner.core.reload(rules.clone());
+                self.commit(&mut inner, None, false);
+                self.metrics.reloads.fetch_add(1, Relaxed);
+                tracing::info!(
+                    rules = rules.rules.len(),
+                    groups = rules.groups.len(),
+                    "rules reloaded"
+                );
+                Ok(rules)
+            }
+            Err(e) => {
+                self.metrics.reloads_refused.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, "rules reload refused; the running rules stay");
+                Err(e)
+            }
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.inner.lock().core.rules.rules().clone()
+    }
+
+    /// Where the rules come from.
+    pub fn rules_source(&self) -> String {
+        self.rules_path
+            .as_ref()
+            .map_or("built-in rules".into(), |p| p.display().to_string())
+    }
+
+    /// Runs a person's action at the wall clock and commits it durably.
+    pub fn act<T>(
+        &self,
+        f: impl FnOnce(&mut AlarmCore, u64) -> Result<T, ActionError>,
+    ) -> Result<T, ActionError> {
+        let mut inner = self.inner.lock();
+        let now = now_ms().max(inner.core.rules.now());
+        inner.core.advance(now);
+        let out = f(&mut inner.core, now);
+        // Refusals are recorded too (a refused shelve is audited).
+        self.commit(&mut inner, None, true);
+        out
+    }
+
+    /// Alarms from the database.
+    pub fn list(&self, f: &Filter) -> Result<Vec<Alarm>, AlarmDbError> {
+        self.reader.lock().list(f)
+    }
+
+    /// One alarm and its transitions.
+    pub fn get(&self, id: u64) -> Result<Option<(Alarm, Vec<Transition>)>, AlarmDbError> {
+        let db = self.reader.lock();
+        match db.get(id)? {
+            Some(a) => Ok(Some((a, db.transitions(id)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The latest notes.
+    pub fn notes(&self, limit: usize) -> Result<Vec<Note>, AlarmDbError> {
+        self.reader.lock().notes(limit)
+    }
+
+    /// Per device with open alarms: `alarm`, or `unknown` when every open alarm of the
+    /// device is explained by a root cause.
+    pub fn device_status(&self) -> std::collections::HashMap<String, &'static str> {
+        let inner = self.inner.lock();
+        let mut out = std::collections::HashMap::new();
+        for a in inner.core.alarms.open() {
+            let Some(d) = &a.device else { continue };
+            let st = a.shown_as();
+            let e = out.entry(d.clone()).or_insert(st);
+            if st == "alarm" {
+                *e = "alarm";
+            }
+        }
+        out
+    }
+
+    /// Is the resident marked away?
+    pub fn is_away(&self, subject: &str) -> bool {
+        self.inner.lock().core.rules.is_away(subject)
+    }
+
+    fn commit(&self, inner: &mut Inner, cursor: Option<u64>, durable: bool) {
+        let mut dirty = inner.core.rules.take_dirty();
+        let mut changes = inner.core.take_changes();
+        if let Some((d, c)) = inner.pending.take() {
+            dirty = d.into_iter().chain(dirty).collect();
+            changes = merge(c, changes);
+        }
+        if dirty.is_empty()
+            && changes.alarms.is_empty()
+            && changes.transitions.is_empty()
+            && changes.notes.is_empty()
+            && changes.controls.is_none()
+            && cursor.is_none_or(|c| c == inner.cursor)
+        {
+            return;
+        }
+        let alive = inner.core.rules.now();
+        match inner
+            .db
+            .commit(dirty.clone(), &changes, cursor, alive, durable)
+        {
+            Ok(()) => {
+                if let Some(c) = cursor {
+                    inner.cursor = c;
+                    self.cursor.store(c, Relaxed);
+                }
+                self.account(&changes, &inner.core);
+            }
+            Err(e) => {
+                self.metrics.db_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "alarm commit failed; retrying with the next batch");
+                inner.pending = Some((dirty, changes));
+            }
+        }
+    }
+
+    fn account(&self, changes: &Changes, core: &AlarmCore) {
+        let now = now_ms();
+        let m = &self.metrics;
+        m.transitions
+            .fetch_add(changes.transitions.len() as u64, Relaxed);
+        let raised = changes
+            .transitions
+            .iter()
+            .filter(|t| t.action == "raised")
+            .count();
+        m.raised.fetch_add(raised as u64, Relaxed);
+        m.open.store(core.alarms.open().count() as u64, Relaxed);
+        let mut lat = m.latency_us.lock();
+        for t in changes
+            .transitions
+            .iter()
+            .filter(|t| t.action == "raised" || t.action == "repeat")
+        {
+            let Some(a) = changes.alarms.iter().find(|a| a.id == t.alarm) else {
+                continue;
+            };
+            if let Some(r) = a.reading_ms {
+                if lat.len() >= LATENCY_SAMPLES {
+                    lat.pop_front();
+                }
+                lat.push_back(now.saturating_sub(r) * 1000);
+            }
+        }
+    }
+}
+
+fn merge(mut a: Changes, b: Changes) -> Changes {
+    a.alarms.extend(b.alarms);
+    a.transitions.extend(b.transitions);
+    a.notes.extend(b.notes);
+    if b.controls.is_some() {
+        a.controls = b.controls;
+    }
+    a
+}
+
+/// The journal follower (see the module docs).
+#[derive(Debug)]
+pub struct AlarmFollower(Arc<AlarmDesk>, std::time::Duration);
+
+impl Follower for AlarmFollower {
+    fn name(&self) -> &'static str {
+        "alarms"
+    }
+
+    fn durable_before(&self) -> u64 {
+        self.0.cursor.load(Relaxed)
+    }
+
+    fn tick_interval(&self) -> std::time::Duration {
+        self.1
+    }
+
+    fn apply(&mut self, entries: &[Entry]) {
+        let desk = &self.0;
+        let mut inner = desk.inner.lock();
+        let mut last = None;
+        let cursor = inner.cursor;
+        for e in entries.iter().filter(|e| e.seq >= cursor) {
+            let r = &e.reading;
+            inner
+                .core
+                .apply(&e.device.profile, &r.report, r.received_ms);
+            last = Some(e.seq + 1);
+        }
+        if last.is_some() {
+            desk.commit(&mut inner, last, false);
+        }
+    }
+
+    fn tick(&mut self, now: u64) {
+        let desk = &self.0;
+        let mut inner = desk.inner.lock();
+        if let Some(alive) = inner.started.take() {
+            // After the journal replay: the gateway was down from the later of its last
+            // commit and the last replayed reading until now.
+            let down_since = alive.max(inner.core.rules.now());
+            inner.core.rules.resume(down_since, now);
+            match desk.registry.all() {
+                Ok(devices) => {
+                    for d in devices {
+                        inner.core.rules.register(&d.profile, now);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "registry unreadable: absence windows start on first readings")
+                }
+            }
+        }
+        inner.core.advance(now);
+        desk.commit(&mut inner, None, false);
+    }
+}

@@ -162,7 +162,7 @@ impl Alarms {
             let a = self.alarms.get_mut(&id).expect("open index");
             let from = a.state;
             a.count += 1;
-            a.condition = true;
+            a.condition = !momentary;
             a.value = v.value.or(a.value);
             a.detail.clone_from(&v.detail);
             a.updated_ms = v.at_ms;

@@ -1,8 +1,10 @@
-//! HTTP API (axum): health, Prometheus metrics, device views, and (in `series`) the
-//! time-series store's queries.
+//! HTTP API (axum): health, Prometheus metrics, device views, (in `series`) the
+//! time-series store's queries, and (in `alarms`) alarms, people's actions on them and
+//! rule reloads.
 //!
 //! Owns routes, JSON shapes and the error envelope
-//! `{"error": {"code": "...", "message": "..."}}`. Reads shared state; changes nothing.
+//! `{"error": {"code": "...", "message": "..."}}`. Actions go to the alarm desk, which
+//! records them; everything else only reads shared state.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,11 +12,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod alarms;
 mod series;
 
 use crate::clock::now_ms;
@@ -50,6 +53,14 @@ fn not_found(what: &str) -> ApiError {
     }
 }
 
+fn bad_request(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "bad_request",
+        message,
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -70,6 +81,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/series", get(series::series))
         .route("/api/series.csv", get(series::series_csv))
         .route("/api/series/list", get(series::list))
+        .route("/api/alarms", get(alarms::list))
+        .route("/api/alarms/:id", get(alarms::one))
+        .route("/api/alarms/:id/ack", post(alarms::ack))
+        .route("/api/alarms/:id/resolve", post(alarms::resolve))
+        .route("/api/alarms/:id/shelve", post(alarms::shelve))
+        .route("/api/alarms/:id/unshelve", post(alarms::unshelve))
+        .route("/api/out-of-service", post(alarms::out_of_service))
+        .route("/api/residents/:id/away", post(alarms::away))
+        .route("/api/notes", get(alarms::notes))
+        .route("/api/rules", get(alarms::rules))
+        .route("/api/rules/reload", post(alarms::reload))
         .fallback(|| async { not_found("route") })
         .with_state(shared)
 }
@@ -103,6 +125,7 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Response {
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let mut text = s.metrics.render();
     s.store.stats.render(&mut text);
+    alarms::render_metrics(&s.alarms.metrics, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -120,6 +143,9 @@ struct DeviceSummary {
     last_seen_ms: Option<u64>,
     battery_pct: Option<u8>,
     firmware: Option<String>,
+    /// `alarm` (an open alarm of its own), `unknown` (its alarms are explained by a
+    /// root cause, e.g. the cabinet's supply), or `normal`.
+    alarm_status: &'static str,
 }
 
 fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> DeviceSummary {
@@ -140,18 +166,24 @@ fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> Devi
         last_seen_ms: v.and_then(|v| v.last_seen_any_ms),
         battery_pct: v.and_then(|v| v.battery_pct),
         firmware: v.and_then(|v| v.firmware.clone()),
+        alarm_status: "normal",
     }
 }
 
 async fn devices(State(s): State<Arc<Shared>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
     let all = s.registry.all().map_err(internal)?;
+    let status = s.alarms.device_status();
     let views = s.views.lock();
     let now = now_ms();
     Ok(Json(
         all.iter()
             .map(|d| {
                 let l = device_liveness(&s.config.supervision, &views, d, now);
-                summary(d, views.get(&d.profile.id), l)
+                let mut sum = summary(d, views.get(&d.profile.id), l);
+                if let Some(st) = status.get(&d.profile.id) {
+                    sum.alarm_status = st;
+                }
+                sum
             })
             .collect(),
     ))
@@ -166,10 +198,15 @@ async fn device(
         .get(&id)
         .map_err(internal)?
         .ok_or_else(|| not_found(&format!("device {id}")))?;
+    let status = s.alarms.device_status();
     let views = s.views.lock();
     let v = views.get(&id);
     let l = device_liveness(&s.config.supervision, &views, &d, now_ms());
-    let mut body = serde_json::to_value(summary(&d, v, l)).map_err(internal)?;
+    let mut sum = summary(&d, v, l);
+    if let Some(st) = status.get(&id) {
+        sum.alarm_status = st;
+    }
+    let mut body = serde_json::to_value(sum).map_err(internal)?;
     let empty = DeviceView::default();
     let v = v.unwrap_or(&empty);
     body["heartbeat_s"] = json!(d

@@ -36,13 +36,7 @@ pub struct SeriesQuery {
     agg: Option<String>,
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "bad_request",
-        message,
-    }
-}
+use super::bad_request as bad;
 
 /// Parses a duration: plain milliseconds, or a number with `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {

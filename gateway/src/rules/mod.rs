@@ -91,6 +91,7 @@ struct SubjectCtx {
 
 #[derive(Debug)]
 struct Plan {
+    id: Arc<str>,
     profile: DeviceProfile,
     /// (rule index, target index) for every rule that applies.
     rules: Vec<(u16, u32)>,
@@ -267,8 +268,9 @@ impl Engine {
         self.advance(t, out);
         let t = t.max(self.now);
         self.now = t;
-        let (heartbeat_ms, mut relay, mut dimming, keys) = match self.plan(profile, t) {
+        let (device, heartbeat_ms, mut relay, mut dimming, keys) = match self.plan(profile, t) {
             Some(p) => (
+                p.id.clone(),
                 p.heartbeat_ms,
                 p.relay,
                 p.dimming,
@@ -302,7 +304,6 @@ impl Engine {
             ctx,
             heartbeat_ms,
         };
-        let device: Arc<str> = Arc::from(profile.id.as_str());
         for &key in &keys {
             let rule = &self.rules.rules[key.0 as usize];
             let Some(st) = self.states.get_mut(&key) else {
@@ -497,9 +498,11 @@ impl Engine {
                 .plans
                 .get(profile.id.as_str())
                 .map_or((None, None), |p| (p.relay, p.dimming));
+            let id: Arc<str> = Arc::from(profile.id.as_str());
             self.plans.insert(
-                Arc::from(profile.id.as_str()),
+                id.clone(),
                 Plan {
+                    id,
                     profile: profile.clone(),
                     rules: keys,
                     heartbeat_ms,

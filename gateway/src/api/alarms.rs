@@ -1,0 +1,291 @@
+//! `/api/alarms`, `/api/notes`, `/api/rules`: alarms with their history, people's
+//! actions (acknowledge, resolve, shelve, out of service, away), and rule reloads.
+//!
+//! Owns these routes' JSON shapes; the decisions are the lifecycle's. Every action names
+//! who did it (`by`); sign-in and roles come with the dashboard.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{bad_request, internal, not_found, ApiError};
+use crate::alarms::db::Filter;
+use crate::alarms::follower::AlarmMetrics;
+use crate::alarms::{ActionError, Alarm};
+use crate::pipeline::Shared;
+
+type S = State<Arc<Shared>>;
+
+fn view(a: &Alarm) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("recent");
+        o.insert("announced".into(), json!(a.announced()));
+        o.insert("shown_as".into(), json!(a.shown_as()));
+    }
+    v
+}
+
+fn refused(e: ActionError) -> ApiError {
+    let (status, code) = match e {
+        ActionError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        _ => (StatusCode::CONFLICT, "refused"),
+    };
+    ApiError {
+        status,
+        code,
+        message: e.to_string(),
+    }
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| bad_request(format!("request body: {}", e.body_text())))
+}
+
+fn who(by: &str) -> Result<&str, ApiError> {
+    let by = by.trim();
+    if by.is_empty() || by.len() > 128 {
+        return Err(bad_request(
+            "`by` (who does this, 1-128 characters) is required".into(),
+        ));
+    }
+    Ok(by)
+}
+
+/// `GET /api/alarms` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    open: Option<bool>,
+    zone: Option<String>,
+    kind: Option<String>,
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Alarms, newest first (`?open=true` for open ones only).
+pub async fn list(
+    State(s): S,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let f = Filter {
+        open_only: q.open.unwrap_or(false),
+        zone: q.zone,
+        kind: q.kind,
+        since_ms: q.since,
+        limit: q.limit.unwrap_or(200).min(10_000),
+    };
+    let alarms = tokio::task::block_in_place(|| s.alarms.list(&f)).map_err(internal)?;
+    Ok(Json(
+        json!({ "alarms": alarms.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+/// One alarm with every transition (who, when, what).
+pub async fn one(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+    let found = tokio::task::block_in_place(|| s.alarms.get(id)).map_err(internal)?;
+    let (a, history) = found.ok_or_else(|| not_found(&format!("alarm {id}")))?;
+    let mut v = view(&a);
+    v["history"] = serde_json::to_value(history).unwrap_or(Value::Null);
+    Ok(Json(v))
+}
+
+/// Body of acknowledge, resolve and unshelve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActBody {
+    by: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    disposition: String,
+}
+
+/// Acknowledges an alarm.
+pub async fn ack(
+    State(s): S,
+    Path(id): Path<u64>,
+    b: Result<Json<ActBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| s.alarms.act(|c, now| c.alarms.ack(id, by, now, &b.note)))
+        .map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Closes an alarm with a disposition.
+pub async fn resolve(
+    State(s): S,
+    Path(id): Path<u64>,
+    b: Result<Json<ActBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| {
+        s.alarms
+            .act(|c, now| c.alarms.resolve(id, by, now, &b.disposition))
+    })
+    .map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Body of shelve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShelveBody {
+    by: String,
+    seconds: u64,
+    reason: String,
+}
+
+/// Shelves an alarm (capped; refused for life-safety alarms).
+pub async fn shelve(
+    State(s): S,
+    Path(id): Path<u64>,
+    b: Result<Json<ShelveBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    if b.reason.trim().is_empty() {
+        return Err(bad_request(
+            "`reason` is required: say why the alarm is shelved".into(),
+        ));
+    }
+    let granted = tokio::task::block_in_place(|| {
+        s.alarms
+            .act(|c, now| c.alarms.shelve(id, by, now, b.seconds, &b.reason))
+    })
+    .map_err(refused)?;
+    Ok(Json(json!({"ok": true, "granted_s": granted / 1000})))
+}
+
+/// Takes a shelf off.
+pub async fn unshelve(
+    State(s): S,
+    Path(id): Path<u64>,
+    b: Result<Json<ActBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| s.alarms.act(|c, now| c.alarms.unshelve(id, by, now)))
+        .map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Body of out-of-service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OosBody {
+    source: String,
+    on: bool,
+    by: String,
+}
+
+/// Takes a source or device out of service (or back).
+pub async fn out_of_service(
+    State(s): S,
+    b: Result<Json<OosBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| {
+        s.alarms.act(|c, now| {
+            c.alarms.set_out_of_service(&b.source, b.on, by, now);
+            Ok(())
+        })
+    })
+    .map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Body of away.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwayBody {
+    on: bool,
+    by: String,
+}
+
+/// Marks a resident away (away-gated rules raise nothing) or back.
+pub async fn away(
+    State(s): S,
+    Path(id): Path<String>,
+    b: Result<Json<AwayBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| {
+        s.alarms.act(|c, _| {
+            c.rules.set_away(&id, b.on);
+            Ok(())
+        })
+    })
+    .map_err(refused)?;
+    tracing::info!(resident = %id, away = b.on, by, "away mode changed");
+    Ok(Json(json!({"ok": true, "resident": id, "away": b.on})))
+}
+
+/// `GET /api/notes` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotesQuery {
+    limit: Option<usize>,
+}
+
+/// Notes (suspected and dismissed falls), newest first.
+pub async fn notes(State(s): S, Query(q): Query<NotesQuery>) -> Result<Json<Value>, ApiError> {
+    let n = tokio::task::block_in_place(|| s.alarms.notes(q.limit.unwrap_or(200).min(10_000)))
+        .map_err(internal)?;
+    Ok(Json(json!({ "notes": n })))
+}
+
+fn rules_view(s: &Shared) -> Value {
+    let r = s.alarms.rules();
+    json!({
+        "source": s.alarms.rules_source(),
+        "timezone": r.local.name(),
+        "rules": r.rules.iter().map(|x| json!({
+            "name": &*x.name,
+            "priority": x.priority,
+            "life_safety": x.life_safety,
+            "latching": x.latching,
+            "test": format!("{:?}", x.test).split([' ', '{']).next().unwrap_or("").to_lowercase(),
+        })).collect::<Vec<_>>(),
+        "groups": r.groups.iter().map(|g| &*g.name).collect::<Vec<_>>(),
+    })
+}
+
+/// The rules in force.
+pub async fn rules(State(s): S) -> Json<Value> {
+    Json(rules_view(&s))
+}
+
+/// Re-reads the rules file; 400 lists every problem (the running rules stay).
+pub async fn reload(State(s): S) -> Result<Json<Value>, ApiError> {
+    tokio::task::block_in_place(|| s.alarms.reload()).map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(rules_view(&s)))
+}
+
+/// Appends the alarm stage's metrics in Prometheus text format.
+pub fn render_metrics(m: &AlarmMetrics, out: &mut String) {
+    use std::fmt::Write;
+    let c = |x: &std::sync::atomic::AtomicU64| x.load(Relaxed);
+    let _ = writeln!(out, "# HELP linli_alarms_raised_total Alarms raised.\n# TYPE linli_alarms_raised_total counter\nlinli_alarms_raised_total {}", c(&m.raised));
+    let _ = writeln!(out, "# HELP linli_alarm_transitions_total Alarm transitions recorded.\n# TYPE linli_alarm_transitions_total counter\nlinli_alarm_transitions_total {}", c(&m.transitions));
+    let _ = writeln!(out, "# HELP linli_alarms_open Open alarms.\n# TYPE linli_alarms_open gauge\nlinli_alarms_open {}", c(&m.open));
+    let _ = writeln!(out, "# HELP linli_alarm_db_errors_total Alarm commits that failed (retried).\n# TYPE linli_alarm_db_errors_total counter\nlinli_alarm_db_errors_total {}", c(&m.db_errors));
+    let _ = writeln!(out, "# HELP linli_rules_reloads_total Rule reloads by result.\n# TYPE linli_rules_reloads_total counter\nlinli_rules_reloads_total{{result=\"applied\"}} {}\nlinli_rules_reloads_total{{result=\"refused\"}} {}", c(&m.reloads), c(&m.reloads_refused));
+    let _ = writeln!(out, "# HELP linli_alarm_latency_seconds Reading received to alarm record committed (latest 10000 raises and repeats).\n# TYPE linli_alarm_latency_seconds summary");
+    if let Some((p50, p99, n)) = m.latency() {
+        let _ = writeln!(out, "linli_alarm_latency_seconds{{quantile=\"0.5\"}} {p50}\nlinli_alarm_latency_seconds{{quantile=\"0.99\"}} {p99}\nlinli_alarm_latency_seconds_count {n}");
+    }
+}

@@ -65,12 +65,12 @@ impl RunResult {
     }
 }
 
-fn free_addr() -> Result<SocketAddr> {
+pub(crate) fn free_addr() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// CPU seconds (user + system) of a process, from /proc.
-fn cpu_seconds(pid: &str) -> Result<f64> {
+pub(crate) fn cpu_seconds(pid: &str) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat
         .rsplit_once(')')
@@ -93,7 +93,7 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
+pub(crate) fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -119,7 +119,7 @@ fn http_metric(http: SocketAddr, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn wait_port(addr: SocketAddr, within: Duration) -> Result<()> {
+pub(crate) async fn wait_port(addr: SocketAddr, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
@@ -130,8 +130,8 @@ async fn wait_port(addr: SocketAddr, within: Duration) -> Result<()> {
     bail!("{addr} did not open within {within:?}")
 }
 
-struct Server {
-    child: Child,
+pub(crate) struct Server {
+    pub(crate) child: Child,
 }
 
 impl Drop for Server {
@@ -184,7 +184,7 @@ fn reading(i: usize) -> Report {
 }
 
 /// Connects every device, `concurrency` at a time.
-async fn connect_all(
+pub(crate) async fn connect_all(
     addr: SocketAddr,
     devices: &[SimDevice],
     login: bool,

@@ -57,6 +57,19 @@ impl std::fmt::Debug for Credit {
 /// How long a publisher waits without any new application ack before resending.
 pub const RESEND_AFTER: Duration = Duration::from_secs(1);
 
+/// How [`Conn::publish_paced`] spaces its packets.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Packets per second (this connection).
+    pub per_second: f64,
+    /// Most packets awaiting PUBACK.
+    pub window: usize,
+    /// When packet 0 is due (shared by every connection of a run).
+    pub start: tokio::time::Instant,
+    /// Shortest sleep between bursts.
+    pub tick: Duration,
+}
+
 /// One MQTT connection after CONNACK.
 #[derive(Debug)]
 pub struct Conn {
@@ -255,6 +268,86 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Publishes `packets` (topic, payload) in order with QoS1 at `pace`, and returns
+    /// once every one is PUBACKed. Packets are written in small bursts, never ahead of
+    /// schedule; when credit runs out they fall behind, and the achieved rate shows it.
+    /// Counts each PUBACK in `counters.pubacks` and each packet written in `sent`.
+    pub async fn publish_paced(
+        self,
+        packets: &[(String, Vec<u8>)],
+        pace: Pace,
+        counters: Arc<Counters>,
+        sent: Arc<AtomicU64>,
+    ) -> Result<()> {
+        let Pace {
+            per_second,
+            window,
+            start,
+            tick,
+        } = pace;
+        let mut wire = BytesMut::with_capacity(packets.len() * 96);
+        let mut ends = Vec::with_capacity(packets.len());
+        for (i, (topic, p)) in packets.iter().enumerate() {
+            let mut publish = Publish::new(topic, QoS::AtLeastOnce, p.clone());
+            publish.pkid = (i % 65_535 + 1) as u16;
+            publish
+                .write(&mut wire)
+                .map_err(|e| anyhow::anyhow!("encoding publish: {e:?}"))?;
+            ends.push(wire.len());
+        }
+        let total = packets.len();
+        let window = window.clamp(1, 65_535);
+        let credit = Arc::new(Semaphore::new(window));
+        let Conn {
+            mut rd,
+            mut wr,
+            mut buf,
+        } = self;
+        let reader_credit = credit.clone();
+        let reader = tokio::spawn(async move {
+            let mut done = 0usize;
+            while done < total {
+                match Packet::read(&mut buf, MAX_PACKET) {
+                    Ok(Packet::PubAck(_)) => {
+                        counters.pubacks.fetch_add(1, Relaxed);
+                        done += 1;
+                        reader_credit.add_permits(1);
+                    }
+                    Ok(Packet::Publish(_)) => {
+                        counters.received.fetch_add(1, Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(MqttError::InsufficientBytes(_)) => {
+                        if rd.read_buf(&mut buf).await? == 0 {
+                            bail!("connection closed after {done} of {total} PUBACKs");
+                        }
+                    }
+                    Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+                }
+            }
+            anyhow::Ok(())
+        });
+        tokio::time::sleep_until(start).await;
+        let mut done = 0usize;
+        while done < total {
+            let due = ((start.elapsed().as_secs_f64() * per_second) as usize + 1).min(total);
+            if due > done {
+                let k = (due - done).min(credit.available_permits().max(1));
+                credit.acquire_many(k as u32).await?.forget();
+                let from = if done == 0 { 0 } else { ends[done - 1] };
+                wr.write_all(&wire[from..ends[done + k - 1]]).await?;
+                done += k;
+                sent.fetch_add(k as u64, Relaxed);
+            }
+            if done < total {
+                let next = start + Duration::from_secs_f64(done as f64 / per_second);
+                let soonest = tokio::time::Instant::now() + tick;
+                tokio::time::sleep_until(next.max(soonest)).await;
+            }
+        }
+        reader.await?
     }
 
     /// Reads publishes until `stop` says so, PUBACKing QoS1 ones and counting each.

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use linli_sim::bench::IngestBench;
 use linli_sim::bench_alarms::eval::EvalConfig;
+use linli_sim::bench_alarms::latency::LatencyConfig;
 use linli_sim::bench_store::{Side, StoreBench};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
@@ -67,6 +68,31 @@ struct AlarmsArgs {
     /// Part 1: also time each apply by report type (slower; shows where the time goes).
     #[arg(long)]
     breakdown: bool,
+    /// Part 2: device connections (the fleet's first devices, one connection each).
+    #[arg(long, default_value_t = 500)]
+    connections: usize,
+    /// Part 2: readings per second offered, all connections together.
+    #[arg(long, default_value_t = 50_000.0)]
+    rate: f64,
+    /// Part 2: seconds of load.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Part 2: share of readings that are SOS presses (first per resident raises, the
+    /// rest repeat).
+    #[arg(long, default_value_t = 0.001)]
+    alarm_share: f64,
+    /// Part 2: QoS1 messages awaiting PUBACK per connection.
+    #[arg(long, default_value_t = 100)]
+    window: usize,
+    /// Part 2: gateway journal fsync policy.
+    #[arg(long, default_value = "batch", value_parser = ["batch", "interval", "never"])]
+    fsync: String,
+    /// Part 2: the gateway binary (default: `linli` next to this binary).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Part 2: keep the gateway's scratch directory.
+    #[arg(long)]
+    keep: bool,
 }
 
 impl AlarmsArgs {
@@ -87,6 +113,29 @@ impl AlarmsArgs {
                 ..EvalConfig::default()
             };
             linli_sim::bench_alarms::run_eval(&cfg, self.runs)?;
+        }
+        if matches!(self.part.as_str(), "all" | "latency") {
+            if !(self.alarm_share > 0.0 && self.alarm_share < 1.0) {
+                anyhow::bail!("--alarm-share must be between 0 and 1");
+            }
+            let cfg = LatencyConfig {
+                gateway_bin: match self.gateway_bin {
+                    Some(p) => p,
+                    None => std::env::current_exe()?.with_file_name("linli"),
+                },
+                connections: self.connections,
+                rate: self.rate,
+                seconds: self.seconds,
+                alarm_share: self.alarm_share,
+                window: self.window,
+                fsync: self.fsync,
+                drain_timeout: Duration::from_secs(60),
+                progress: true,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(linli_sim::bench_alarms::run_latency(&cfg, self.keep))?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 pub mod day;
 pub mod eval;
 pub mod fleet;
+pub mod latency;
 pub mod report;
 pub mod rules;
 
@@ -20,6 +21,7 @@ use anyhow::Result;
 
 use eval::{EvalConfig, EvalRun};
 use fleet::Fleet;
+use latency::{LatencyConfig, LatencyRun};
 
 /// Part 1: `runs` runs of the replay, each printed as it ends, then the summary.
 pub fn run_eval(cfg: &EvalConfig, runs: usize) -> Result<Vec<EvalRun>> {
@@ -34,4 +36,21 @@ pub fn run_eval(cfg: &EvalConfig, runs: usize) -> Result<Vec<EvalRun>> {
     }
     report::print_eval_summary(&out);
     Ok(out)
+}
+
+/// Part 2: one run against a fresh gateway in a scratch directory (kept with `keep`).
+pub async fn run_latency(cfg: &LatencyConfig, keep: bool) -> Result<LatencyRun> {
+    let work = std::env::temp_dir().join(format!("linli-bench-alarms-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    eprintln!("part 2: starting the gateway in {} ...", work.display());
+    let r = latency::run(cfg, &work).await;
+    if keep {
+        eprintln!("  kept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let r = r?;
+    report::print_latency(cfg, &r);
+    Ok(r)
 }

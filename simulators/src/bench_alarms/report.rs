@@ -5,6 +5,7 @@
 
 use super::eval::EvalRun;
 use super::fleet::Fleet;
+use super::latency::{LatencyConfig, LatencyRun, LATENCY_TARGET_P99_S};
 
 /// Part 1's target: readings evaluated per second on one core.
 pub const EVAL_TARGET_PER_S: f64 = 1_000_000.0;
@@ -129,5 +130,43 @@ pub fn print_eval_summary(runs: &[EvalRun]) {
         "  target ≥ {:.0} readings/s on one core: {}",
         EVAL_TARGET_PER_S,
         if met { "MET" } else { "NOT MET" }
+    );
+}
+
+/// Part 2's figures and the verdict on its target.
+pub fn print_latency(cfg: &LatencyConfig, r: &LatencyRun) {
+    println!(
+        "\npart 2: reading-to-alarm latency under load: {} connections offering {:.0} readings/s for {} s ({} of them SOS from {} residents; fsync {})",
+        cfg.connections, cfg.rate, cfg.seconds, r.alarm_readings, r.residents, cfg.fsync
+    );
+    println!(
+        "  ingest: {} of {} readings journaled in {:.2} s = {:.0} readings/s   gateway CPU {:.2} s, peak RSS {:.1} MiB   generator CPU {:.2} s",
+        r.accepted,
+        r.offered,
+        r.ingest_seconds,
+        r.ingest_rate(),
+        r.gateway_cpu_s,
+        r.gateway_peak_rss_mib,
+        r.generator_cpu_s
+    );
+    println!(
+        "  alarms: {} raised, {} transitions; latency (reading received → alarm record committed) p50 {:.2} ms, p99 {:.2} ms over {} samples",
+        r.raised,
+        r.transitions,
+        r.p50_s * 1e3,
+        r.p99_s * 1e3,
+        r.samples
+    );
+    for w in &r.warnings {
+        println!("  note: {w}");
+    }
+    println!(
+        "  target p99 ≤ {:.0} ms: {}",
+        LATENCY_TARGET_P99_S * 1e3,
+        if r.p99_s <= LATENCY_TARGET_P99_S {
+            "MET"
+        } else {
+            "NOT MET"
+        }
     );
 }

@@ -88,6 +88,9 @@ pub struct LatencyRun {
     pub generator_cpu_s: f64,
     /// Gateway peak RSS, MiB.
     pub gateway_peak_rss_mib: f64,
+    /// `linli_journal_lag_seconds` (receive → durable, the oldest reading of the last
+    /// group commit) sampled every 0.1 s under load: the ingest share of the latency.
+    pub journal_lag_s: Vec<f64>,
     /// Rejections, cursor jumps: anything that says readings were lost or refused.
     pub warnings: Vec<String>,
 }
@@ -352,6 +355,7 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
     let total = offered as f64;
     let mut last = (Instant::now(), accepted0);
     let mut done_at = None;
+    let mut journal_lag_s = Vec::new();
     let deadline = Duration::from_secs_f64(cfg.seconds) + cfg.drain_timeout;
     tokio::time::sleep_until(start).await;
     let t0 = Instant::now();
@@ -359,6 +363,9 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let m = tokio::task::block_in_place(|| scrape(http))?;
         let acc = metric(&m, "linli_readings_accepted_total")? - accepted0;
+        if let Some(lag) = m.get("linli_journal_lag_seconds") {
+            journal_lag_s.push(*lag);
+        }
         if acc + rejected(&m) - rejected0 >= total {
             done_at = Some(t0.elapsed());
             break;
@@ -433,6 +440,7 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
         gateway_cpu_s,
         generator_cpu_s,
         gateway_peak_rss_mib: peak_rss_mib(pid),
+        journal_lag_s,
         warnings,
     };
     drop(server);

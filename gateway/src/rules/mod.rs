@@ -150,8 +150,9 @@ impl Engine {
         self.now
     }
 
-    /// Restores one persisted record (from [`Engine::take_dirty`]); records of rules that
-    /// no longer exist or changed are dropped.
+    /// Restores one persisted record (from [`Engine::take_dirty`], keyed by the rule's
+    /// key). State of a rule that changed while the gateway was down is carried over
+    /// where it still fits (windows are recomputed); the rest is dropped.
     pub fn restore(&mut self, rule: &str, target: &str, bytes: &[u8]) {
         if rule.is_empty() {
             if let Ok(ctx) = postcard::from_bytes::<SubjectCtx>(bytes) {
@@ -159,18 +160,28 @@ impl Engine {
             }
             return;
         }
-        let Some(ix) = self.rules.rules.iter().position(|r| &*r.name == rule) else {
+        let Some(ix) = self.rules.rules.iter().position(|r| &*r.key == rule) else {
             return;
         };
-        let Ok(saved) = postcard::from_bytes::<Saved>(bytes) else {
+        let Ok(mut saved) = postcard::from_bytes::<Saved>(bytes) else {
             return;
         };
         let r = &self.rules.rules[ix];
-        if saved.fingerprint != r.fingerprint || !saved.state.fits(&r.test) {
+        if !saved.state.fits(&r.test) {
             return;
+        }
+        if saved.fingerprint != r.fingerprint {
+            saved.state.rebase(&r.test, &self.rules.local, self.now);
         }
         let t = self.intern(saved.origin);
         self.put((ix as u16, t), saved.state);
+    }
+
+    /// The engine's clock starts at `ms` (the last time it ran): restored states may hold
+    /// times up to then, and a reading stamped earlier (a clock that went back) is taken
+    /// as of then.
+    pub fn start_at(&mut self, ms: u64) {
+        self.now = self.now.max(ms);
     }
 
     /// A restart after the gateway was down from `down_since` to `now`: silences whose
@@ -215,9 +226,11 @@ impl Engine {
         self.plan(profile, now);
     }
 
-    /// Swaps in new rules. State of rules that did not change is kept; the rest start
-    /// afresh (their open alarms stay with the lifecycle).
-    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+    /// Swaps in new rules. State is carried over by rule key where it still fits the
+    /// new test (a changed window is recomputed); returns the (alarm type, source) of
+    /// every state dropped, whose open alarms no rule will clear any more.
+    #[must_use = "open alarms of dropped states must be cleared"]
+    pub fn reload(&mut self, rules: Arc<RuleSet>) -> Vec<(String, String)> {
         let old = std::mem::replace(&mut self.rules, rules);
         self.shared = self.rules.rules.iter().cloned().map(Arc::new).collect();
         let remap: HashMap<u16, u16> = old
@@ -225,35 +238,40 @@ impl Engine {
             .iter()
             .enumerate()
             .filter_map(|(i, o)| {
-                let j = self
-                    .rules
-                    .rules
-                    .iter()
-                    .position(|n| n.name == o.name && n.fingerprint == o.fingerprint)?;
+                let j = self.rules.rules.iter().position(|n| n.key == o.key)?;
                 Some((i as u16, j as u16))
             })
             .collect();
         self.timers.clear();
         let dirty: Vec<Key> = self.dirty.drain().collect();
-        for ((r, t), s) in std::mem::take(&mut self.states) {
+        let mut dropped = Vec::new();
+        let now = self.now;
+        for ((r, t), mut s) in std::mem::take(&mut self.states) {
+            let o = &old.rules[r as usize];
             match remap.get(&r) {
-                Some(&n) => {
+                Some(&n) if s.fits(&self.rules.rules[n as usize].test) => {
+                    let new = &self.rules.rules[n as usize];
+                    let changed = new.fingerprint != o.fingerprint;
+                    if changed {
+                        s.rebase(&new.test, &self.rules.local, now);
+                    }
                     self.put((n, t), s);
-                    if dirty.contains(&(r, t)) {
+                    if changed || dirty.contains(&(r, t)) {
                         self.dirty.insert((n, t));
                     }
                 }
-                None => self.deleted.push((
-                    old.rules[r as usize].name.to_string(),
-                    self.targets[t as usize].source.clone(),
-                )),
+                _ => {
+                    let source = self.targets[t as usize].source.clone();
+                    self.deleted.push((o.key.to_string(), source.clone()));
+                    dropped.push((o.name.to_string(), source));
+                }
             }
         }
         let profiles: Vec<DeviceProfile> = self.plans.drain().map(|(_, p)| p.profile).collect();
-        let now = self.now;
         for p in profiles {
             self.plan(&p, now);
         }
+        dropped
     }
 
     /// Judges one reading from `profile`'s device; verdicts go to `out`. Timers due
@@ -265,7 +283,7 @@ impl Engine {
         t: u64,
         out: &mut Vec<Verdict>,
     ) {
-        self.advance(t, out);
+        self.advance(t.saturating_sub(1), out);
         let t = t.max(self.now);
         self.now = t;
         let (device, heartbeat_ms, mut relay, mut dimming, keys) = match self.plan(profile, t) {
@@ -343,8 +361,14 @@ impl Engine {
             let Some(st) = self.states.get_mut(&key) else {
                 continue;
             };
-            if st.deadline(&rule.test) != Some(at) {
-                continue; // superseded
+            match st.deadline(&rule.test) {
+                Some(d) if d == at => {}
+                Some(d) if d > at => {
+                    // The deadline moved later since this entry was filed.
+                    self.timers.insert((d, r, t));
+                    continue;
+                }
+                _ => continue, // superseded
             }
             let origin = self.targets[t as usize].clone();
             let ctx = Context {
@@ -389,7 +413,7 @@ impl Engine {
                 state: state.clone(),
             };
             out.push((
-                (rule.name.to_string(), origin.source.clone()),
+                (rule.key.to_string(), origin.source.clone()),
                 postcard::to_allocvec(&saved).ok(),
             ));
         }
@@ -443,13 +467,13 @@ impl Engine {
         }
     }
 
+    /// Files a changed deadline. A deadline that moved later keeps its earlier entry,
+    /// which re-files itself when it comes up (a silence moves on every reading: this
+    /// keeps that off the timer set).
     fn reschedule(&mut self, key: Key, before: Option<u64>) {
         let after = self.states[&key].deadline(&self.rules.rules[key.0 as usize].test);
-        if before != after {
-            if let Some(b) = before {
-                self.timers.remove(&(b, key.0, key.1));
-            }
-            if let Some(a) = after {
+        if let Some(a) = after {
+            if before.is_none_or(|b| a < b) {
                 self.timers.insert((a, key.0, key.1));
             }
         }

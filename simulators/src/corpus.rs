@@ -17,7 +17,7 @@
 //! waste bins every 15; battery-powered kinds add an hourly battery report. About 1 in 40
 //! reports is one second late (the device's clock tick), as real devices are.
 
-mod model;
+pub(crate) mod model;
 
 use linli_protocol::report::{DeviceKind, Report};
 

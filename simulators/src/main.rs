@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use linli_sim::bench::IngestBench;
+use linli_sim::bench_alarms::eval::EvalConfig;
 use linli_sim::bench_store::{Side, StoreBench};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
@@ -35,6 +36,60 @@ enum Bench {
     /// The same corpus into the Linli store and into VictoriaMetrics: ingest rate, bytes
     /// per point, 24 h query latencies, peak RSS; each side in a child process.
     Store(StoreArgs),
+    /// Alarm evaluation: (1) a seeded day of a mixed care + street fleet replayed through
+    /// the gateway's rules and alarm lifecycle on one thread (readings evaluated/s,
+    /// target ≥ 1 M/s); (2) the real gateway under MQTT load, its reading-to-alarm
+    /// latency from /metrics (target p99 ≤ 5 ms).
+    Alarms(AlarmsArgs),
+}
+
+#[derive(Args, Debug)]
+struct AlarmsArgs {
+    /// Which part to run: `eval` (throughput), `latency`, or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "eval", "latency"])]
+    part: String,
+    /// Residents and street assets (half each); every resident has a pendant, bed,
+    /// vitals, PIR, door and home-hub device, every asset one device.
+    #[arg(long, default_value_t = 10_000)]
+    subjects: usize,
+    /// Simulated hours replayed (part 1), from a Friday local midnight (Asia/Shanghai).
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    /// Runs of part 1; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seed of the replayed readings.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Readings between drains of rule state and alarm changes (as the follower does).
+    #[arg(long, default_value_t = 500)]
+    drain_every: usize,
+    /// Part 1: also time each apply by report type (slower; shows where the time goes).
+    #[arg(long)]
+    breakdown: bool,
+}
+
+impl AlarmsArgs {
+    fn run(self) -> Result<()> {
+        if !(self.hours > 0.0 && self.hours <= 24.0 * 366.0) {
+            anyhow::bail!("--hours must be above 0 and at most a year");
+        }
+        if self.subjects == 0 {
+            anyhow::bail!("--subjects must be at least 1");
+        }
+        if matches!(self.part.as_str(), "all" | "eval") {
+            let cfg = EvalConfig {
+                subjects: self.subjects,
+                hours: self.hours,
+                seed: self.seed,
+                drain_every: self.drain_every,
+                breakdown: self.breakdown,
+                ..EvalConfig::default()
+            };
+            linli_sim::bench_alarms::run_eval(&cfg, self.runs)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -200,6 +255,9 @@ fn main() -> Result<()> {
         }
         Command::Bench {
             which: Bench::Store(args),
+        } => args.run()?,
+        Command::Bench {
+            which: Bench::Alarms(args),
         } => args.run()?,
         Command::Bench {
             which: Bench::Ingest(args),

@@ -69,6 +69,24 @@ pub enum Target {
     Zone,
 }
 
+impl Test {
+    /// The report variants this test can use (a bit per `Report` variant): the engine
+    /// skips the rule for any other report.
+    pub fn reports(&self) -> u32 {
+        use super::signal::{event_variants, metric_variants, signal_variants, ANY_REPORT};
+        match self {
+            Test::Event { events } => events.iter().fold(0, |m, e| m | event_variants(*e)),
+            Test::Fall { .. } => 1 << 3,
+            Test::Threshold { metric, .. } | Test::Rate { metric, .. } => metric_variants(metric),
+            Test::Absence { signal, .. } => signal_variants(*signal),
+            Test::NotBack { trigger, back, .. } => {
+                signal_variants(*trigger) | signal_variants(*back)
+            }
+            Test::Silence { .. } => ANY_REPORT,
+        }
+    }
+}
+
 impl Selector {
     /// Does a place (site, zone, device) match the site, zone and device lists?
     pub fn matches_place(&self, site: &str, zone: &str, device: Option<&str>) -> bool {

@@ -12,7 +12,9 @@ pub mod localtime;
 pub mod signal;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use linli_protocol::Report;
@@ -76,11 +78,19 @@ pub struct Verdict {
 /// and its new encoding (None = deleted).
 pub type Dirty = ((String, String), Option<Vec<u8>>);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Saved {
     fingerprint: u64,
     origin: Origin,
     state: State,
+}
+
+/// [`Saved`] as written, borrowing (no copies on the hot path).
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    fingerprint: u64,
+    origin: &'a Origin,
+    state: &'a State,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -93,8 +103,8 @@ struct SubjectCtx {
 struct Plan {
     id: Arc<str>,
     profile: DeviceProfile,
-    /// (rule index, target index) for every rule that applies.
-    rules: Vec<(u16, u32)>,
+    /// (rule index, target index, report variants it uses) for every rule that applies.
+    rules: Arc<[(u16, u32, u32)]>,
     heartbeat_ms: u64,
     relay: Option<bool>,
     dimming: Option<f64>,
@@ -128,13 +138,13 @@ impl Engine {
             rules,
             shared,
             targets: Vec::new(),
-            target_ix: HashMap::new(),
-            plans: HashMap::new(),
-            states: HashMap::new(),
+            target_ix: HashMap::default(),
+            plans: HashMap::default(),
+            states: HashMap::default(),
             timers: BTreeSet::new(),
-            subjects: HashMap::new(),
-            dirty: HashSet::new(),
-            dirty_ctx: HashSet::new(),
+            subjects: HashMap::default(),
+            dirty: HashSet::default(),
+            dirty_ctx: HashSet::default(),
             deleted: Vec::new(),
             now: 0,
         }
@@ -286,15 +296,31 @@ impl Engine {
         self.advance(t.saturating_sub(1), out);
         let t = t.max(self.now);
         self.now = t;
-        let (device, heartbeat_ms, mut relay, mut dimming, keys) = match self.plan(profile, t) {
-            Some(p) => (
-                p.id.clone(),
-                p.heartbeat_ms,
-                p.relay,
-                p.dimming,
-                std::mem::take(&mut p.rules),
-            ),
-            None => return,
+        let cached = self
+            .plans
+            .get(profile.id.as_str())
+            .filter(|p| same_place(&p.profile, profile))
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    p.heartbeat_ms,
+                    p.relay,
+                    p.dimming,
+                    p.rules.clone(),
+                )
+            });
+        let (device, heartbeat_ms, mut relay, mut dimming, keys) = match cached {
+            Some(c) => c,
+            None => match self.plan(profile, t) {
+                Some(p) => (
+                    p.id.clone(),
+                    p.heartbeat_ms,
+                    p.relay,
+                    p.dimming,
+                    p.rules.clone(),
+                ),
+                None => return,
+            },
         };
         let subject = profile.subject.as_ref().map(|(_, s)| s.as_str());
         let sctx = subject
@@ -305,7 +331,11 @@ impl Engine {
         if let Report::StreetLight(l) = report {
             relay = Some(l.relay_on);
             dimming = Some(l.dimming_pct.into());
+            if let Some(p) = self.plans.get_mut(&*device) {
+                (p.relay, p.dimming) = (relay, dimming);
+            }
         }
+        let variant = signal::variant_bit(report);
         let ctx = Context {
             away: sctx.away,
             bed: match report {
@@ -322,8 +352,12 @@ impl Engine {
             ctx,
             heartbeat_ms,
         };
-        for &key in &keys {
-            let rule = &self.rules.rules[key.0 as usize];
+        for &(r, tg, uses) in keys.iter() {
+            if uses & variant == 0 {
+                continue;
+            }
+            let key = (r, tg);
+            let rule = &self.rules.rules[r as usize];
             let Some(st) = self.states.get_mut(&key) else {
                 continue;
             };
@@ -337,9 +371,6 @@ impl Engine {
             if let Some(o) = outcome {
                 out.push(self.verdict(key, o, Some(t), Some(device.clone())));
             }
-        }
-        if let Some(p) = self.plans.get_mut(&*device) {
-            (p.rules, p.relay, p.dimming) = (keys, relay, dimming);
         }
         if let (Some(s), Report::Bed(b)) = (subject, report) {
             if sctx.bed != Some(b.occupied) {
@@ -407,10 +438,10 @@ impl Engine {
             };
             let rule = &self.rules.rules[key.0 as usize];
             let origin = &self.targets[key.1 as usize];
-            let saved = Saved {
+            let saved = SavedRef {
                 fingerprint: rule.fingerprint,
-                origin: (**origin).clone(),
-                state: state.clone(),
+                origin,
+                state,
             };
             out.push((
                 (rule.key.to_string(), origin.source.clone()),
@@ -516,7 +547,7 @@ impl Engine {
                     );
                     self.dirty.insert(key);
                 }
-                keys.push(key);
+                keys.push((key.0, key.1, rule.test.reports()));
             }
             let (relay, dimming) = self
                 .plans
@@ -528,7 +559,7 @@ impl Engine {
                 Plan {
                     id,
                     profile: profile.clone(),
-                    rules: keys,
+                    rules: keys.into(),
                     heartbeat_ms,
                     relay,
                     dimming,
@@ -537,6 +568,11 @@ impl Engine {
         }
         self.plans.get_mut(profile.id.as_str())
     }
+}
+
+/// Is the device still where its plan put it (same site, zone, resident/asset)?
+fn same_place(a: &DeviceProfile, b: &DeviceProfile) -> bool {
+    a.zone == b.zone && a.site == b.site && a.subject == b.subject
 }
 
 fn origin(per: Per, p: &DeviceProfile) -> Origin {

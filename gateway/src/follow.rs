@@ -40,6 +40,9 @@ pub trait Follower: Send + 'static {
     /// Called at least every [`Follower::tick_interval`] while running (background work:
     /// sealing, flushing, retention, timers). `now_ms` is the wall clock.
     fn tick(&mut self, now_ms: u64);
+    /// Called once on the follower's thread when live following begins (after the
+    /// start-up replay, before the first live batch).
+    fn live(&mut self, _now_ms: u64) {}
     /// How often [`Follower::tick`] runs.
     fn tick_interval(&self) -> Duration {
         Duration::from_secs(1)
@@ -112,6 +115,7 @@ pub fn spawn(
         .name(format!("linli-{name}"))
         .spawn(move || {
             let _alive = guard;
+            follower.live(clock());
             let mut last_tick = std::time::Instant::now();
             loop {
                 match rx.recv_timeout(tick) {

@@ -93,6 +93,8 @@ struct Step {
     /// Reopen from the database, as a restarted gateway does (time has moved on).
     #[serde(default)]
     restart: bool,
+    /// Swap in this rules file, as `POST /api/rules/reload` does.
+    reload: Option<toml::Table>,
     /// The action must be refused with a message containing this.
     expect_error: Option<String>,
 }
@@ -265,7 +267,7 @@ pub fn run(path: &Path) -> Result<Outcome> {
         heartbeat_s: 900,
     };
     let rules_text = toml::to_string(&fx.rules)?;
-    let rules = Arc::new(RuleSet::parse(&rules_text, &defaults).map_err(|issues| {
+    let mut rules = Arc::new(RuleSet::parse(&rules_text, &defaults).map_err(|issues| {
         anyhow!(
             "rules invalid: {}",
             issues
@@ -347,6 +349,7 @@ pub fn run(path: &Path) -> Result<Outcome> {
             drop(core);
             let loaded = db.load()?;
             core = AlarmCore::new(rules.clone(), loaded.open, loaded.controls, loaded.next_id);
+            core.rules.start_at(loaded.alive_ms);
             for (r, tg, s) in &loaded.states {
                 core.rules.restore(r, tg, s);
             }
@@ -360,6 +363,22 @@ pub fn run(path: &Path) -> Result<Outcome> {
         }
         core.advance(t);
         commit(&mut core, &mut db, &mut out, t)?;
+        if let Some(table) = &step.reload {
+            let text = toml::to_string(table)?;
+            let new = RuleSet::parse(&text, &defaults).map_err(|issues| {
+                anyhow!(
+                    "step {i}: reload refused: {}",
+                    issues
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            rules = Arc::new(new);
+            core.reload(rules.clone());
+            commit(&mut core, &mut db, &mut out, t)?;
+        }
         let result = action(&mut core, step, t);
         match (&step.expect_error, result) {
             (Some(want), Err(e)) if e.to_string().contains(want.as_str()) => {}

@@ -45,9 +45,10 @@ impl AlarmCore {
         }
     }
 
-    /// Judges one reading received at `t` (ms).
+    /// Judges one reading received at `t` (ms). Timers due before `t` fire first; one
+    /// due at `t` itself fires after the reading (which may still cancel it).
     pub fn apply(&mut self, profile: &DeviceProfile, report: &Report, t: u64) {
-        self.advance(t);
+        self.advance(t.saturating_sub(1));
         self.rules.apply(profile, report, t, &mut self.verdicts);
         self.drain();
     }
@@ -72,11 +73,21 @@ impl AlarmCore {
         self.alarms.advance(now);
     }
 
-    /// Swaps in new rules (state of unchanged rules is kept; open alarms stay).
+    /// Swaps in new rules (state is carried over where it fits; open alarms stay). An
+    /// open alarm whose rule state was dropped (rule removed, or changed kind) has its
+    /// condition cleared, so it can be acknowledged and closed.
     pub fn reload(&mut self, rules: Arc<RuleSet>) {
+        let now = self.rules.now();
         self.alarms
             .reconfigure(rules.lifecycle, rules.groups.clone());
-        self.rules.reload(rules);
+        for (kind, source) in self.rules.reload(rules) {
+            self.alarms.clear_condition(
+                &kind,
+                &source,
+                now,
+                "its rule was removed or changed kind",
+            );
+        }
     }
 
     /// The earliest pending deadline.

@@ -27,6 +27,10 @@ use crate::rules::{Defaults, Dirty, RuleSet};
 /// Most latency samples kept for the quantiles in `/metrics`.
 const LATENCY_SAMPLES: usize = 10_000;
 
+/// Timers fire this long after their deadline by the wall clock, so that a reading
+/// received just before a deadline (still on its way through ingest) is judged first.
+pub const TIMER_GRACE_MS: u64 = 1000;
+
 /// Why the alarm stage could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AlarmStartError {
@@ -86,12 +90,16 @@ impl AlarmMetrics {
 struct Inner {
     core: AlarmCore,
     db: AlarmDb,
-    /// Changes a failed commit left behind, written with the next one.
-    pending: Option<(Vec<Dirty>, Changes)>,
+    /// Changes a failed commit left behind (and the journal position they reflect),
+    /// written with the next one.
+    pending: Option<(Vec<Dirty>, Changes, Option<u64>)>,
     /// First journal sequence number not yet reflected in the database.
     cursor: u64,
-    /// Start-up work left for the first tick (after the journal replay).
+    /// Start-up work left for when live following begins (after the journal replay):
+    /// the last time the engine ran before this start.
     started: Option<u64>,
+    /// Following live (latency is measured only then, not over replayed readings).
+    live: bool,
 }
 
 /// The alarm stage's shared side: the follower thread, the API and reloads use it.
@@ -147,6 +155,7 @@ impl AlarmDesk {
         let reader = db.reader()?;
         let loaded = db.load()?;
         let mut core = AlarmCore::new(rules, loaded.open, loaded.controls, loaded.next_id);
+        core.rules.start_at(loaded.alive_ms);
         for (rule, target, state) in &loaded.states {
             core.rules.restore(rule, target, state);
         }
@@ -167,6 +176,7 @@ impl AlarmDesk {
                 pending: None,
                 cursor: loaded.cursor,
                 started: Some(loaded.alive_ms),
+                live: false,
             }),
             reader: Mutex::new(reader),
             registry,
@@ -225,7 +235,7 @@ impl AlarmDesk {
     ) -> Result<T, ActionError> {
         let mut inner = self.inner.lock();
         let now = now_ms().max(inner.core.rules.now());
-        inner.core.advance(now);
+        inner.core.advance(now.saturating_sub(TIMER_GRACE_MS));
         let out = f(&mut inner.core, now);
         // Refusals are recorded too (a refused shelve is audited).
         self.commit(&mut inner, None, true);
@@ -275,9 +285,13 @@ impl AlarmDesk {
     fn commit(&self, inner: &mut Inner, cursor: Option<u64>, durable: bool) {
         let mut dirty = inner.core.rules.take_dirty();
         let mut changes = inner.core.take_changes();
-        if let Some((d, c)) = inner.pending.take() {
+        let mut cursor = cursor;
+        if let Some((d, c, pc)) = inner.pending.take() {
             dirty = d.into_iter().chain(dirty).collect();
             changes = merge(c, changes);
+            // The failed commit's state reflects readings up to its position: it must
+            // be written with it, or a restart would replay them into that state again.
+            cursor = cursor.max(pc);
         }
         if dirty.is_empty()
             && changes.alarms.is_empty()
@@ -298,17 +312,17 @@ impl AlarmDesk {
                     inner.cursor = c;
                     self.cursor.store(c, Relaxed);
                 }
-                self.account(&changes, &inner.core);
+                self.account(&changes, &inner.core, inner.live);
             }
             Err(e) => {
                 self.metrics.db_errors.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, "alarm commit failed; retrying with the next batch");
-                inner.pending = Some((dirty, changes));
+                inner.pending = Some((dirty, changes, cursor));
             }
         }
     }
 
-    fn account(&self, changes: &Changes, core: &AlarmCore) {
+    fn account(&self, changes: &Changes, core: &AlarmCore, live: bool) {
         let now = now_ms();
         let m = &self.metrics;
         m.transitions
@@ -320,6 +334,9 @@ impl AlarmDesk {
             .count();
         m.raised.fetch_add(raised as u64, Relaxed);
         m.open.store(core.alarms.open().count() as u64, Relaxed);
+        if !live {
+            return;
+        }
         let mut lat = m.latency_us.lock();
         for t in changes
             .transitions
@@ -383,9 +400,10 @@ impl Follower for AlarmFollower {
         }
     }
 
-    fn tick(&mut self, now: u64) {
+    fn live(&mut self, now: u64) {
         let desk = &self.0;
         let mut inner = desk.inner.lock();
+        inner.live = true;
         if let Some(alive) = inner.started.take() {
             // After the journal replay: the gateway was down from the later of its last
             // commit and the last replayed reading until now.
@@ -402,7 +420,15 @@ impl Follower for AlarmFollower {
                 }
             }
         }
+        // What came due while the gateway was down fires now, once.
         inner.core.advance(now);
+        desk.commit(&mut inner, None, false);
+    }
+
+    fn tick(&mut self, now: u64) {
+        let desk = &self.0;
+        let mut inner = desk.inner.lock();
+        inner.core.advance(now.saturating_sub(TIMER_GRACE_MS));
         desk.commit(&mut inner, None, false);
     }
 }

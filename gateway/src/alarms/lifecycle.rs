@@ -148,7 +148,7 @@ impl Alarms {
             Change::Clear => {
                 let key = (v.rule.name.to_string(), v.origin.source.clone());
                 if let Some(&id) = self.open.get(&key) {
-                    self.clear(id, v.at_ms, RULES);
+                    self.clear(id, v.at_ms, RULES, String::new());
                 }
             }
         }
@@ -176,6 +176,8 @@ impl Alarms {
             };
             if a.state == AlarmState::ActiveUnacked && from != AlarmState::ActiveUnacked {
                 a.escalate_at = a.escalate_every_ms.map(|e| v.at_ms + e);
+                a.escalations = 0;
+                self.next_due = 0;
             }
             let note = format!("count {}", a.count);
             self.record(id, v.at_ms, "repeat", from, RULES, note);
@@ -231,6 +233,40 @@ impl Alarms {
             reading_ms: v.reading_ms,
         };
         self.insert(alarm, v.at_ms, RULES);
+        if let Some(until) = shelf {
+            let who = self
+                .shelves
+                .get(&key)
+                .map(|s| s.1.clone())
+                .unwrap_or_default();
+            let note = format!("under the shelf {who} set, until {until}");
+            self.record(
+                id,
+                v.at_ms,
+                "shelved",
+                AlarmState::ActiveUnacked,
+                &who,
+                note,
+            );
+        }
+        if oos {
+            let who = self
+                .oos
+                .get(&v.origin.source)
+                .or_else(|| v.device.as_deref().and_then(|d| self.oos.get(d)));
+            let note = format!(
+                "source out of service (set by {})",
+                who.map_or("?", |w| w.as_str())
+            );
+            self.record(
+                id,
+                v.at_ms,
+                "out_of_service",
+                AlarmState::ActiveUnacked,
+                SYSTEM,
+                note,
+            );
+        }
         if !v.rule.life_safety {
             self.group(id, v.at_ms);
             self.flood_check(id, v.at_ms);
@@ -247,7 +283,14 @@ impl Alarms {
         self.next_due = 0;
     }
 
-    fn clear(&mut self, id: u64, at: u64, who: &str) {
+    /// Clears the condition of the open `kind` alarm of `source` (its rule is gone).
+    pub fn clear_condition(&mut self, kind: &str, source: &str, at: u64, why: &str) {
+        if let Some(&id) = self.open.get(&(kind.to_owned(), source.to_owned())) {
+            self.clear(id, at, SYSTEM, why.to_owned());
+        }
+    }
+
+    fn clear(&mut self, id: u64, at: u64, who: &str, note: String) {
         let Some(a) = self.alarms.get_mut(&id) else {
             return;
         };
@@ -264,7 +307,7 @@ impl Alarms {
                 s => s,
             };
         }
-        self.record(id, at, "cleared", from, who, String::new());
+        self.record(id, at, "cleared", from, who, note);
         self.chatter(id, at);
         self.after_clear(id, at);
         self.close_if_normal(id, at);
@@ -285,7 +328,7 @@ impl Alarms {
             .values()
             .any(|c| c.suppressed_by == Some(parent) && c.condition);
         if aggregate && !any_active {
-            self.clear(parent, at, SYSTEM);
+            self.clear(parent, at, SYSTEM, "every child cleared".into());
         }
     }
 
@@ -319,6 +362,7 @@ impl Alarms {
                 SYSTEM,
                 format!("root cause {id} closed"),
             );
+            self.rearm(c, at);
         }
         self.next_due = 0;
     }
@@ -427,6 +471,7 @@ impl Alarms {
         self.shelves.remove(&(a.kind.clone(), a.source.clone()));
         self.controls_changed = true;
         self.record(id, at, "unshelved", from, who, String::new());
+        self.rearm(id, at);
         Ok(())
     }
 
@@ -451,6 +496,7 @@ impl Alarms {
             let from = a.state;
             let action = if on { "out_of_service" } else { "in_service" };
             self.record(id, at, action, from, who, String::new());
+            self.rearm(id, at);
         }
     }
 
@@ -471,6 +517,7 @@ impl Alarms {
                     self.shelves.remove(&(a.kind.clone(), a.source.clone()));
                     self.controls_changed = true;
                     self.record(id, until, "unshelved", from, SYSTEM, "shelf expired".into());
+                    self.rearm(id, until);
                 } else {
                     next = next.min(until);
                 }
@@ -525,7 +572,12 @@ impl Alarms {
             let (len, front) = (q.len(), q.front().copied());
             if len <= limit {
                 if let Some(&id) = self.open.get(&("flood".to_owned(), format!("zone:{z}"))) {
-                    self.clear(id, now, SYSTEM);
+                    self.clear(
+                        id,
+                        now,
+                        SYSTEM,
+                        "alarm rate back under the flood limit".into(),
+                    );
                 }
             }
             match front {
@@ -596,6 +648,17 @@ impl Alarms {
             who: who.to_owned(),
             note,
         });
+    }
+
+    /// An alarm announced again (unshelved, back in service, unsuppressed) while still
+    /// unacknowledged escalates again from now.
+    fn rearm(&mut self, id: u64, at: u64) {
+        if let Some(a) = self.alarms.get_mut(&id) {
+            if a.announced() && a.state == AlarmState::ActiveUnacked && a.escalate_at.is_none() {
+                a.escalate_at = a.escalate_every_ms.map(|e| at + e);
+                self.next_due = 0;
+            }
+        }
     }
 
     fn chatter(&mut self, id: u64, at: u64) {

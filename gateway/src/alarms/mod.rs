@@ -113,11 +113,12 @@ pub struct Alarm {
 
 impl Alarm {
     /// Is anybody to be told about it? (Not suppressed, shelved, out of service or
-    /// folded into a flood summary.)
+    /// folded into a flood summary; a life-safety alarm always is, even from a source
+    /// out of service.)
     pub fn announced(&self) -> bool {
         self.suppressed_by.is_none()
             && self.shelved_until.is_none()
-            && !self.out_of_service
+            && (self.life_safety || !self.out_of_service)
             && self.flooded_into.is_none()
     }
 

@@ -55,7 +55,36 @@ pub struct Selector {
     subjects: Vec<String>,
     devices: Vec<String>,
     /// Subjects, devices or zones an override has taken over.
-    except: Vec<String>,
+    except: Vec<(Target, String)>,
+}
+
+/// What an override narrows a rule to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// A resident or asset.
+    Subject,
+    /// A device.
+    Device,
+    /// A zone.
+    Zone,
+}
+
+impl Test {
+    /// The report variants this test can use (a bit per `Report` variant): the engine
+    /// skips the rule for any other report.
+    pub fn reports(&self) -> u32 {
+        use super::signal::{event_variants, metric_variants, signal_variants, ANY_REPORT};
+        match self {
+            Test::Event { events } => events.iter().fold(0, |m, e| m | event_variants(*e)),
+            Test::Fall { .. } => 1 << 3,
+            Test::Threshold { metric, .. } | Test::Rate { metric, .. } => metric_variants(metric),
+            Test::Absence { signal, .. } => signal_variants(*signal),
+            Test::NotBack { trigger, back, .. } => {
+                signal_variants(*trigger) | signal_variants(*back)
+            }
+            Test::Silence { .. } => ANY_REPORT,
+        }
+    }
 }
 
 impl Selector {
@@ -78,10 +107,11 @@ impl Selector {
             && any(&self.zones, Some(&p.zone))
             && any(&self.subjects, subject)
             && any(&self.devices, Some(&p.id))
-            && !self
-                .except
-                .iter()
-                .any(|x| x == &p.id || x == &p.zone || Some(x.as_str()) == subject)
+            && !self.except.iter().any(|(t, x)| match t {
+                Target::Device => *x == p.id,
+                Target::Zone => *x == p.zone,
+                Target::Subject => Some(x.as_str()) == subject,
+            })
     }
 }
 
@@ -214,7 +244,10 @@ pub struct Rule {
     pub test: Test,
     /// Its gates.
     pub gates: Gates,
-    /// Changes when the definition does: a reload keeps state of unchanged rules only.
+    /// Identity of its state: the name, or `name@subject:R-12` for an override.
+    pub key: Arc<str>,
+    /// Changes when what the rule tests does (not its description or which targets
+    /// overrides took): state of a changed rule is carried over where it still fits.
     pub fingerprint: u64,
 }
 
@@ -469,6 +502,15 @@ impl RuleSet {
                 "must be at least 2".into(),
             );
         }
+        if lc.max_shelve_s > 30 * 86_400
+            || lc.chatter_window_s > 86_400
+            || lc.flood_window_s > 86_400
+        {
+            issue(
+                "lifecycle".into(),
+                "max_shelve_s is at most 30 days; chatter_window_s and flood_window_s at most a day".into(),
+            );
+        }
         if lc.flood_alarms == 0 || lc.flood_window_s == 0 || lc.chatter_window_s == 0 {
             issue(
                 "lifecycle".into(),
@@ -478,13 +520,13 @@ impl RuleSet {
 
         // Overrides: each becomes a copy of its rule narrowed to one target, and the base
         // rule leaves that target alone.
-        let mut tables: Vec<(String, toml::Table)> = file
+        let mut tables: Vec<(String, toml::Table, Option<String>)> = file
             .rule
             .iter()
             .enumerate()
-            .map(|(i, t)| (format!("rule[{i}]"), t.clone()))
+            .map(|(i, t)| (format!("rule[{i}]"), t.clone(), None))
             .collect();
-        let mut excepts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut excepts: BTreeMap<String, Vec<(Target, String)>> = BTreeMap::new();
         for (i, o) in file.overrides.iter().enumerate() {
             let key = format!("override[{i}]");
             let Some(base_name) = o.get("rule").and_then(|v| v.as_str()) else {
@@ -502,11 +544,15 @@ impl RuleSet {
                 );
                 continue;
             };
-            let targets: Vec<(&str, &str)> = ["subject", "device", "zone"]
-                .into_iter()
-                .filter_map(|k| o.get(k).and_then(|v| v.as_str()).map(|v| (k, v)))
-                .collect();
-            let [(which, target)] = targets[..] else {
+            let targets: Vec<(&str, Target, &str)> = [
+                ("subject", Target::Subject),
+                ("device", Target::Device),
+                ("zone", Target::Zone),
+            ]
+            .into_iter()
+            .filter_map(|(k, t)| o.get(k).and_then(|v| v.as_str()).map(|v| (k, t, v)))
+            .collect();
+            let [(which, kind, target)] = targets[..] else {
                 issue(
                     key,
                     "give exactly one of `subject`, `device` or `zone` (a string)".into(),
@@ -516,7 +562,7 @@ impl RuleSet {
             excepts
                 .entry(base_name.to_owned())
                 .or_default()
-                .push(target.to_owned());
+                .push((kind, target.to_owned()));
             let mut merged = base.clone();
             for (k, v) in o
                 .iter()
@@ -528,13 +574,13 @@ impl RuleSet {
                 format!("{which}s"),
                 toml::Value::Array(vec![toml::Value::String(target.to_owned())]),
             );
-            tables.push((key, merged));
+            tables.push((key, merged, Some(format!("{base_name}@{which}:{target}"))));
         }
 
         let mut rules = Vec::new();
         let mut names: BTreeMap<String, String> = BTreeMap::new();
-        for (key, table) in &tables {
-            let fingerprint = fingerprint(table, excepts.get(table_name(table)));
+        for (key, table, override_key) in &tables {
+            let fingerprint = fingerprint(table);
             let def: RuleDef = match table.clone().try_into() {
                 Ok(d) => d,
                 Err(e) => {
@@ -555,8 +601,11 @@ impl RuleSet {
             errs.into_iter()
                 .for_each(|(k, m)| issue(format!("{key}.{k}"), m));
             if let Some(mut rule) = rule {
-                if !key.starts_with("override") {
-                    rule.select.except = excepts.get(&def.name).cloned().unwrap_or_default();
+                match override_key {
+                    Some(k) => rule.key = Arc::from(k.as_str()),
+                    None => {
+                        rule.select.except = excepts.get(&def.name).cloned().unwrap_or_default()
+                    }
                 }
                 if def.enabled {
                     rules.push(rule);
@@ -601,17 +650,11 @@ impl RuleSet {
     }
 }
 
-fn table_name(t: &toml::Table) -> &str {
-    t.get("name").and_then(|v| v.as_str()).unwrap_or("")
-}
-
-fn fingerprint(t: &toml::Table, excepts: Option<&Vec<String>>) -> u64 {
+fn fingerprint(t: &toml::Table) -> u64 {
+    let mut t = t.clone();
+    t.remove("description");
     let mut h = Sha256::new();
-    h.update(toml::to_string(t).unwrap_or_default().as_bytes());
-    for e in excepts.into_iter().flatten() {
-        h.update(e.as_bytes());
-        h.update([0]);
-    }
+    h.update(toml::to_string(&t).unwrap_or_default().as_bytes());
     let d = h.finalize();
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
@@ -701,6 +744,22 @@ fn compile_rule(
             Calendar::default()
         }
     };
+    const LONGEST_S: u64 = 10 * 366 * 86_400;
+    for (key, v) in [
+        ("hold_s", Some(def.hold_s)),
+        ("clear_hold_s", Some(def.clear_hold_s)),
+        ("window_s", def.window_s),
+        ("within_s", def.within_s),
+        ("after_s", def.after_s),
+        ("escalate_after_s", def.escalate_after_s),
+        ("confirm_s", def.confirm_s),
+        ("steps_within_s", def.steps_within_s),
+        ("cancel_within_s", def.cancel_within_s),
+    ] {
+        if v.is_some_and(|v| v > LONGEST_S) {
+            errs.push((key, "must be at most 10 years".into()));
+        }
+    }
     let s = |v: u64| v.saturating_mul(1000);
     let test = match def.kind {
         KindDef::Event => {
@@ -858,6 +917,17 @@ fn compile_rule(
         except: Vec::new(),
     };
     let life_safety = def.life_safety.unwrap_or(def.priority == 1);
+    let always_life_safety = def.kind == KindDef::Fall
+        || def
+            .events
+            .iter()
+            .any(|e| ["fall", "sos", "smoke", "gas", "co"].contains(&e.as_str()));
+    if always_life_safety && !life_safety {
+        errs.push((
+            "life_safety",
+            "falls, SOS, smoke, gas and CO are life-safety alarms: give them priority 1 and do not set life_safety = false".into(),
+        ));
+    }
     let per = def.per.unwrap_or(match def.kind {
         KindDef::Silence => Per::Device,
         _ => Per::Subject,
@@ -873,6 +943,7 @@ fn compile_rule(
         latching: def.latching.unwrap_or(life_safety),
         per,
         escalate_after_ms: def.escalate_after_s.filter(|s| *s > 0).map(s),
+        key: Arc::from(def.name.as_str()),
         select,
         test,
         gates,

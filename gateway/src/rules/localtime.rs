@@ -201,7 +201,8 @@ impl LocalTime {
         for _ in 0..370 {
             if cal.includes(d) {
                 let o = self.occurrence_on(w, d);
-                if o.end_ms > t_ms {
+                // A window inside a daylight-saving gap has no length that day: skipped.
+                if o.end_ms > t_ms && o.start_ms < o.end_ms {
                     return Some(o);
                 }
             }
@@ -254,6 +255,17 @@ mod tests {
             .next_ending_after(&morning, &holiday, ms("2026-11-27T11:00", &lt))
             .unwrap();
         assert_eq!(next.start_ms, ms("2026-11-29T07:00", &lt));
+    }
+
+    #[test]
+    fn a_window_inside_a_daylight_saving_gap_is_skipped_that_day() {
+        let lt = LocalTime::named("Europe/Berlin").unwrap();
+        let w = Window::parse("02:00-03:00").unwrap();
+        // 2026-03-29: clocks jump from 02:00 to 03:00.
+        let o = lt
+            .next_ending_after(&w, &Calendar::default(), ms("2026-03-28T12:00", &lt))
+            .unwrap();
+        assert_eq!(o.start_ms, ms("2026-03-30T02:00", &lt));
     }
 
     #[test]

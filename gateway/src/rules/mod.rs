@@ -12,7 +12,9 @@ pub mod localtime;
 pub mod signal;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use linli_protocol::Report;
@@ -76,11 +78,19 @@ pub struct Verdict {
 /// and its new encoding (None = deleted).
 pub type Dirty = ((String, String), Option<Vec<u8>>);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Saved {
     fingerprint: u64,
     origin: Origin,
     state: State,
+}
+
+/// [`Saved`] as written, borrowing (no copies on the hot path).
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    fingerprint: u64,
+    origin: &'a Origin,
+    state: &'a State,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -93,8 +103,8 @@ struct SubjectCtx {
 struct Plan {
     id: Arc<str>,
     profile: DeviceProfile,
-    /// (rule index, target index) for every rule that applies.
-    rules: Vec<(u16, u32)>,
+    /// (rule index, target index, report variants it uses) for every rule that applies.
+    rules: Arc<[(u16, u32, u32)]>,
     heartbeat_ms: u64,
     relay: Option<bool>,
     dimming: Option<f64>,
@@ -128,13 +138,13 @@ impl Engine {
             rules,
             shared,
             targets: Vec::new(),
-            target_ix: HashMap::new(),
-            plans: HashMap::new(),
-            states: HashMap::new(),
+            target_ix: HashMap::default(),
+            plans: HashMap::default(),
+            states: HashMap::default(),
             timers: BTreeSet::new(),
-            subjects: HashMap::new(),
-            dirty: HashSet::new(),
-            dirty_ctx: HashSet::new(),
+            subjects: HashMap::default(),
+            dirty: HashSet::default(),
+            dirty_ctx: HashSet::default(),
             deleted: Vec::new(),
             now: 0,
         }
@@ -150,8 +160,9 @@ impl Engine {
         self.now
     }
 
-    /// Restores one persisted record (from [`Engine::take_dirty`]); records of rules that
-    /// no longer exist or changed are dropped.
+    /// Restores one persisted record (from [`Engine::take_dirty`], keyed by the rule's
+    /// key). State of a rule that changed while the gateway was down is carried over
+    /// where it still fits (windows are recomputed); the rest is dropped.
     pub fn restore(&mut self, rule: &str, target: &str, bytes: &[u8]) {
         if rule.is_empty() {
             if let Ok(ctx) = postcard::from_bytes::<SubjectCtx>(bytes) {
@@ -159,18 +170,28 @@ impl Engine {
             }
             return;
         }
-        let Some(ix) = self.rules.rules.iter().position(|r| &*r.name == rule) else {
+        let Some(ix) = self.rules.rules.iter().position(|r| &*r.key == rule) else {
             return;
         };
-        let Ok(saved) = postcard::from_bytes::<Saved>(bytes) else {
+        let Ok(mut saved) = postcard::from_bytes::<Saved>(bytes) else {
             return;
         };
         let r = &self.rules.rules[ix];
-        if saved.fingerprint != r.fingerprint || !saved.state.fits(&r.test) {
+        if !saved.state.fits(&r.test) {
             return;
+        }
+        if saved.fingerprint != r.fingerprint {
+            saved.state.rebase(&r.test, &self.rules.local, self.now);
         }
         let t = self.intern(saved.origin);
         self.put((ix as u16, t), saved.state);
+    }
+
+    /// The engine's clock starts at `ms` (the last time it ran): restored states may hold
+    /// times up to then, and a reading stamped earlier (a clock that went back) is taken
+    /// as of then.
+    pub fn start_at(&mut self, ms: u64) {
+        self.now = self.now.max(ms);
     }
 
     /// A restart after the gateway was down from `down_since` to `now`: silences whose
@@ -215,9 +236,11 @@ impl Engine {
         self.plan(profile, now);
     }
 
-    /// Swaps in new rules. State of rules that did not change is kept; the rest start
-    /// afresh (their open alarms stay with the lifecycle).
-    pub fn reload(&mut self, rules: Arc<RuleSet>) {
+    /// Swaps in new rules. State is carried over by rule key where it still fits the
+    /// new test (a changed window is recomputed); returns the (alarm type, source) of
+    /// every state dropped, whose open alarms no rule will clear any more.
+    #[must_use = "open alarms of dropped states must be cleared"]
+    pub fn reload(&mut self, rules: Arc<RuleSet>) -> Vec<(String, String)> {
         let old = std::mem::replace(&mut self.rules, rules);
         self.shared = self.rules.rules.iter().cloned().map(Arc::new).collect();
         let remap: HashMap<u16, u16> = old
@@ -225,35 +248,40 @@ impl Engine {
             .iter()
             .enumerate()
             .filter_map(|(i, o)| {
-                let j = self
-                    .rules
-                    .rules
-                    .iter()
-                    .position(|n| n.name == o.name && n.fingerprint == o.fingerprint)?;
+                let j = self.rules.rules.iter().position(|n| n.key == o.key)?;
                 Some((i as u16, j as u16))
             })
             .collect();
         self.timers.clear();
         let dirty: Vec<Key> = self.dirty.drain().collect();
-        for ((r, t), s) in std::mem::take(&mut self.states) {
+        let mut dropped = Vec::new();
+        let now = self.now;
+        for ((r, t), mut s) in std::mem::take(&mut self.states) {
+            let o = &old.rules[r as usize];
             match remap.get(&r) {
-                Some(&n) => {
+                Some(&n) if s.fits(&self.rules.rules[n as usize].test) => {
+                    let new = &self.rules.rules[n as usize];
+                    let changed = new.fingerprint != o.fingerprint;
+                    if changed {
+                        s.rebase(&new.test, &self.rules.local, now);
+                    }
                     self.put((n, t), s);
-                    if dirty.contains(&(r, t)) {
+                    if changed || dirty.contains(&(r, t)) {
                         self.dirty.insert((n, t));
                     }
                 }
-                None => self.deleted.push((
-                    old.rules[r as usize].name.to_string(),
-                    self.targets[t as usize].source.clone(),
-                )),
+                _ => {
+                    let source = self.targets[t as usize].source.clone();
+                    self.deleted.push((o.key.to_string(), source.clone()));
+                    dropped.push((o.name.to_string(), source));
+                }
             }
         }
         let profiles: Vec<DeviceProfile> = self.plans.drain().map(|(_, p)| p.profile).collect();
-        let now = self.now;
         for p in profiles {
             self.plan(&p, now);
         }
+        dropped
     }
 
     /// Judges one reading from `profile`'s device; verdicts go to `out`. Timers due
@@ -265,18 +293,34 @@ impl Engine {
         t: u64,
         out: &mut Vec<Verdict>,
     ) {
-        self.advance(t, out);
+        self.advance(t.saturating_sub(1), out);
         let t = t.max(self.now);
         self.now = t;
-        let (device, heartbeat_ms, mut relay, mut dimming, keys) = match self.plan(profile, t) {
-            Some(p) => (
-                p.id.clone(),
-                p.heartbeat_ms,
-                p.relay,
-                p.dimming,
-                std::mem::take(&mut p.rules),
-            ),
-            None => return,
+        let cached = self
+            .plans
+            .get(profile.id.as_str())
+            .filter(|p| same_place(&p.profile, profile))
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    p.heartbeat_ms,
+                    p.relay,
+                    p.dimming,
+                    p.rules.clone(),
+                )
+            });
+        let (device, heartbeat_ms, mut relay, mut dimming, keys) = match cached {
+            Some(c) => c,
+            None => match self.plan(profile, t) {
+                Some(p) => (
+                    p.id.clone(),
+                    p.heartbeat_ms,
+                    p.relay,
+                    p.dimming,
+                    p.rules.clone(),
+                ),
+                None => return,
+            },
         };
         let subject = profile.subject.as_ref().map(|(_, s)| s.as_str());
         let sctx = subject
@@ -287,7 +331,11 @@ impl Engine {
         if let Report::StreetLight(l) = report {
             relay = Some(l.relay_on);
             dimming = Some(l.dimming_pct.into());
+            if let Some(p) = self.plans.get_mut(&*device) {
+                (p.relay, p.dimming) = (relay, dimming);
+            }
         }
+        let variant = signal::variant_bit(report);
         let ctx = Context {
             away: sctx.away,
             bed: match report {
@@ -304,8 +352,12 @@ impl Engine {
             ctx,
             heartbeat_ms,
         };
-        for &key in &keys {
-            let rule = &self.rules.rules[key.0 as usize];
+        for &(r, tg, uses) in keys.iter() {
+            if uses & variant == 0 {
+                continue;
+            }
+            let key = (r, tg);
+            let rule = &self.rules.rules[r as usize];
             let Some(st) = self.states.get_mut(&key) else {
                 continue;
             };
@@ -319,9 +371,6 @@ impl Engine {
             if let Some(o) = outcome {
                 out.push(self.verdict(key, o, Some(t), Some(device.clone())));
             }
-        }
-        if let Some(p) = self.plans.get_mut(&*device) {
-            (p.rules, p.relay, p.dimming) = (keys, relay, dimming);
         }
         if let (Some(s), Report::Bed(b)) = (subject, report) {
             if sctx.bed != Some(b.occupied) {
@@ -343,8 +392,14 @@ impl Engine {
             let Some(st) = self.states.get_mut(&key) else {
                 continue;
             };
-            if st.deadline(&rule.test) != Some(at) {
-                continue; // superseded
+            match st.deadline(&rule.test) {
+                Some(d) if d == at => {}
+                Some(d) if d > at => {
+                    // The deadline moved later since this entry was filed.
+                    self.timers.insert((d, r, t));
+                    continue;
+                }
+                _ => continue, // superseded
             }
             let origin = self.targets[t as usize].clone();
             let ctx = Context {
@@ -383,13 +438,13 @@ impl Engine {
             };
             let rule = &self.rules.rules[key.0 as usize];
             let origin = &self.targets[key.1 as usize];
-            let saved = Saved {
+            let saved = SavedRef {
                 fingerprint: rule.fingerprint,
-                origin: (**origin).clone(),
-                state: state.clone(),
+                origin,
+                state,
             };
             out.push((
-                (rule.name.to_string(), origin.source.clone()),
+                (rule.key.to_string(), origin.source.clone()),
                 postcard::to_allocvec(&saved).ok(),
             ));
         }
@@ -443,13 +498,13 @@ impl Engine {
         }
     }
 
+    /// Files a changed deadline. A deadline that moved later keeps its earlier entry,
+    /// which re-files itself when it comes up (a silence moves on every reading: this
+    /// keeps that off the timer set).
     fn reschedule(&mut self, key: Key, before: Option<u64>) {
         let after = self.states[&key].deadline(&self.rules.rules[key.0 as usize].test);
-        if before != after {
-            if let Some(b) = before {
-                self.timers.remove(&(b, key.0, key.1));
-            }
-            if let Some(a) = after {
+        if let Some(a) = after {
+            if before.is_none_or(|b| a < b) {
                 self.timers.insert((a, key.0, key.1));
             }
         }
@@ -492,7 +547,7 @@ impl Engine {
                     );
                     self.dirty.insert(key);
                 }
-                keys.push(key);
+                keys.push((key.0, key.1, rule.test.reports()));
             }
             let (relay, dimming) = self
                 .plans
@@ -504,7 +559,7 @@ impl Engine {
                 Plan {
                     id,
                     profile: profile.clone(),
-                    rules: keys,
+                    rules: keys.into(),
                     heartbeat_ms,
                     relay,
                     dimming,
@@ -513,6 +568,11 @@ impl Engine {
         }
         self.plans.get_mut(profile.id.as_str())
     }
+}
+
+/// Is the device still where its plan put it (same site, zone, resident/asset)?
+fn same_place(a: &DeviceProfile, b: &DeviceProfile) -> bool {
+    a.zone == b.zone && a.site == b.site && a.subject == b.subject
 }
 
 fn origin(per: Per, p: &DeviceProfile) -> Origin {

@@ -77,6 +77,136 @@ pub fn metric(report: &Report, metric: &str) -> Option<f64> {
     found
 }
 
+/// A report's variant as a bit (`Report` variant order), for masks of the reports a rule
+/// can use.
+pub fn variant_bit(r: &Report) -> u32 {
+    1 << match r {
+        Report::Heartbeat(_) => 0,
+        Report::Battery(_) => 1,
+        Report::Status(_) => 2,
+        Report::Pendant(_) => 3,
+        Report::Bed(_) => 4,
+        Report::Door(_) => 5,
+        Report::Motion(_) => 6,
+        Report::Vitals(_) => 7,
+        Report::Hazard(_) => 8,
+        Report::HubHeartbeat(_) => 9,
+        Report::StreetLight(_) => 10,
+        Report::Manhole(_) => 11,
+        Report::WaterLevel(_) => 12,
+        Report::WasteBin(_) => 13,
+        Report::PowerMeter(_) => 14,
+        Report::ConnectionLost => 15,
+    }
+}
+
+/// Every variant but the Last Will.
+pub const ANY_REPORT: u32 = (1 << 15) - 1;
+
+/// One report of every kind with every field set, for finding which carry a metric.
+fn samples() -> [Report; 17] {
+    use linli_protocol::report::*;
+    [
+        Report::Heartbeat(Heartbeat { uptime_s: 1 }),
+        Report::Battery(Battery {
+            millivolts: 1,
+            percent: 1,
+        }),
+        Report::Status(Status {
+            firmware: [1, 1, 1],
+            rssi_dbm: 1,
+            tamper: true,
+        }),
+        Report::Pendant(Pendant::Fall {
+            impact_mg: 1,
+            still_s: 1,
+        }),
+        Report::Pendant(Pendant::Activity { level: 1, steps: 1 }),
+        Report::Pendant(Pendant::Impact { impact_mg: 1 }),
+        Report::Bed(Bed {
+            occupied: true,
+            pressure: 1,
+        }),
+        Report::Door(Door { open: true }),
+        Report::Motion(Motion {
+            motion: true,
+            count: 1,
+        }),
+        Report::Vitals(Vitals {
+            heart_rate_bpm: 1,
+            spo2_pct: 1,
+            respiration_bpm: 1,
+            quality: 1,
+        }),
+        Report::Hazard(Hazard {
+            hazard: HazardKind::Smoke,
+            alarm: true,
+            level: 1,
+        }),
+        Report::HubHeartbeat(HubHeartbeat {
+            devices_seen: 1,
+            mains: true,
+        }),
+        Report::StreetLight(StreetLight {
+            relay_on: true,
+            current_ma: 1,
+            power_dw: 1,
+            dimming_pct: 1,
+        }),
+        Report::Manhole(Manhole {
+            tilt_cdeg: 1,
+            water_mm: 1,
+            gas_ppm: 1,
+        }),
+        Report::WaterLevel(WaterLevel { level_mm: 1 }),
+        Report::WasteBin(WasteBin {
+            fill_pct: 1,
+            temperature_dc: 1,
+            tilt_deg: 1,
+        }),
+        Report::PowerMeter(PowerMeter {
+            voltage_dv: 1,
+            current_ma: 1,
+            power_w: 1,
+            power_factor_milli: 1,
+            frequency_chz: 1,
+            import_wh: 1,
+        }),
+    ]
+}
+
+/// The report variants that can carry `metric`.
+pub fn metric_variants(metric: &str) -> u32 {
+    samples()
+        .iter()
+        .filter(|r| self::metric(r, metric).is_some())
+        .fold(0, |m, r| m | variant_bit(r))
+}
+
+/// The report variants that can carry `event`.
+pub fn event_variants(event: EventKind) -> u32 {
+    match event {
+        EventKind::Fall | EventKind::FallCancelled | EventKind::Sos | EventKind::Impact => {
+            variant_bit(&Report::Pendant(Pendant::Sos))
+        }
+        EventKind::Tamper => 1 << 2,
+        EventKind::Smoke | EventKind::Gas | EventKind::Co | EventKind::WaterLeak => 1 << 8,
+    }
+}
+
+/// The report variants that can carry `signal`.
+pub fn signal_variants(signal: Signal) -> u32 {
+    let (pendant, bed, door, motion) = (1 << 3, 1 << 4, 1 << 5, 1 << 6);
+    match signal {
+        Signal::Activity => pendant | bed | door | motion,
+        Signal::Motion => motion,
+        Signal::DoorOpen | Signal::DoorClose => door,
+        Signal::BedExit | Signal::BedEnter => bed,
+        Signal::Steps => pendant,
+        Signal::Report => ANY_REPORT,
+    }
+}
+
 /// Activity signals, as a bit set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Signals(u16);
@@ -218,6 +348,10 @@ mod tests {
             Some(3.2),
             "impact in g, not milli-g"
         );
+        for m in METRICS {
+            assert_ne!(metric_variants(m), 0, "{m} is carried by some report");
+        }
+        assert_eq!(metric_variants("tilt_deg"), (1 << 11) | (1 << 13));
     }
 
     #[test]

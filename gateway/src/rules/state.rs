@@ -194,6 +194,29 @@ impl State {
         }
     }
 
+    /// The rule's definition changed (same kind): keep what still means the same, and
+    /// recompute what depends on the old parameters (an absence window's next
+    /// occurrence, a silence's interval is kept as it was measured).
+    pub fn rebase(&mut self, test: &Test, local: &LocalTime, now: u64) {
+        if let (
+            State::Absence {
+                next,
+                watching_from,
+                ..
+            },
+            Test::Absence {
+                window, calendar, ..
+            },
+        ) = (self, test)
+        {
+            // The new window is judged from now on.
+            *watching_from = (*watching_from).max(now);
+            *next = local
+                .next_ending_after(window, calendar, now)
+                .map(|o| (o.start_ms, o.end_ms));
+        }
+    }
+
     /// Is this state the kind `test` needs (a rule changed kind across a restart)?
     pub fn fits(&self, test: &Test) -> bool {
         matches!(
@@ -327,7 +350,7 @@ impl State {
                     let start = *since.get_or_insert(t);
                     *count += 1;
                     if *count >= *consecutive
-                        && t - start >= *hold_ms
+                        && t.saturating_sub(start) >= *hold_ms
                         && !(gates.unless_away && s.ctx.away)
                     {
                         (*active, *since, *count, *clear_since) = (true, None, 0, None);
@@ -345,7 +368,7 @@ impl State {
                     return None;
                 }
                 let start = *clear_since.get_or_insert(t);
-                if t - start >= *clear_hold_ms {
+                if t.saturating_sub(start) >= *clear_hold_ms {
                     (*active, *clear_since) = (false, None);
                     return Some(Outcome::Clear { at_ms: t });
                 }
@@ -368,7 +391,9 @@ impl State {
                 if !gates.allow(s, local) {
                     return None;
                 }
-                while samples.front().is_some_and(|(st, _)| st + window_ms < t)
+                while samples
+                    .front()
+                    .is_some_and(|(st, _)| st.saturating_add(*window_ms) < t)
                     || samples.len() >= RATE_SAMPLES
                 {
                     samples.pop_front();
@@ -392,7 +417,7 @@ impl State {
                 }
                 if *active && !risen {
                     let start = *clear_since.get_or_insert(t);
-                    if t - start >= *clear_hold_ms {
+                    if t.saturating_sub(start) >= *clear_hold_ms {
                         (*active, *clear_since) = (false, None);
                         return Some(Outcome::Clear { at_ms: t });
                     }
@@ -618,7 +643,7 @@ fn fall(
         }
         Some(EventKind::FallCancelled) => {
             let at = (*impact_at)?;
-            if t - at <= *cancel_within_ms {
+            if t.saturating_sub(at) <= *cancel_within_ms {
                 *impact_at = None;
                 return Some(Outcome::Note {
                     at_ms: t,
@@ -631,7 +656,7 @@ fn fall(
         _ => {}
     }
     let at = (*impact_at)?;
-    let steps = s.signals.has(Signal::Steps) && t - at <= *steps_within_ms;
+    let steps = s.signals.has(Signal::Steps) && t.saturating_sub(at) <= *steps_within_ms;
     let moving = signal::metric(s.report, "activity").is_some_and(|a| a > *still_level);
     if steps || moving {
         *impact_at = None;

@@ -74,9 +74,13 @@ struct AlarmsArgs {
     /// Part 2: readings per second offered, all connections together.
     #[arg(long, default_value_t = 50_000.0)]
     rate: f64,
-    /// Part 2: seconds of load.
+    /// Part 2: seconds of measured load.
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// Part 2: seconds of the same load first, without SOS (keeps the gateway's
+    /// start-up out of the latency figures).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
     /// Part 2: share of readings that are SOS presses (first per resident raises, the
     /// rest repeat).
     #[arg(long, default_value_t = 0.001)]
@@ -126,6 +130,7 @@ impl AlarmsArgs {
                 connections: self.connections,
                 rate: self.rate,
                 seconds: self.seconds,
+                warmup: self.warmup,
                 alarm_share: self.alarm_share,
                 window: self.window,
                 fsync: self.fsync,

@@ -63,6 +63,7 @@ async fn part2_smoke_reads_latency_from_the_real_gateway() {
         connections: 20,
         rate: 1_000.0,
         seconds: 3.0,
+        warmup: 1.0,
         alarm_share: 0.01,
         window: 20,
         fsync: "batch".into(),

@@ -44,8 +44,11 @@ pub struct LatencyConfig {
     pub connections: usize,
     /// Readings per second offered, all connections together.
     pub rate: f64,
-    /// Seconds of load.
+    /// Seconds of measured load (SOS presses are spread over these).
     pub seconds: f64,
+    /// Seconds of the same load before, without SOS: the gateway's start-up (first
+    /// connections, first commits, page faults) is kept out of the latency figures.
+    pub warmup: f64,
     /// Share of readings that are SOS presses (the first from each pendant raises an
     /// alarm, later ones repeat it).
     pub alarm_share: f64,
@@ -89,8 +92,11 @@ pub struct LatencyRun {
     /// Gateway peak RSS, MiB.
     pub gateway_peak_rss_mib: f64,
     /// `linli_journal_lag_seconds` (receive → durable, the oldest reading of the last
-    /// group commit) sampled every 0.1 s under load: the ingest share of the latency.
+    /// group commit) sampled every 0.1 s after the warm-up: the ingest share of the
+    /// latency.
     pub journal_lag_s: Vec<f64>,
+    /// The largest `linli_journal_lag_seconds` seen during the warm-up.
+    pub warmup_journal_lag_max_s: f64,
     /// Rejections, cursor jumps: anything that says readings were lost or refused.
     pub warnings: Vec<String>,
 }
@@ -223,7 +229,11 @@ fn packets(
     devices: &[SimDevice],
 ) -> Result<(Vec<Packets>, u64, u64)> {
     let n = devices.len();
-    let per_conn = ((cfg.rate * cfg.seconds) / n as f64).round().max(1.0) as usize;
+    let span = cfg.warmup + cfg.seconds;
+    let per_conn = ((cfg.rate * span) / n as f64).round().max(1.0) as usize;
+    // SOS presses only after the warm-up.
+    let first = ((cfg.warmup / span) * per_conn as f64) as usize;
+    let measured = per_conn - first;
     let mut reports: Vec<Vec<Report>> = (0..n)
         .map(|d| {
             let kind = fleet.profiles[d].kind;
@@ -237,12 +247,12 @@ fn packets(
         bail!("no pendant among {n} connections: use --connections 2 or more");
     }
     let alarms = ((cfg.rate * cfg.seconds * cfg.alarm_share).round() as usize).max(1);
-    // SOS k goes to pendant k mod P, at fraction (k + ½)/alarms of the run: every
-    // resident's first press raises an alarm, later ones repeat it.
+    // SOS k goes to pendant k mod P, at fraction (k + ½)/alarms of the measured part:
+    // every resident's first press raises an alarm, later ones repeat it.
     let mut placed = 0u64;
     for k in 0..alarms {
         let seq = &mut reports[pendants[k % pendants.len()]];
-        let mut at = (((k as f64 + 0.5) / alarms as f64) * per_conn as f64) as usize;
+        let mut at = first + (((k as f64 + 0.5) / alarms as f64) * measured as f64) as usize;
         while at < per_conn && matches!(seq[at], Report::Pendant(Pendant::Sos)) {
             at += 1;
         }
@@ -253,7 +263,7 @@ fn packets(
     }
     let residents = pendants.len().min(alarms) as u64;
     let now_s = linli_gateway::clock::now_ms() / 1000;
-    let per_s = per_conn as f64 / cfg.seconds;
+    let per_s = per_conn as f64 / span;
     let out = devices
         .iter()
         .zip(reports)
@@ -296,8 +306,8 @@ fn gateway_config(
 
 /// Runs part 2 once in `work` (a fresh directory).
 pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
-    if cfg.connections < 2 || cfg.rate <= 0.0 || cfg.seconds <= 0.0 {
-        bail!("part 2 needs at least 2 connections, a positive rate and positive seconds");
+    if cfg.connections < 2 || cfg.rate <= 0.0 || cfg.seconds <= 0.0 || cfg.warmup < 0.0 {
+        bail!("part 2 needs at least 2 connections, a positive rate and seconds, and a warm-up of 0 s or more");
     }
     let data = work.join("data");
     let t = Instant::now();
@@ -356,7 +366,8 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
     let mut last = (Instant::now(), accepted0);
     let mut done_at = None;
     let mut journal_lag_s = Vec::new();
-    let deadline = Duration::from_secs_f64(cfg.seconds) + cfg.drain_timeout;
+    let deadline = Duration::from_secs_f64(cfg.warmup + cfg.seconds) + cfg.drain_timeout;
+    let mut warmup_lag_max: f64 = 0.0;
     tokio::time::sleep_until(start).await;
     let t0 = Instant::now();
     while t0.elapsed() < deadline {
@@ -364,7 +375,11 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
         let m = tokio::task::block_in_place(|| scrape(http))?;
         let acc = metric(&m, "linli_readings_accepted_total")? - accepted0;
         if let Some(lag) = m.get("linli_journal_lag_seconds") {
-            journal_lag_s.push(*lag);
+            if t0.elapsed().as_secs_f64() < cfg.warmup {
+                warmup_lag_max = warmup_lag_max.max(*lag);
+            } else {
+                journal_lag_s.push(*lag);
+            }
         }
         if acc + rejected(&m) - rejected0 >= total {
             done_at = Some(t0.elapsed());
@@ -441,6 +456,7 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
         generator_cpu_s,
         gateway_peak_rss_mib: peak_rss_mib(pid),
         journal_lag_s,
+        warmup_journal_lag_max_s: warmup_lag_max,
         warnings,
     };
     drop(server);

@@ -136,8 +136,8 @@ pub fn print_eval_summary(runs: &[EvalRun]) {
 /// Part 2's figures and the verdict on its target.
 pub fn print_latency(cfg: &LatencyConfig, r: &LatencyRun) {
     println!(
-        "\npart 2: reading-to-alarm latency under load: {} connections offering {:.0} readings/s for {} s ({} of them SOS from {} residents; fsync {})",
-        cfg.connections, cfg.rate, cfg.seconds, r.alarm_readings, r.residents, cfg.fsync
+        "\npart 2: reading-to-alarm latency under load: {} connections offering {:.0} readings/s for {} s after a {} s warm-up ({} SOS from {} residents in the measured part; fsync {})",
+        cfg.connections, cfg.rate, cfg.seconds, cfg.warmup, r.alarm_readings, r.residents, cfg.fsync
     );
     println!(
         "  ingest: {} of {} readings journaled in {:.2} s = {:.0} readings/s   gateway CPU {:.2} s, peak RSS {:.1} MiB   generator CPU {:.2} s",
@@ -169,6 +169,10 @@ pub fn print_latency(cfg: &LatencyConfig, r: &LatencyRun) {
             max * 1e3
         );
     }
+    println!(
+        "  warm-up: largest linli_journal_lag_seconds {:.2} ms (not in the figures above)",
+        r.warmup_journal_lag_max_s * 1e3
+    );
     println!("  (the gateway stamps receive times in whole ms: quantiles move in 1 ms steps)");
     for w in &r.warnings {
         println!("  note: {w}");

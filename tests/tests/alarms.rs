@@ -86,6 +86,21 @@ async fn sos_over_mqtt_is_acknowledged_and_resolved_over_http_with_an_audit_trai
     let (code, body) =
         post_json(&format!("{http}/api/alarms/999999/ack"), json!({"by": "x"})).await?;
     assert_eq!(code, 404, "{body}");
+    // Away mode and out-of-service must name something registered.
+    let away = |who: &str| format!("{http}/api/residents/{who}/away");
+    let (code, body) = post_json(&away("nobody"), json!({"on": true, "by": "amy"})).await?;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = post_json(&away("R-pendant-1"), json!({"on": true, "by": "amy"})).await?;
+    assert_eq!(code, 200, "{body}");
+    let oos = format!("{http}/api/out-of-service");
+    let (code, body) = post_json(&oos, json!({"source": "ghost", "on": true, "by": "amy"})).await?;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = post_json(
+        &oos,
+        json!({"source": "pendant-1", "on": true, "by": "amy"}),
+    )
+    .await?;
+    assert_eq!(code, 200, "{body}");
 
     let one = get_json(&format!("{http}/api/alarms/{id}")).await?;
     assert_eq!(one["state"], "normal");

@@ -839,6 +839,12 @@ impl Alarms {
                 sa.count += 1;
                 sa.condition = true;
                 sa.updated_ms = at;
+                let from = sa.state;
+                if from == AlarmState::ReturnedUnacked {
+                    // Flooding again before anyone acknowledged the last flood.
+                    sa.state = AlarmState::ActiveUnacked;
+                    self.record(s, at, "repeat", from, SYSTEM, "flooding again".into());
+                }
                 self.changed.insert(s);
                 s
             }

@@ -197,6 +197,12 @@ pub async fn out_of_service(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
+    if !known(&s, &b.source)? {
+        return Err(not_found(&format!(
+            "source `{}` (give a device id, or device:ID, resident:ID, asset:ID, zone:ID of a registered device)",
+            b.source
+        )));
+    }
     tokio::task::block_in_place(|| {
         s.alarms.act(|c, now| {
             c.alarms.set_out_of_service(&b.source, b.on, by, now);
@@ -223,6 +229,11 @@ pub async fn away(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
+    if !known(&s, &format!("resident:{id}"))? {
+        return Err(not_found(&format!(
+            "resident {id} (no registered device belongs to them)"
+        )));
+    }
     tokio::task::block_in_place(|| {
         s.alarms.act(|c, _| {
             c.rules.set_away(&id, b.on);
@@ -242,10 +253,33 @@ pub struct NotesQuery {
 }
 
 /// Notes (suspected and dismissed falls), newest first.
-pub async fn notes(State(s): S, Query(q): Query<NotesQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn notes(
+    State(s): S,
+    q: Result<Query<NotesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
     let n = tokio::task::block_in_place(|| s.alarms.notes(q.limit.unwrap_or(200).min(10_000)))
         .map_err(internal)?;
     Ok(Json(json!({ "notes": n })))
+}
+
+/// Does `source` (a device id, or `device:`, `resident:`, `asset:`, `zone:` and an id)
+/// name something registered?
+fn known(s: &Shared, source: &str) -> Result<bool, ApiError> {
+    let all = s.registry.all().map_err(internal)?;
+    let (kind, id) = source.split_once(':').unwrap_or(("device", source));
+    Ok(all.iter().any(|d| {
+        let p = &d.profile;
+        match kind {
+            "device" => p.id == id,
+            "zone" => p.zone == id,
+            "resident" | "asset" => p
+                .subject
+                .as_ref()
+                .is_some_and(|(k, s)| k.as_str() == kind && s == id),
+            _ => false,
+        }
+    }))
 }
 
 fn rules_view(s: &Shared) -> Value {

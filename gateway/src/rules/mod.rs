@@ -93,7 +93,7 @@ struct SavedRef<'a> {
     state: &'a State,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct SubjectCtx {
     away: bool,
     bed: Option<bool>,
@@ -108,6 +108,8 @@ struct Plan {
     heartbeat_ms: u64,
     relay: Option<bool>,
     dimming: Option<f64>,
+    /// Index of its resident/asset's context.
+    subject: Option<u32>,
 }
 
 type Key = (u16, u32);
@@ -123,9 +125,11 @@ pub struct Engine {
     plans: HashMap<Arc<str>, Plan>,
     states: HashMap<Key, State>,
     timers: BTreeSet<(u64, u16, u32)>,
-    subjects: HashMap<String, SubjectCtx>,
+    /// Residents' context (away, bed), by index; plans keep their subject's index.
+    subjects: Vec<(String, SubjectCtx)>,
+    subject_ix: HashMap<String, u32>,
     dirty: HashSet<Key>,
-    dirty_ctx: HashSet<String>,
+    dirty_ctx: HashSet<u32>,
     deleted: Vec<(String, String)>,
     now: u64,
 }
@@ -142,7 +146,8 @@ impl Engine {
             plans: HashMap::default(),
             states: HashMap::default(),
             timers: BTreeSet::new(),
-            subjects: HashMap::default(),
+            subjects: Vec::new(),
+            subject_ix: HashMap::default(),
             dirty: HashSet::default(),
             dirty_ctx: HashSet::default(),
             deleted: Vec::new(),
@@ -166,7 +171,8 @@ impl Engine {
     pub fn restore(&mut self, rule: &str, target: &str, bytes: &[u8]) {
         if rule.is_empty() {
             if let Ok(ctx) = postcard::from_bytes::<SubjectCtx>(bytes) {
-                self.subjects.insert(target.to_owned(), ctx);
+                let i = self.subject(target);
+                self.subjects[i as usize].1 = ctx;
             }
             return;
         }
@@ -221,13 +227,16 @@ impl Engine {
 
     /// Marks a resident away (or back). Nothing away-gated raises while away.
     pub fn set_away(&mut self, subject: &str, away: bool) {
-        self.subjects.entry(subject.to_owned()).or_default().away = away;
-        self.dirty_ctx.insert(subject.to_owned());
+        let i = self.subject(subject);
+        self.subjects[i as usize].1.away = away;
+        self.dirty_ctx.insert(i);
     }
 
     /// Is this resident away?
     pub fn is_away(&self, subject: &str) -> bool {
-        self.subjects.get(subject).is_some_and(|c| c.away)
+        self.subject_ix
+            .get(subject)
+            .is_some_and(|&i| self.subjects[i as usize].1.away)
     }
 
     /// Makes a device known before it reports, so that windows (absence) start being
@@ -301,31 +310,21 @@ impl Engine {
             .get(profile.id.as_str())
             .filter(|p| same_place(&p.profile, profile))
             .map(|p| {
-                (
-                    p.id.clone(),
-                    p.heartbeat_ms,
-                    p.relay,
-                    p.dimming,
-                    p.rules.clone(),
-                )
+                let c = (p.id.clone(), p.heartbeat_ms, p.relay, p.dimming);
+                (c, p.rules.clone(), p.subject)
             });
-        let (device, heartbeat_ms, mut relay, mut dimming, keys) = match cached {
+        let ((device, heartbeat_ms, mut relay, mut dimming), keys, subject) = match cached {
             Some(c) => c,
             None => match self.plan(profile, t) {
-                Some(p) => (
-                    p.id.clone(),
-                    p.heartbeat_ms,
-                    p.relay,
-                    p.dimming,
-                    p.rules.clone(),
-                ),
+                Some(p) => {
+                    let c = (p.id.clone(), p.heartbeat_ms, p.relay, p.dimming);
+                    (c, p.rules.clone(), p.subject)
+                }
                 None => return,
             },
         };
-        let subject = profile.subject.as_ref().map(|(_, s)| s.as_str());
         let sctx = subject
-            .and_then(|s| self.subjects.get(s))
-            .cloned()
+            .map(|i| self.subjects[i as usize].1)
             .unwrap_or_default();
         let signals = Signals::of(report, sctx.bed);
         if let Report::StreetLight(l) = report {
@@ -372,10 +371,10 @@ impl Engine {
                 out.push(self.verdict(key, o, Some(t), Some(device.clone())));
             }
         }
-        if let (Some(s), Report::Bed(b)) = (subject, report) {
+        if let (Some(i), Report::Bed(b)) = (subject, report) {
             if sctx.bed != Some(b.occupied) {
-                self.subjects.entry(s.to_owned()).or_default().bed = Some(b.occupied);
-                self.dirty_ctx.insert(s.to_owned());
+                self.subjects[i as usize].1.bed = Some(b.occupied);
+                self.dirty_ctx.insert(i);
             }
         }
     }
@@ -389,6 +388,8 @@ impl Engine {
             self.timers.pop_first();
             let key = (r, t);
             let rule = &self.rules.rules[r as usize];
+            let origin = self.targets[t as usize].clone();
+            let away = origin.subject.as_ref().is_some_and(|s| self.is_away(s));
             let Some(st) = self.states.get_mut(&key) else {
                 continue;
             };
@@ -401,13 +402,8 @@ impl Engine {
                 }
                 _ => continue, // superseded
             }
-            let origin = self.targets[t as usize].clone();
             let ctx = Context {
-                away: origin
-                    .subject
-                    .as_ref()
-                    .and_then(|s| self.subjects.get(s))
-                    .is_some_and(|c| c.away),
+                away,
                 ..Context::default()
             };
             let outcome = st.on_timer(&rule.test, at, ctx, &self.rules.local, &rule.gates);
@@ -448,12 +444,12 @@ impl Engine {
                 postcard::to_allocvec(&saved).ok(),
             ));
         }
-        for s in self.dirty_ctx.drain() {
-            let bytes = self
-                .subjects
-                .get(&s)
-                .and_then(|c| postcard::to_allocvec(c).ok());
-            out.push(((String::new(), s), bytes));
+        for i in self.dirty_ctx.drain() {
+            let (name, ctx) = &self.subjects[i as usize];
+            out.push((
+                (String::new(), name.clone()),
+                postcard::to_allocvec(ctx).ok(),
+            ));
         }
         out
     }
@@ -510,6 +506,16 @@ impl Engine {
         }
     }
 
+    fn subject(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.subject_ix.get(name) {
+            return i;
+        }
+        let i = self.subjects.len() as u32;
+        self.subject_ix.insert(name.to_owned(), i);
+        self.subjects.push((name.to_owned(), SubjectCtx::default()));
+        i
+    }
+
     fn intern(&mut self, origin: Origin) -> u32 {
         if let Some(&i) = self.target_ix.get(&origin.source) {
             return i;
@@ -553,6 +559,7 @@ impl Engine {
                 .plans
                 .get(profile.id.as_str())
                 .map_or((None, None), |p| (p.relay, p.dimming));
+            let subject = profile.subject.as_ref().map(|(_, s)| self.subject(s));
             let id: Arc<str> = Arc::from(profile.id.as_str());
             self.plans.insert(
                 id.clone(),
@@ -563,6 +570,7 @@ impl Engine {
                     heartbeat_ms,
                     relay,
                     dimming,
+                    subject,
                 },
             );
         }

@@ -23,6 +23,9 @@ pub struct Entry {
     pub reading: Reading,
     /// The sender as registered (its profile names kind, site, zone, subject).
     pub device: Arc<DeviceRecord>,
+    /// When the broker handed it over (live readings only; None when replayed): for
+    /// measuring how long a stage took from arrival.
+    pub received_at: Option<std::time::Instant>,
 }
 
 /// A committed batch, shared by every follower.

@@ -362,6 +362,7 @@ impl<'a> Replayer<'a> {
             seq,
             reading,
             device,
+            received_at: None,
         });
         if self.pending.len() >= 4096 {
             self.flush();

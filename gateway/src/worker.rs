@@ -165,6 +165,7 @@ impl Worker {
                             seq,
                             reading,
                             device,
+                            received_at: Some(raw.received_at),
                         });
                     }
                     Ok(Admitted::Duplicate(counter, device)) => {

@@ -27,6 +27,10 @@ use crate::rules::{Defaults, Dirty, RuleSet};
 /// Most latency samples kept for the quantiles in `/metrics`.
 const LATENCY_SAMPLES: usize = 10_000;
 
+/// Batches that changed no alarm commit their rule state and journal position at most
+/// this often (an alarm change commits at once).
+const QUIET_COMMIT_MS: u64 = 100;
+
 /// Timers fire this long after their deadline by the wall clock, so that a reading
 /// received just before a deadline (still on its way through ingest) is judged first.
 pub const TIMER_GRACE_MS: u64 = 1000;
@@ -70,12 +74,26 @@ pub struct AlarmMetrics {
     pub reloads: AtomicU64,
     /// Rule reloads refused (invalid file).
     pub reloads_refused: AtomicU64,
-    /// Reading receive → alarm record committed, µs (latest samples).
+    /// Reading arrival → alarm record committed, µs (latest samples, for quantiles).
     pub latency_us: Mutex<VecDeque<u64>>,
+    /// Latency samples ever taken.
+    pub latency_count: AtomicU64,
+    /// Their sum, µs.
+    pub latency_sum_us: AtomicU64,
 }
 
 impl AlarmMetrics {
-    /// (p50, p99, samples) of the latency, seconds.
+    fn sample(&self, us: u64) {
+        let mut lat = self.latency_us.lock();
+        if lat.len() >= LATENCY_SAMPLES {
+            lat.pop_front();
+        }
+        lat.push_back(us);
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// (p50, p99, samples) of the latency over the latest samples, seconds.
     pub fn latency(&self) -> Option<(f64, f64, usize)> {
         let mut v: Vec<u64> = self.latency_us.lock().iter().copied().collect();
         if v.is_empty() {
@@ -98,8 +116,12 @@ struct Inner {
     /// Start-up work left for when live following begins (after the journal replay):
     /// the last time the engine ran before this start.
     started: Option<u64>,
-    /// Following live (latency is measured only then, not over replayed readings).
-    live: bool,
+    /// Arrival of live readings that raised or repeated an alarm, not yet committed.
+    raised_by: Vec<std::time::Instant>,
+    /// Journal position applied but not yet committed (quiet batches), and when the
+    /// last commit was.
+    applied: Option<u64>,
+    last_commit: std::time::Instant,
 }
 
 /// The alarm stage's shared side: the follower thread, the API and reloads use it.
@@ -176,7 +198,9 @@ impl AlarmDesk {
                 pending: None,
                 cursor: loaded.cursor,
                 started: Some(loaded.alive_ms),
-                live: false,
+                raised_by: Vec::new(),
+                applied: None,
+                last_commit: std::time::Instant::now(),
             }),
             reader: Mutex::new(reader),
             registry,
@@ -283,6 +307,9 @@ impl AlarmDesk {
     }
 
     fn commit(&self, inner: &mut Inner, cursor: Option<u64>, durable: bool) {
+        // Whatever is committed includes the state of every applied reading: its
+        // journal position goes with it.
+        let cursor = cursor.max(inner.applied.take());
         let mut dirty = inner.core.rules.take_dirty();
         let mut changes = inner.core.take_changes();
         let mut cursor = cursor;
@@ -308,11 +335,17 @@ impl AlarmDesk {
             .commit(dirty.clone(), &changes, cursor, alive, durable)
         {
             Ok(()) => {
+                inner.last_commit = std::time::Instant::now();
                 if let Some(c) = cursor {
                     inner.cursor = c;
                     self.cursor.store(c, Relaxed);
                 }
-                self.account(&changes, &inner.core, inner.live);
+                self.account(&changes, &inner.core);
+                // Readings that raised (or repeated) an alarm: from their arrival to now,
+                // when the record is committed.
+                for at in inner.raised_by.drain(..) {
+                    self.metrics.sample(at.elapsed().as_micros() as u64);
+                }
             }
             Err(e) => {
                 self.metrics.db_errors.fetch_add(1, Relaxed);
@@ -322,8 +355,7 @@ impl AlarmDesk {
         }
     }
 
-    fn account(&self, changes: &Changes, core: &AlarmCore, live: bool) {
-        let now = now_ms();
+    fn account(&self, changes: &Changes, core: &AlarmCore) {
         let m = &self.metrics;
         m.transitions
             .fetch_add(changes.transitions.len() as u64, Relaxed);
@@ -334,25 +366,6 @@ impl AlarmDesk {
             .count();
         m.raised.fetch_add(raised as u64, Relaxed);
         m.open.store(core.alarms.open().count() as u64, Relaxed);
-        if !live {
-            return;
-        }
-        let mut lat = m.latency_us.lock();
-        for t in changes
-            .transitions
-            .iter()
-            .filter(|t| t.action == "raised" || t.action == "repeat")
-        {
-            let Some(a) = changes.alarms.iter().find(|a| a.id == t.alarm) else {
-                continue;
-            };
-            if let Some(r) = a.reading_ms {
-                if lat.len() >= LATENCY_SAMPLES {
-                    lat.pop_front();
-                }
-                lat.push_back(now.saturating_sub(r) * 1000);
-            }
-        }
     }
 }
 
@@ -390,20 +403,29 @@ impl Follower for AlarmFollower {
         let cursor = inner.cursor;
         for e in entries.iter().filter(|e| e.seq >= cursor) {
             let r = &e.reading;
+            let raises = inner.core.alarms.raises();
             inner
                 .core
                 .apply(&e.device.profile, &r.report, r.received_ms);
             last = Some(e.seq + 1);
+            if let (Some(at), true) = (e.received_at, inner.core.alarms.raises() > raises) {
+                inner.raised_by.push(at);
+            }
         }
         if last.is_some() {
-            desk.commit(&mut inner, last, false);
+            inner.applied = last;
         }
+        let quiet = !inner.core.alarms.has_changes();
+        if quiet && inner.last_commit.elapsed().as_millis() < u128::from(QUIET_COMMIT_MS) {
+            return; // the tick (or the next alarm) commits it
+        }
+        let applied = inner.applied.take();
+        desk.commit(&mut inner, applied, false);
     }
 
     fn live(&mut self, now: u64) {
         let desk = &self.0;
         let mut inner = desk.inner.lock();
-        inner.live = true;
         if let Some(alive) = inner.started.take() {
             // After the journal replay: the gateway was down from the later of its last
             // commit and the last replayed reading until now.
@@ -429,6 +451,7 @@ impl Follower for AlarmFollower {
         let desk = &self.0;
         let mut inner = desk.inner.lock();
         inner.core.advance(now.saturating_sub(TIMER_GRACE_MS));
-        desk.commit(&mut inner, None, false);
+        let applied = inner.applied.take();
+        desk.commit(&mut inner, applied, false);
     }
 }

@@ -53,6 +53,7 @@ pub struct Alarms {
     notes: Vec<Note>,
     controls_changed: bool,
     next_due: u64,
+    raises: u64,
 }
 
 const RULES: &str = "rules";
@@ -81,6 +82,7 @@ impl Alarms {
             notes: Vec::new(),
             controls_changed: false,
             next_due: 0,
+            raises: 0,
         };
         for al in open {
             a.next_id = a.next_id.max(al.id + 1);
@@ -154,7 +156,21 @@ impl Alarms {
         }
     }
 
+    /// Is anything waiting for [`Alarms::take_changes`]?
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+            || !self.transitions.is_empty()
+            || !self.notes.is_empty()
+            || self.controls_changed
+    }
+
+    /// Raises and repeats so far (a caller can tell whether a reading raised one).
+    pub fn raises(&self) -> u64 {
+        self.raises
+    }
+
     fn raise(&mut self, v: &Verdict) {
+        self.raises += 1;
         let key = (v.rule.name.to_string(), v.origin.source.clone());
         let momentary = matches!(v.rule.test, crate::rules::config::Test::Event { .. })
             || (matches!(v.rule.test, crate::rules::config::Test::Fall { .. }));

@@ -318,8 +318,14 @@ pub fn render_metrics(m: &AlarmMetrics, out: &mut String) {
     let _ = writeln!(out, "# HELP linli_alarms_open Open alarms.\n# TYPE linli_alarms_open gauge\nlinli_alarms_open {}", c(&m.open));
     let _ = writeln!(out, "# HELP linli_alarm_db_errors_total Alarm commits that failed (retried).\n# TYPE linli_alarm_db_errors_total counter\nlinli_alarm_db_errors_total {}", c(&m.db_errors));
     let _ = writeln!(out, "# HELP linli_rules_reloads_total Rule reloads by result.\n# TYPE linli_rules_reloads_total counter\nlinli_rules_reloads_total{{result=\"applied\"}} {}\nlinli_rules_reloads_total{{result=\"refused\"}} {}", c(&m.reloads), c(&m.reloads_refused));
-    let _ = writeln!(out, "# HELP linli_alarm_latency_seconds Reading received to alarm record committed (latest 10000 raises and repeats).\n# TYPE linli_alarm_latency_seconds summary");
-    if let Some((p50, p99, n)) = m.latency() {
-        let _ = writeln!(out, "linli_alarm_latency_seconds{{quantile=\"0.5\"}} {p50}\nlinli_alarm_latency_seconds{{quantile=\"0.99\"}} {p99}\nlinli_alarm_latency_seconds_count {n}");
+    let _ = writeln!(out, "# HELP linli_alarm_latency_seconds From a reading's arrival to the commit of the alarm it raised or repeated (quantiles over the latest 10000).\n# TYPE linli_alarm_latency_seconds summary");
+    if let Some((p50, p99, _)) = m.latency() {
+        let _ = writeln!(out, "linli_alarm_latency_seconds{{quantile=\"0.5\"}} {p50}\nlinli_alarm_latency_seconds{{quantile=\"0.99\"}} {p99}");
     }
+    let _ = writeln!(
+        out,
+        "linli_alarm_latency_seconds_sum {}\nlinli_alarm_latency_seconds_count {}",
+        c(&m.latency_sum_us) as f64 / 1e6,
+        c(&m.latency_count)
+    );
 }

@@ -46,6 +46,7 @@ fn entry(d: &Arc<DeviceRecord>, seq: u64, t_s: u32, level_mm: u16) -> Entry {
             report: Report::WaterLevel(WaterLevel { level_mm }),
         },
         device: d.clone(),
+        received_at: None,
     }
 }
 

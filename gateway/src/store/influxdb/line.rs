@@ -224,6 +224,7 @@ mod tests {
                 report,
             },
             device: Arc::new(record(profile)),
+            received_at: None,
         }
     }
 

@@ -297,6 +297,7 @@ mod tests {
                 report,
             },
             device: device.clone(),
+            received_at: None,
         })
         .collect()
     }

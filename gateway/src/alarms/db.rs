@@ -19,6 +19,7 @@ use crate::rules::Dirty;
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+PRAGMA wal_autocheckpoint = 20000;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -192,6 +193,14 @@ impl AlarmDb {
             path: self.path.clone(),
             what,
         }
+    }
+
+    /// Copies committed pages from the WAL into the file without blocking the writer
+    /// (run off the alarm thread, so that commits never pay for it).
+    pub fn checkpoint(&self) -> Result<(), AlarmDbError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|s| self.sql(s))
     }
 
     /// Reads back everything a start needs.

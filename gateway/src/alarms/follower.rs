@@ -191,7 +191,8 @@ impl AlarmDesk {
         metrics
             .open
             .store(core.alarms.open().count() as u64, Relaxed);
-        Ok(Arc::new(AlarmDesk {
+        let checkpointer = db.reader()?;
+        let desk = Arc::new(AlarmDesk {
             inner: Mutex::new(Inner {
                 core,
                 db,
@@ -208,7 +209,24 @@ impl AlarmDesk {
             defaults,
             cursor: AtomicU64::new(loaded.cursor),
             metrics,
-        }))
+        });
+        // WAL checkpoints on their own thread: the alarm thread's commits stay short
+        // (SQLite would otherwise checkpoint inside a commit now and then).
+        let weak = Arc::downgrade(&desk);
+        let spawned = std::thread::Builder::new()
+            .name("linli-alarms-checkpoint".into())
+            .spawn(move || {
+                while weak.strong_count() > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    if let Err(e) = checkpointer.checkpoint() {
+                        tracing::warn!(error = %e, "alarm database checkpoint failed; retrying");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no checkpoint thread: SQLite checkpoints inside commits");
+        }
+        Ok(desk)
     }
 
     /// The follower that feeds this desk from the journal; timers fire every `tick`.

@@ -361,9 +361,16 @@ impl Engine {
                 continue;
             };
             let before = st.deadline(&rule.test);
-            let snapshot = (!matches!(st, State::Rate { .. } | State::Event)).then(|| st.clone());
+            let snapshot = match st {
+                State::Rate { .. } | State::Event => None,
+                _ => Some(st.clone()),
+            };
             let outcome = st.on_sample(&rule.test, &rule.gates, &sample, &self.rules.local);
-            if snapshot.is_none_or(|s| s != *st) && !matches!(st, State::Event) {
+            let save = match &snapshot {
+                Some(before) => st.worth_saving(before),
+                None => !matches!(st, State::Event),
+            };
+            if save {
                 self.dirty.insert(key);
                 self.reschedule(key, before);
             }

@@ -73,6 +73,9 @@ pub enum State {
     Silence {
         /// Last time the device was heard (0: never).
         last_seen: u64,
+        /// `last_seen` as last handed out for saving (a device's every reading moves
+        /// `last_seen`; it is saved again once it moved a quarter of `after_ms`).
+        saved_seen: u64,
         /// Silence that counts as lost, ms.
         after_ms: u64,
         /// The alarm condition holds.
@@ -188,6 +191,7 @@ impl State {
             // Never heard: unknown, not lost. The first reading starts the clock.
             Test::Silence { missed, after_ms } => State::Silence {
                 last_seen: 0,
+                saved_seen: 0,
                 after_ms: after_ms.unwrap_or(heartbeat_ms.saturating_mul(u64::from(*missed))),
                 active: false,
             },
@@ -214,6 +218,32 @@ impl State {
             *next = local
                 .next_ending_after(window, calendar, now)
                 .map(|o| (o.start_ms, o.end_ms));
+        }
+    }
+
+    /// Did a step change this state in a way worth saving (from `before`)? A silence is
+    /// saved when its condition changes or its `last_seen` moved a quarter of its
+    /// interval: after a crash, a healthy device (heard every interval / `missed`) then
+    /// still has more than half an interval before it would count as lost, while the
+    /// state of every reading is not rewritten.
+    pub fn worth_saving(&mut self, before: &State) -> bool {
+        match self {
+            State::Silence {
+                last_seen,
+                saved_seen,
+                after_ms,
+                active,
+            } => {
+                let moved = last_seen.saturating_sub(*saved_seen) >= *after_ms / 4;
+                let flipped = !matches!(before, State::Silence { active: a, .. } if a == active);
+                if moved || flipped || *saved_seen == 0 {
+                    *saved_seen = *last_seen;
+                    return true;
+                }
+                false
+            }
+            State::Event => false,
+            s => *s != *before,
         }
     }
 
@@ -279,6 +309,7 @@ impl State {
                     active: false,
                     last_seen,
                     after_ms,
+                    ..
                 },
                 _,
             ) if *last_seen > 0 => Some(last_seen + after_ms),

@@ -45,6 +45,8 @@ pub struct AlarmsConfig {
     pub timezone: Option<String>,
     /// How often timers (hold times, windows, escalations) are checked, ms.
     pub tick_ms: u64,
+    /// Closed alarms (with their history) and notes are deleted after this many days.
+    pub retention_days: u64,
 }
 
 impl Default for AlarmsConfig {
@@ -53,6 +55,7 @@ impl Default for AlarmsConfig {
             rules: None,
             timezone: None,
             tick_ms: 200,
+            retention_days: 400,
         }
     }
 }
@@ -555,6 +558,11 @@ impl Config {
             "alarms.tick_ms",
             "must be between 10 and 10000",
         );
+        check(
+            (1..=36_500).contains(&self.alarms.retention_days),
+            "alarms.retention_days",
+            "must be between 1 and 36500 days",
+        );
         if let Some(tz) = &self.alarms.timezone {
             check(
                 crate::rules::localtime::LocalTime::named(tz).is_ok(),
@@ -823,6 +831,8 @@ format = "text"
 #timezone = "Asia/Shanghai"
 # How often timers (hold times, windows, escalations) are checked, ms.
 tick_ms = 200
+# Closed alarms (with their history) and notes are deleted after this many days.
+retention_days = 400
 
 # Forward every accepted reading to InfluxDB v2 (or anything serving /api/v2/write).
 # Absent = no export. Batches wait in a disk spool (data_dir/export/influxdb) until the

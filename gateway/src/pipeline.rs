@@ -135,6 +135,7 @@ pub async fn start(
             config.alarms.rules.clone(),
             config.rule_defaults(),
             registry.clone(),
+            config.alarms.retention_days,
         )
     })?;
     followers.push(Box::new(

@@ -203,6 +203,41 @@ impl AlarmDb {
             .map_err(|s| self.sql(s))
     }
 
+    /// Deletes closed alarms raised before `before_ms` with their transitions, and notes
+    /// older than that; returns the alarms deleted. Open alarms are never deleted.
+    pub fn purge(&mut self, before_ms: u64) -> Result<usize, AlarmDbError> {
+        let path = self.path.clone();
+        let e = |source| AlarmDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        let before = before_ms as i64;
+        // Ids are never handed out twice, even once the newest alarms are purged.
+        tx.execute(
+            "INSERT INTO meta (key, value) SELECT 'next_id', coalesce(max(id), 0) + 1 FROM alarms WHERE true
+             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            [],
+        )
+        .map_err(e)?;
+        tx.execute(
+            "DELETE FROM transitions WHERE alarm IN
+               (SELECT id FROM alarms WHERE open = 0 AND raised_ms < ?1)",
+            [before],
+        )
+        .map_err(e)?;
+        let n = tx
+            .execute(
+                "DELETE FROM alarms WHERE open = 0 AND raised_ms < ?1",
+                [before],
+            )
+            .map_err(e)?;
+        tx.execute("DELETE FROM notes WHERE at_ms < ?1", [before])
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(n)
+    }
+
     /// Reads back everything a start needs.
     pub fn load(&self) -> Result<Loaded, AlarmDbError> {
         let e = |s| self.sql(s);
@@ -237,7 +272,7 @@ impl AlarmDb {
             .conn
             .query_row("SELECT max(id) FROM alarms", [], |r| r.get(0))
             .map_err(e)?;
-        out.next_id = max.map_or(1, |m| m as u64 + 1);
+        out.next_id = max.map_or(1, |m| m as u64 + 1).max(meta("next_id")?);
         let controls: Option<String> = self
             .conn
             .query_row("SELECT body FROM controls WHERE id = 1", [], |r| r.get(0))
@@ -471,5 +506,89 @@ impl AlarmDb {
             })
             .map_err(e)?;
         rows.collect::<Result<_, _>>().map_err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::{AlarmState, Transition};
+
+    fn alarm(id: u64, raised_ms: u64, state: AlarmState) -> Alarm {
+        Alarm {
+            id,
+            kind: "door_open".into(),
+            source: format!("device:d-{id}"),
+            site: "s".into(),
+            zone: "z".into(),
+            subject: None,
+            device: Some(format!("d-{id}")),
+            priority: 3,
+            life_safety: false,
+            latching: false,
+            momentary: false,
+            state,
+            condition: false,
+            count: 1,
+            raised_ms,
+            updated_ms: raised_ms,
+            closed_ms: None,
+            acked_by: None,
+            acked_ms: None,
+            disposition: None,
+            shelved_until: None,
+            out_of_service: false,
+            suppressed_by: None,
+            children: 0,
+            flooded_into: None,
+            chattering: false,
+            recent: Vec::new(),
+            escalate_every_ms: None,
+            escalate_at: None,
+            escalations: 0,
+            value: None,
+            detail: String::new(),
+            reading_ms: None,
+        }
+    }
+
+    #[test]
+    fn purge_deletes_old_closed_alarms_with_their_history_and_keeps_open_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AlarmDb::open(dir.path()).unwrap();
+        let mut changes = Changes::default();
+        for (id, raised, state) in [
+            (1, 1_000, AlarmState::Normal),
+            (2, 1_000, AlarmState::ActiveUnacked),
+            (3, 9_000, AlarmState::Normal),
+        ] {
+            changes.alarms.push(alarm(id, raised, state));
+            changes.transitions.push(Transition {
+                alarm: id,
+                at_ms: raised,
+                action: "raised".into(),
+                from: AlarmState::Normal,
+                to: AlarmState::ActiveUnacked,
+                who: "rules".into(),
+                note: String::new(),
+            });
+        }
+        db.commit(Vec::new(), &changes, Some(3), 9_000, false)
+            .unwrap();
+        assert_eq!(db.purge(5_000).unwrap(), 1);
+        assert!(db.get(1).unwrap().is_none());
+        assert!(db.transitions(1).unwrap().is_empty());
+        assert!(db.get(2).unwrap().is_some(), "open alarms stay however old");
+        assert_eq!(db.transitions(3).unwrap().len(), 1);
+        assert_eq!(db.load().unwrap().next_id, 4);
+        changes.alarms.clear();
+        db.commit(Vec::new(), &changes, None, 99_000, false)
+            .unwrap();
+        db.purge(99_000).unwrap();
+        assert_eq!(
+            db.load().unwrap().next_id,
+            4,
+            "ids are not reused after a purge"
+        );
     }
 }

@@ -122,6 +122,9 @@ struct Inner {
     /// last commit was.
     applied: Option<u64>,
     last_commit: std::time::Instant,
+    /// Closed alarms and notes are deleted after this long, ms; checked hourly.
+    retention_ms: u64,
+    next_purge_ms: u64,
 }
 
 /// The alarm stage's shared side: the follower thread, the API and reloads use it.
@@ -171,6 +174,7 @@ impl AlarmDesk {
         rules_path: Option<PathBuf>,
         defaults: Defaults,
         registry: Registry,
+        retention_days: u64,
     ) -> Result<Arc<AlarmDesk>, AlarmStartError> {
         let rules = Arc::new(load_rules(rules_path.as_ref(), &defaults)?);
         let db = AlarmDb::open(data_dir)?;
@@ -202,6 +206,8 @@ impl AlarmDesk {
                 raised_by: Vec::new(),
                 applied: None,
                 last_commit: std::time::Instant::now(),
+                retention_ms: retention_days * 86_400_000,
+                next_purge_ms: 0,
             }),
             reader: Mutex::new(reader),
             registry,
@@ -471,5 +477,16 @@ impl Follower for AlarmFollower {
         inner.core.advance(now.saturating_sub(TIMER_GRACE_MS));
         let applied = inner.applied.take();
         desk.commit(&mut inner, applied, false);
+        if now >= inner.next_purge_ms {
+            inner.next_purge_ms = now + 3_600_000;
+            let before = now.saturating_sub(inner.retention_ms);
+            match inner.db.purge(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(alarms = n, "closed alarms past their retention deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alarm retention purge failed; retried in an hour")
+                }
+            }
+        }
     }
 }

@@ -577,6 +577,11 @@ impl Alarms {
                 }
             }
         }
+        // Shelves outlive their alarms (a chattering contact closes and reopens); expired
+        // ones go.
+        let shelves = self.shelves.len();
+        self.shelves.retain(|_, (until, _)| *until > now);
+        self.controls_changed |= self.shelves.len() != shelves;
         let window = self.cfg.flood_window_s * 1000;
         let limit = self.cfg.flood_alarms as usize;
         let zones: Vec<String> = self.flood.keys().cloned().collect();

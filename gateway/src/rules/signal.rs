@@ -323,7 +323,11 @@ mod tests {
             r.for_each_metric(&mut |name, _| assert!(METRICS.contains(&name), "{name}"));
         }
         let impact = Report::Pendant(Pendant::Impact { impact_mg: 3200 });
-        assert_eq!(metric(&impact, "impact_g"), Some(3.2), "impact in g, not milli-g");
+        assert_eq!(
+            metric(&impact, "impact_g"),
+            Some(3.2),
+            "impact in g, not milli-g"
+        );
         for m in METRICS {
             assert_ne!(metric_variants(m), 0, "{m} is carried by some report");
         }

@@ -325,18 +325,12 @@ impl AlarmDesk {
         out
     }
 
-    /// Is the resident marked away?
-    pub fn is_away(&self, subject: &str) -> bool {
-        self.inner.lock().core.rules.is_away(subject)
-    }
-
     fn commit(&self, inner: &mut Inner, cursor: Option<u64>, durable: bool) {
         // Whatever is committed includes the state of every applied reading: its
         // journal position goes with it.
-        let cursor = cursor.max(inner.applied.take());
+        let mut cursor = cursor.max(inner.applied.take());
         let mut dirty = inner.core.rules.take_dirty();
         let mut changes = inner.core.take_changes();
-        let mut cursor = cursor;
         if let Some((d, c, pc)) = inner.pending.take() {
             dirty = d.into_iter().chain(dirty).collect();
             changes = merge(c, changes);

@@ -357,6 +357,7 @@ pub fn run(path: &Path) -> Result<Outcome> {
             for p in profiles.values() {
                 core.rules.register(p, t);
             }
+            core.drop_unplanned(t);
             core.advance(t);
             commit(&mut core, &mut db, &mut out, t)?;
             continue;

@@ -88,6 +88,21 @@ impl AlarmCore {
                 "its rule was removed or changed kind",
             );
         }
+        self.drop_unplanned(now);
+    }
+
+    /// Drops rule state that no device's plan uses any more (a rule no longer selects
+    /// the target: an override took it, a selector narrowed) and clears the condition of
+    /// its open alarm. Runs after a reload and once a restart has registered the devices.
+    pub fn drop_unplanned(&mut self, now: u64) {
+        for (kind, source) in self.rules.drop_unplanned() {
+            self.alarms.clear_condition(
+                &kind,
+                &source,
+                now,
+                "its rule no longer applies to this source",
+            );
+        }
     }
 
     /// The earliest pending deadline.

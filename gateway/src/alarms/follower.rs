@@ -454,6 +454,9 @@ impl Follower for AlarmFollower {
                     for d in devices {
                         inner.core.rules.register(&d.profile, now);
                     }
+                    // Rules edited while the gateway was down may no longer select some
+                    // restored targets.
+                    inner.core.drop_unplanned(now);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "registry unreadable: absence windows start on first readings")

@@ -225,6 +225,34 @@ impl Engine {
         }
     }
 
+    /// Drops every state no device's plan uses any more (its rule no longer selects the
+    /// target after a reload, or the rules changed while the gateway was down); returns
+    /// their (alarm type, source), whose open alarms no rule will clear.
+    #[must_use = "open alarms of dropped states must be cleared"]
+    pub fn drop_unplanned(&mut self) -> Vec<(String, String)> {
+        let used: HashSet<Key> = self
+            .plans
+            .values()
+            .flat_map(|p| p.rules.iter().map(|&(r, t, _)| (r, t)))
+            .collect();
+        let gone: Vec<Key> = self
+            .states
+            .keys()
+            .filter(|k| !used.contains(k))
+            .copied()
+            .collect();
+        let mut dropped = Vec::with_capacity(gone.len());
+        for k in gone {
+            self.states.remove(&k);
+            self.dirty.remove(&k);
+            let rule = &self.rules.rules[k.0 as usize];
+            let source = self.targets[k.1 as usize].source.clone();
+            self.deleted.push((rule.key.to_string(), source.clone()));
+            dropped.push((rule.name.to_string(), source));
+        }
+        dropped
+    }
+
     /// Marks a resident away (or back). Nothing away-gated raises while away.
     pub fn set_away(&mut self, subject: &str, away: bool) {
         let i = self.subject(subject);
@@ -415,7 +443,11 @@ impl Engine {
             };
             let outcome = st.on_timer(&rule.test, at, ctx, &self.rules.local, &rule.gates);
             self.dirty.insert(key);
-            self.reschedule(key, Some(at));
+            // The entry for `at` is gone: file the next deadline, whenever it is (an
+            // absence rule moves on to its next window).
+            if let Some(d) = st.deadline(&rule.test) {
+                self.timers.insert((d, r, t));
+            }
             if let Some(o) = outcome {
                 let device = origin.device.as_deref().map(Arc::from);
                 out.push(self.verdict(key, o, None, device));

@@ -74,7 +74,9 @@ pub enum State {
         /// Last time the device was heard (0: never).
         last_seen: u64,
         /// `last_seen` as last handed out for saving (a device's every reading moves
-        /// `last_seen`; it is saved again once it moved a quarter of `after_ms`).
+        /// `last_seen`; it is saved again once it moved a quarter of `after_ms`). Not
+        /// stored: 0 after a restore, so the first reading saves again.
+        #[serde(skip)]
         saved_seen: u64,
         /// Silence that counts as lost, ms.
         after_ms: u64,
@@ -235,7 +237,7 @@ impl State {
                 active,
             } => {
                 let moved = last_seen.saturating_sub(*saved_seen) >= *after_ms / 4;
-                let flipped = !matches!(before, State::Silence { active: a, .. } if a == active);
+                let flipped = !matches!(before, State::Silence { active: a, after_ms: b, .. } if a == active && b == after_ms);
                 if moved || flipped || *saved_seen == 0 {
                     *saved_seen = *last_seen;
                     return true;
@@ -498,13 +500,22 @@ impl State {
             }
             (
                 State::Silence {
-                    last_seen, active, ..
+                    last_seen,
+                    active,
+                    after_ms,
+                    ..
                 },
-                _,
+                Test::Silence {
+                    missed,
+                    after_ms: fixed,
+                },
             ) => {
                 if !s.signals.has(Signal::Report) {
                     return None; // a Last Will is not a sign of life
                 }
+                // The rule or the device's heartbeat may have changed since this state
+                // was made.
+                *after_ms = fixed.unwrap_or(s.heartbeat_ms.saturating_mul(u64::from(*missed)));
                 *last_seen = (*last_seen).max(t);
                 if *active {
                     *active = false;

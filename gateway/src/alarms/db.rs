@@ -515,40 +515,18 @@ mod tests {
     use crate::alarms::{AlarmState, Transition};
 
     fn alarm(id: u64, raised_ms: u64, state: AlarmState) -> Alarm {
+        let place = ("s".into(), "z".into());
         Alarm {
-            id,
-            kind: "door_open".into(),
-            source: format!("device:d-{id}"),
-            site: "s".into(),
-            zone: "z".into(),
-            subject: None,
-            device: Some(format!("d-{id}")),
-            priority: 3,
-            life_safety: false,
-            latching: false,
-            momentary: false,
             state,
-            condition: false,
-            count: 1,
-            raised_ms,
-            updated_ms: raised_ms,
-            closed_ms: None,
-            acked_by: None,
-            acked_ms: None,
-            disposition: None,
-            shelved_until: None,
-            out_of_service: false,
-            suppressed_by: None,
-            children: 0,
-            flooded_into: None,
-            chattering: false,
-            recent: Vec::new(),
-            escalate_every_ms: None,
-            escalate_at: None,
-            escalations: 0,
-            value: None,
-            detail: String::new(),
-            reading_ms: None,
+            ..Alarm::opened(
+                id,
+                "door_open".into(),
+                format!("device:d-{id}"),
+                place,
+                3,
+                raised_ms,
+                String::new(),
+            )
         }
     }
 

@@ -213,40 +213,29 @@ impl Alarms {
             .then(|| self.shelves.get(&key).map(|s| s.0))
             .flatten()
             .filter(|until| *until > v.at_ms);
+        let place = (v.origin.site.clone(), v.origin.zone.clone());
         let alarm = Alarm {
-            id,
-            kind: key.0.clone(),
-            source: key.1.clone(),
-            site: v.origin.site.clone(),
-            zone: v.origin.zone.clone(),
             subject: v.origin.subject.clone(),
             device,
-            priority: v.rule.priority,
             life_safety: v.rule.life_safety,
             latching: v.rule.latching,
             momentary,
-            state: AlarmState::ActiveUnacked,
             condition: !momentary,
-            count: 1,
-            raised_ms: v.at_ms,
-            updated_ms: v.at_ms,
-            closed_ms: None,
-            acked_by: None,
-            acked_ms: None,
-            disposition: None,
             shelved_until: shelf,
             out_of_service: oos,
-            suppressed_by: None,
-            children: 0,
-            flooded_into: None,
-            chattering: false,
-            recent: vec![v.at_ms],
             escalate_every_ms: v.rule.escalate_after_ms,
             escalate_at: v.rule.escalate_after_ms.map(|e| v.at_ms + e),
-            escalations: 0,
             value: v.value,
-            detail: v.detail.clone(),
             reading_ms: v.reading_ms,
+            ..Alarm::opened(
+                id,
+                key.0.clone(),
+                key.1.clone(),
+                place,
+                v.rule.priority,
+                v.at_ms,
+                v.detail.clone(),
+            )
         };
         self.insert(alarm, v.at_ms, RULES);
         if let Some(until) = shelf {
@@ -764,44 +753,15 @@ impl Alarms {
             }
             let p = self.next_id;
             self.next_id += 1;
+            let detail = format!(
+                "{} {} alarms share one cause",
+                kids.len(),
+                g.children.join("/")
+            );
+            let place = (a.site.clone(), a.zone.clone());
             let parent = Alarm {
-                id: p,
-                kind: g.name.to_string(),
-                source,
-                site: a.site.clone(),
-                zone: a.zone.clone(),
-                subject: None,
-                device: None,
-                priority: g.priority,
-                life_safety: false,
-                latching: false,
-                momentary: false,
-                state: AlarmState::ActiveUnacked,
-                condition: true,
-                count: 1,
-                raised_ms: at,
-                updated_ms: at,
-                closed_ms: None,
-                acked_by: None,
-                acked_ms: None,
-                disposition: None,
-                shelved_until: None,
-                out_of_service: false,
-                suppressed_by: None,
-                children: 0,
-                flooded_into: None,
-                chattering: false,
-                recent: vec![at],
-                escalate_every_ms: None,
-                escalate_at: None,
-                escalations: 0,
-                value: None,
-                detail: format!(
-                    "{} {} alarms share one cause",
-                    kids.len(),
-                    g.children.join("/")
-                ),
                 reading_ms: a.reading_ms,
+                ..Alarm::opened(p, g.name.to_string(), source, place, g.priority, at, detail)
             };
             self.insert(parent, at, SYSTEM);
             for k in kids {
@@ -872,27 +832,17 @@ impl Alarms {
             None => {
                 let s = self.next_id;
                 self.next_id += 1;
-                let mut summary = self.alarms[&id].clone();
-                summary.id = s;
-                summary.kind = key.0;
-                summary.source = key.1;
-                summary.subject = None;
-                summary.device = None;
-                summary.priority = 2;
-                summary.life_safety = false;
-                summary.latching = false;
-                summary.momentary = false;
-                summary.condition = true;
-                summary.count = 1;
-                summary.recent = vec![at];
-                summary.escalate_every_ms = None;
-                summary.escalate_at = None;
-                summary.value = None;
-                summary.detail = format!(
+                let a = &self.alarms[&id];
+                let place = (a.site.clone(), a.zone.clone());
+                let detail = format!(
                     "more than {} alarms in {} min in zone {zone}",
                     self.cfg.flood_alarms,
                     window / 60_000
                 );
+                let summary = Alarm {
+                    reading_ms: a.reading_ms,
+                    ..Alarm::opened(s, key.0, key.1, place, 2, at, detail)
+                };
                 self.insert(summary, at, SYSTEM);
                 s
             }

@@ -112,6 +112,55 @@ pub struct Alarm {
 }
 
 impl Alarm {
+    /// A newly raised alarm with the lifecycle's starting values: active,
+    /// unacknowledged, condition present, count 1, nothing shelved, suppressed or
+    /// escalating, no subject or device. Callers set what differs.
+    pub fn opened(
+        id: u64,
+        kind: String,
+        source: String,
+        (site, zone): (String, String),
+        priority: u8,
+        at: u64,
+        detail: String,
+    ) -> Alarm {
+        Alarm {
+            id,
+            kind,
+            source,
+            site,
+            zone,
+            subject: None,
+            device: None,
+            priority,
+            life_safety: false,
+            latching: false,
+            momentary: false,
+            state: AlarmState::ActiveUnacked,
+            condition: true,
+            count: 1,
+            raised_ms: at,
+            updated_ms: at,
+            closed_ms: None,
+            acked_by: None,
+            acked_ms: None,
+            disposition: None,
+            shelved_until: None,
+            out_of_service: false,
+            suppressed_by: None,
+            children: 0,
+            flooded_into: None,
+            chattering: false,
+            recent: vec![at],
+            escalate_every_ms: None,
+            escalate_at: None,
+            escalations: 0,
+            value: None,
+            detail,
+            reading_ms: None,
+        }
+    }
+
     /// Is anybody to be told about it? (Not suppressed, shelved, out of service or
     /// folded into a flood summary; a life-safety alarm always is, even from a source
     /// out of service.)

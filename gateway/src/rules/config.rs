@@ -249,6 +249,8 @@ pub struct Rule {
     /// Changes when what the rule tests does (not its description or which targets
     /// overrides took): state of a changed rule is carried over where it still fits.
     pub fingerprint: u64,
+    /// The report variants its test uses ([`Test::reports`], computed once here).
+    pub reports: u32,
 }
 
 /// A root cause that groups other alarms under one parent.
@@ -936,6 +938,7 @@ fn compile_rule(
     if !errs.is_empty() {
         return None;
     }
+    let reports = test.reports();
     Some(Rule {
         name: Arc::from(def.name.as_str()),
         priority: def.priority,
@@ -948,6 +951,7 @@ fn compile_rule(
         test,
         gates,
         fingerprint,
+        reports,
     })
 }
 

@@ -592,7 +592,7 @@ impl Engine {
                     );
                     self.dirty.insert(key);
                 }
-                keys.push((key.0, key.1, rule.test.reports()));
+                keys.push((key.0, key.1, rule.reports));
             }
             let (relay, dimming) = self
                 .plans

@@ -11,6 +11,7 @@ command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 # Rule windows are local time: the system zone database (the gateway also carries a
 # bundled copy, used when a zone is missing here).
 [ -e /usr/share/zoneinfo/Asia/Shanghai ] || need_apt+=(tzdata)
+/usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || need_apt+=(python3-aiosmtpd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -52,6 +52,9 @@ pub enum BrokerError {
     Link(String),
 }
 
+/// Client id of the link the gateway publishes alarm state and events on.
+pub const NOTIFY_CLIENT: &str = "linli-notify";
+
 /// The running broker's addresses and the ingest link.
 pub struct Started {
     /// MQTT 3.1.1 listener address.
@@ -64,6 +67,8 @@ pub struct Started {
     pub link_rx: LinkRx,
     /// The broker's alerts.
     pub alerts: AlertsLink,
+    /// Link for the gateway's own publishes (alarm state and events).
+    pub notify_link: (LinkTx, LinkRx),
 }
 
 impl std::fmt::Debug for Started {
@@ -184,6 +189,9 @@ pub fn start(
     link_tx
         .subscribe(linli_protocol::topic::UPLINK_FILTER)
         .map_err(|e| BrokerError::Link(e.to_string()))?;
+    let notify_link = broker
+        .link(NOTIFY_CLIENT)
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
     let alerts = broker
         .alerts()
         .map_err(|e| BrokerError::Link(e.to_string()))?;
@@ -206,6 +214,7 @@ pub fn start(
         link_tx,
         link_rx,
         alerts,
+        notify_link,
     })
 }
 

@@ -32,6 +32,198 @@ pub struct Config {
     pub export: ExportConfig,
     /// Rules and alarms.
     pub alarms: AlarmsConfig,
+    /// Who is told about alarms, and how.
+    pub delivery: DeliveryConfig,
+}
+
+/// `[delivery]`: routing file and channels (see `notify`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Routing file (people, teams, shifts, policies); None = the built-in routing.
+    pub routing: Option<PathBuf>,
+    /// Publish alarm state and events on the gateway's own broker.
+    pub mqtt: bool,
+    /// Longest a delivery attempt may take, ms.
+    pub timeout_ms: u64,
+    /// First retry delay of a channel that failed, ms.
+    pub backoff_min_ms: u64,
+    /// Longest retry delay, ms.
+    pub backoff_max_ms: u64,
+    /// E-mail.
+    pub smtp: Option<SmtpConfig>,
+    /// Webhooks.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            routing: None,
+            mqtt: true,
+            timeout_ms: 10_000,
+            backoff_min_ms: 1_000,
+            backoff_max_ms: 60_000,
+            smtp: None,
+            webhook: Vec::new(),
+        }
+    }
+}
+
+/// `[delivery.smtp]`
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host name or address.
+    pub server: String,
+    /// Port (plain SMTP; put a local relay in front for TLS to the outside).
+    #[serde(default = "smtp_port")]
+    pub port: u16,
+    /// Sender address.
+    pub from: String,
+    /// User for AUTH, if the relay wants it.
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+}
+
+fn smtp_port() -> u16 {
+    25
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("from", &self.from)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .finish()
+    }
+}
+
+/// `[[delivery.webhook]]`
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Name (contacts say `webhook:NAME`).
+    pub name: String,
+    /// Where to POST.
+    pub url: String,
+    /// HMAC-SHA256 key, in the file. Prefer `secret_env`.
+    pub secret: Option<String>,
+    /// Environment variable holding the HMAC key.
+    pub secret_env: Option<String>,
+    /// `events`: every alarm and work order event (a platform); `pages`: pages to the
+    /// people whose contact names this webhook (an SMS or voice provider).
+    #[serde(default = "pages")]
+    pub receives: String,
+}
+
+fn pages() -> String {
+    "pages".into()
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    // By hand, so the secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "(redacted)"))
+            .field("secret_env", &self.secret_env)
+            .field("receives", &self.receives)
+            .finish()
+    }
+}
+
+impl WebhookConfig {
+    /// The HMAC key (from the file or the environment), if any.
+    pub fn key(&self) -> Option<String> {
+        self.secret
+            .clone()
+            .or_else(|| self.secret_env.as_ref().and_then(|v| std::env::var(v).ok()))
+    }
+}
+
+impl DeliveryConfig {
+    /// Every problem with this section, keys prefixed `delivery.`.
+    fn validate(&self, issues: &mut Vec<ConfigIssue>) {
+        let mut check = |ok: bool, key: String, message: String| {
+            if !ok {
+                issues.push(ConfigIssue {
+                    key: format!("delivery.{key}"),
+                    message,
+                });
+            }
+        };
+        check(
+            self.timeout_ms >= 10,
+            "timeout_ms".into(),
+            "must be at least 10".into(),
+        );
+        check(
+            self.backoff_min_ms >= 10 && self.backoff_max_ms >= self.backoff_min_ms,
+            "backoff_max_ms".into(),
+            "backoff_min_ms must be at least 10 and backoff_max_ms at least backoff_min_ms".into(),
+        );
+        if let Some(m) = &self.smtp {
+            check(
+                !m.server.is_empty(),
+                "smtp.server".into(),
+                "is required".into(),
+            );
+            check(
+                m.from.contains('@'),
+                "smtp.from".into(),
+                "must be an e-mail address".into(),
+            );
+            check(
+                m.username.is_none()
+                    || m.password_env
+                        .as_ref()
+                        .is_some_and(|v| std::env::var(v).is_ok()),
+                "smtp.password_env".into(),
+                "a username needs password_env naming a set environment variable".into(),
+            );
+        }
+        for (i, w) in self.webhook.iter().enumerate() {
+            let k = |f: &str| format!("webhook[{i}].{f}");
+            check(
+                !w.name.is_empty() && !w.name.contains(':'),
+                k("name"),
+                "is required, without `:`".into(),
+            );
+            check(
+                self.webhook[..i].iter().all(|x| x.name != w.name),
+                k("name"),
+                format!("`{}` is used twice", w.name),
+            );
+            check(
+                matches!(url::Url::parse(&w.url), Ok(u) if u.scheme() == "http" && u.host().is_some()),
+                k("url"),
+                "must be an http:// URL (put a TLS-terminating proxy in front for https)".into(),
+            );
+            check(
+                w.secret.is_none() || w.secret_env.is_none(),
+                k("secret"),
+                "give secret or secret_env, not both".into(),
+            );
+            check(
+                w.secret_env
+                    .as_ref()
+                    .is_none_or(|v| std::env::var(v).is_ok()),
+                k("secret_env"),
+                "names an environment variable that is not set".into(),
+            );
+            check(
+                matches!(w.receives.as_str(), "events" | "pages"),
+                k("receives"),
+                "must be \"events\" or \"pages\"".into(),
+            );
+        }
+    }
 }
 
 /// `[alarms]`
@@ -372,6 +564,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             export: ExportConfig::default(),
+            delivery: DeliveryConfig::default(),
             alarms: AlarmsConfig::default(),
         }
     }
@@ -715,6 +908,7 @@ impl Config {
         if let Some(x) = &self.export.influxdb {
             x.validate(&mut issues);
         }
+        self.delivery.validate(&mut issues);
         issues
     }
 
@@ -855,6 +1049,38 @@ retention_days = 400
 # Retry delays (exponential with jitter) after timeouts, network errors, 5xx and 429.
 #backoff_min_ms = 500
 #backoff_max_ms = 60000
+
+[delivery]
+# Who is paged for which alarm, and which alarms become work orders (format:
+# gateway/DELIVERY.md). Absent = the built-in routing (gateway/routing.default.toml),
+# whose teams have nobody in them. `linli check-routing FILE` validates one; SIGHUP or
+# POST /api/routing/reload applies an edited file.
+#routing = "/etc/linli/routing.toml"
+# Publish alarm state (retained, linli/v1/alarms/{id}) and events (linli/v1/events/...)
+# on the gateway's own broker.
+mqtt = true
+# A delivery attempt taking longer is abandoned and retried.
+timeout_ms = 10000
+# Retry delays of a channel that failed (exponential with jitter); other channels go on.
+backoff_min_ms = 1000
+backoff_max_ms = 60000
+
+# E-mail through an SMTP relay (plain SMTP; a local relay handles TLS to the outside).
+#[delivery.smtp]
+#server = "127.0.0.1"
+#port = 25
+#from = "linli@example.org"
+#username = "linli"
+#password_env = "LINLI_SMTP_PASSWORD"
+
+# Webhooks: an HTTP POST of JSON, signed with HMAC-SHA256 (X-Linli-Signature), with an
+# Idempotency-Key header; a 2xx is the receipt. receives = "events" gets every alarm
+# and work order event; "pages" gets pages for people whose contact names it.
+#[[delivery.webhook]]
+#name = "platform"
+#url = "http://127.0.0.1:9000/linli"
+#secret_env = "LINLI_PLATFORM_SECRET"
+#receives = "events"
 "#;
 
 #[cfg(test)]
@@ -897,6 +1123,9 @@ mod tests {
             .split("#[export.influxdb]")
             .nth(1)
             .expect("template documents [export.influxdb]")
+            .split("\n[delivery]")
+            .next()
+            .unwrap_or_default()
             .lines()
             .map(|l| l.strip_prefix('#').unwrap_or(l))
             .filter(|l| !l.starts_with(' '))
@@ -919,6 +1148,46 @@ mod tests {
             "the template shows the defaults"
         );
         assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn delivery_sections_from_the_template_parse_and_bad_ones_are_named() {
+        let section: String = TEMPLATE
+            .split("\n[delivery]")
+            .nth(1)
+            .expect("template documents [delivery]")
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .filter(|l| {
+                !l.starts_with(' ') && !l.starts_with("username") && !l.starts_with("password_env")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("[delivery]{section}")
+            .replace("secret_env = \"LINLI_PLATFORM_SECRET\"", "secret = \"s\"");
+        let c = Config::parse(&text, Path::new("x.toml")).expect("parses");
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.delivery.webhook[0].receives, "events");
+        assert_eq!(c.delivery.smtp.as_ref().map(|s| s.port), Some(25));
+        let bad = "[delivery]\ntimeout_ms = 1\n[[delivery.webhook]]\nname = \"a:b\"\nurl = \"https://x\"\nsecret = \"top\"\nsecret_env = \"NOPE_NOT_SET_X\"\nreceives = \"all\"\n[delivery.smtp]\nserver = \"\"\nfrom = \"nobody\"\n";
+        let c = Config::parse(bad, Path::new("x.toml")).expect("parses");
+        let keys: Vec<String> = c.validate().into_iter().map(|i| i.key).collect();
+        for k in [
+            "delivery.timeout_ms",
+            "delivery.webhook[0].name",
+            "delivery.webhook[0].url",
+            "delivery.webhook[0].secret",
+            "delivery.webhook[0].secret_env",
+            "delivery.webhook[0].receives",
+            "delivery.smtp.server",
+            "delivery.smtp.from",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing from {keys:?}");
+        }
+        assert!(
+            !format!("{:?}", c.delivery).contains("top"),
+            "the secret is not printed"
+        );
     }
 
     #[test]

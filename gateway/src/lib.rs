@@ -14,6 +14,7 @@ pub mod follow;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod reading;
 pub mod registry;

@@ -45,6 +45,16 @@ enum Command {
     },
     /// Print the built-in rules (a starting point for your own rules file).
     DefaultRules,
+    /// Validate a routing file (people, teams, shifts, escalation policies) against the
+    /// config's channels and report every problem (default: the configured one, or the
+    /// built-in routing). A running gateway applies an edited file on SIGHUP or
+    /// POST /api/routing/reload.
+    CheckRouting {
+        /// The routing file.
+        file: Option<PathBuf>,
+    },
+    /// Print the built-in routing (a starting point for your own routing file).
+    DefaultRouting,
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +174,32 @@ fn run_cli(cli: Cli) -> Result<()> {
             print!("{}", linli_gateway::rules::config::DEFAULT_RULES);
             Ok(())
         }
+        Command::CheckRouting { file } => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            let file = file.or(config.delivery.routing.clone());
+            let r = linli_gateway::notify::stage::load_routing(&config, file.as_ref())?;
+            let name = file.map_or("built-in routing".into(), |f| f.display().to_string());
+            println!(
+                "{name}: ok ({} people, {} teams, {} policies, time zone {})",
+                r.people.len(),
+                r.teams.len(),
+                r.policies.len(),
+                r.local.name()
+            );
+            for t in &r.teams {
+                let who = if t.shifts.is_empty() {
+                    format!("{} member(s), always on duty", t.members.len())
+                } else {
+                    format!("{} shift(s)", t.shifts.len())
+                };
+                println!("  team {} (role {}): {who}", t.id, t.role);
+            }
+            Ok(())
+        }
+        Command::DefaultRouting => {
+            print!("{}", linli_gateway::notify::routing::DEFAULT_ROUTING);
+            Ok(())
+        }
         Command::Provision(args) => provision(cli.config.as_deref(), args),
         Command::Devices => {
             let (config, _) = load_config(cli.config.as_deref())?;
@@ -270,14 +306,21 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             .context("starting the gateway")?;
         tracing::info!(config = %source, data_dir = %data_dir.display(), "gateway started");
         let desk = gw.shared.alarms.clone();
+        let notify = gw.shared.notify.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
                 return;
             };
             while hup.recv().await.is_some() {
-                let desk = desk.clone();
-                // Errors are logged and counted by the desk; the running rules stay.
-                let _ = tokio::task::spawn_blocking(move || desk.reload()).await;
+                let (desk, notify) = (desk.clone(), notify.clone());
+                // Errors are logged (and counted by the desk); what runs stays.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = desk.reload();
+                    if let Err(e) = notify.reload() {
+                        tracing::warn!(error = %e, "routing reload refused; the running routing stays");
+                    }
+                })
+                .await;
             }
         });
         println!("Linli gateway is running (config: {source}).");
@@ -298,10 +341,18 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             gw.http,
             gw.shared.alarms.rules_source()
         );
+        println!(
+            "  Live events:    http://{}/api/events  (server-sent events; MQTT linli/v1/alarms/#, linli/v1/events/#)",
+            gw.http
+        );
+        println!(
+            "  Work orders:    http://{}/api/work-orders?open=true  (deliveries: /api/deliveries, answer times: /api/kpis)",
+            gw.http
+        );
         println!("  Health:         http://{}/healthz", gw.http);
         println!("  Metrics:        http://{}/metrics", gw.http);
         println!(
-            "  Data:           {} (registry, journal, store.sqlite3, alarms.sqlite3)",
+            "  Data:           {} (registry, journal, store.sqlite3, alarms.sqlite3, notify.sqlite3)",
             data_dir.display()
         );
         println!("Provision a device:  linli provision --id pendant-1 --kind pendant --site home --zone room-1 --resident R-1");

@@ -24,6 +24,8 @@ use crate::follow::{self, Entry, Follower};
 use crate::ingest::Rejection;
 use crate::journal::{Journal, JournalError, Recovery};
 use crate::metrics::{FollowerGauges, Metrics};
+use crate::notify::mqtt::MqttOut;
+use crate::notify::stage::{Notifier, NotifyStartError};
 use crate::reading::RawMessage;
 use crate::registry::{DeviceRecord, Registry, RegistryError};
 use crate::state::Views;
@@ -46,6 +48,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Rules and alarms.
     pub alarms: Arc<AlarmDesk>,
+    /// Delivery: pages, work orders, events.
+    pub notify: Arc<Notifier>,
     /// Test and maintenance hook: while true the ingest worker takes nothing from its
     /// queue (simulates a slow stage; messages queue up unacked).
     pub paused: AtomicBool,
@@ -80,6 +84,9 @@ pub enum StartError {
     /// Rules or the alarm database could not be loaded.
     #[error(transparent)]
     Alarms(#[from] AlarmStartError),
+    /// The delivery stage could not start.
+    #[error(transparent)]
+    Notify(#[from] NotifyStartError),
     /// The InfluxDB export could not start.
     #[error(transparent)]
     Export(#[from] crate::store::influxdb::ExportError),
@@ -205,19 +212,30 @@ pub async fn start(
         "journal recovered"
     );
 
+    let started =
+        tokio::task::block_in_place(|| broker::start(&config, registry.clone(), metrics.clone()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Alarm transitions → routing → channels (webhook, e-mail, MQTT, server-sent events).
+    let (notify_tx, notify_rx) = started.notify_link;
+    let mqtt = config
+        .delivery
+        .mqtt
+        .then(|| MqttOut::new(notify_tx, notify_rx));
+    let notify = tokio::task::block_in_place(|| {
+        Notifier::start(config.clone(), alarms.clone(), mqtt, stop_rx.clone())
+    })?;
+
     let shared = Arc::new(Shared {
         config: config.clone(),
-        registry: registry.clone(),
+        registry,
         metrics: metrics.clone(),
         views: Mutex::new(views),
         store,
         alarms,
+        notify,
         paused: AtomicBool::new(false),
     });
-
-    let started =
-        tokio::task::block_in_place(|| broker::start(&config, registry, metrics.clone()))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     if let Some(s) = export_sender {
         tokio::spawn(s.run(stop_rx.clone()));
     }

@@ -444,43 +444,79 @@ impl AlarmDb {
 
     /// An alarm's transitions, oldest first.
     pub fn transitions(&self, id: u64) -> Result<Vec<Transition>, AlarmDbError> {
+        let rows = self.select_transitions("alarm = ?1", id, i64::MAX)?;
+        Ok(rows.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Transitions recorded after number `seq` (of any alarm), oldest first, with their
+    /// numbers: the delivery stage follows the alarms this way.
+    pub fn transitions_after(
+        &self,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Transition)>, AlarmDbError> {
+        self.select_transitions("seq > ?1", seq, limit.min(i64::MAX as usize) as i64)
+    }
+
+    /// Number of the latest transition recorded (0 when none).
+    pub fn last_transition(&self) -> Result<u64, AlarmDbError> {
+        self.conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM transitions", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|v| v as u64)
+            .map_err(|s| self.sql(s))
+    }
+
+    fn select_transitions(
+        &self,
+        filter: &str,
+        arg: u64,
+        limit: i64,
+    ) -> Result<Vec<(u64, Transition)>, AlarmDbError> {
         let e = |s| self.sql(s);
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT alarm, at_ms, action, from_state, to_state, who, note
-                 FROM transitions WHERE alarm = ?1 ORDER BY seq",
-            )
+            .prepare_cached(&format!(
+                "SELECT seq, alarm, at_ms, action, from_state, to_state, who, note
+                 FROM transitions WHERE {filter} ORDER BY seq LIMIT ?2"
+            ))
             .map_err(e)?;
         let rows = st
-            .query_map([id as i64], |r| {
+            .query_map(rusqlite::params![arg as i64, limit], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
+                    (
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ),
                 ))
             })
             .map_err(e)?;
         let mut out = Vec::new();
         for row in rows {
-            let (alarm, at, action, from, to, who, note) = row.map_err(e)?;
+            let (seq, (alarm, at, action, from, to, who, note)) = row.map_err(e)?;
             let state = |s: &str| {
                 serde_json::from_value(serde_json::Value::String(s.to_owned()))
                     .map_err(|err| self.damaged(format!("transition state `{s}`: {err}")))
             };
-            out.push(Transition {
-                alarm: alarm as u64,
-                at_ms: at as u64,
-                action,
-                from: state(&from)?,
-                to: state(&to)?,
-                who,
-                note,
-            });
+            out.push((
+                seq as u64,
+                Transition {
+                    alarm: alarm as u64,
+                    at_ms: at as u64,
+                    action,
+                    from: state(&from)?,
+                    to: state(&to)?,
+                    who,
+                    note,
+                },
+            ));
         }
         Ok(out)
     }

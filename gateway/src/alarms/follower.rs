@@ -135,6 +135,8 @@ pub struct AlarmDesk {
     rules_path: Option<PathBuf>,
     defaults: Defaults,
     cursor: AtomicU64,
+    /// Signalled after every commit that recorded transitions (delivery follows them).
+    committed: Arc<tokio::sync::Notify>,
     /// Counters.
     pub metrics: AlarmMetrics,
 }
@@ -214,6 +216,7 @@ impl AlarmDesk {
             rules_path,
             defaults,
             cursor: AtomicU64::new(loaded.cursor),
+            committed: Arc::new(tokio::sync::Notify::new()),
             metrics,
         });
         // WAL checkpoints on their own thread: the alarm thread's commits stay short
@@ -262,6 +265,16 @@ impl AlarmDesk {
                 Err(e)
             }
         }
+    }
+
+    /// Signalled after each commit that recorded transitions.
+    pub fn committed(&self) -> Arc<tokio::sync::Notify> {
+        self.committed.clone()
+    }
+
+    /// A reading connection of its own to the alarm database.
+    pub fn open_reader(&self) -> Result<AlarmDb, AlarmDbError> {
+        self.reader.lock().reader()
     }
 
     /// The rules in force.
@@ -359,6 +372,9 @@ impl AlarmDesk {
                     self.cursor.store(c, Relaxed);
                 }
                 self.account(&changes, &inner.core);
+                if !changes.transitions.is_empty() {
+                    self.committed.notify_one();
+                }
                 // Readings that raised (or repeated) an alarm: from their arrival to now,
                 // when the record is committed.
                 for at in inner.raised_by.drain(..) {

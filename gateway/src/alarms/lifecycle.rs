@@ -394,6 +394,35 @@ impl Alarms {
         Ok(())
     }
 
+    /// Assigns an open alarm to a person.
+    pub fn assign(&mut self, id: u64, to: &str, who: &str, at: u64) -> Result<(), ActionError> {
+        self.advance(at);
+        let a = self.alarms.get_mut(&id).ok_or(ActionError::NotFound(id))?;
+        if to.trim().is_empty() {
+            return Err(ActionError::Invalid(
+                id,
+                "assign it to someone (`to`)".into(),
+            ));
+        }
+        a.assignee = Some(to.to_owned());
+        a.updated_ms = at;
+        let from = a.state;
+        self.record(id, at, "assigned", from, who, to.to_owned());
+        Ok(())
+    }
+
+    /// Adds a comment to an open alarm's history.
+    pub fn comment(&mut self, id: u64, text: &str, who: &str, at: u64) -> Result<(), ActionError> {
+        self.advance(at);
+        let a = self.alarms.get(&id).ok_or(ActionError::NotFound(id))?;
+        if text.trim().is_empty() {
+            return Err(ActionError::Invalid(id, "the comment is empty".into()));
+        }
+        let from = a.state;
+        self.record(id, at, "comment", from, who, text.to_owned());
+        Ok(())
+    }
+
     /// Closes an alarm with a disposition (what was done). Latched and event alarms
     /// close this way; a life-safety alarm only with a disposition.
     pub fn resolve(

@@ -79,6 +79,9 @@ pub struct Alarm {
     pub closed_ms: Option<u64>,
     /// Who acknowledged.
     pub acked_by: Option<String>,
+    /// Who it is assigned to.
+    #[serde(default)]
+    pub assignee: Option<String>,
     /// When, ms.
     pub acked_ms: Option<u64>,
     /// How it was resolved ("resident fine", "ambulance called").
@@ -143,6 +146,7 @@ impl Alarm {
             updated_ms: at,
             closed_ms: None,
             acked_by: None,
+            assignee: None,
             acked_ms: None,
             disposition: None,
             shelved_until: None,
@@ -192,7 +196,7 @@ pub struct Transition {
     pub at_ms: u64,
     /// `raised`, `repeat`, `cleared`, `acked`, `resolved`, `shelved`, `unshelved`,
     /// `suppressed`, `unsuppressed`, `escalated`, `chattering`, `chatter_ended`,
-    /// `flooded`, `out_of_service`, `in_service`.
+    /// `flooded`, `out_of_service`, `in_service`, `assigned`, `comment`.
     pub action: String,
     /// State before.
     pub from: AlarmState,

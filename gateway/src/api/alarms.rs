@@ -44,12 +44,12 @@ fn refused(e: ActionError) -> ApiError {
     }
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(t)| t)
         .map_err(|e| bad_request(format!("request body: {}", e.body_text())))
 }
 
-fn who(by: &str) -> Result<&str, ApiError> {
+pub(super) fn who(by: &str) -> Result<&str, ApiError> {
     let by = by.trim();
     if by.is_empty() || by.len() > 128 {
         return Err(bad_request(
@@ -119,6 +119,49 @@ pub async fn ack(
     let by = who(&b.by)?;
     tokio::task::block_in_place(|| s.alarms.act(|c, now| c.alarms.ack(id, by, now, &b.note)))
         .map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Body of assign and comment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    by: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    text: String,
+}
+
+/// Assigns an alarm to a person (`to`).
+pub async fn assign(
+    State(s): S,
+    Path(id): Path<u64>,
+    b: Result<Json<NoteBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| {
+        s.alarms
+            .act(|c, now| c.alarms.assign(id, b.to.trim(), by, now))
+    })
+    .map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Adds a comment (`text`) to an alarm's history.
+pub async fn comment(
+    State(s): S,
+    Path(id): Path<u64>,
+    b: Result<Json<NoteBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    tokio::task::block_in_place(|| {
+        s.alarms
+            .act(|c, now| c.alarms.comment(id, &b.text, by, now))
+    })
+    .map_err(refused)?;
     Ok(Json(json!({"ok": true})))
 }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 mod alarms;
+mod delivery;
 mod series;
 
 use crate::clock::now_ms;
@@ -85,6 +86,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/alarms/:id", get(alarms::one))
         .route("/api/alarms/:id/ack", post(alarms::ack))
         .route("/api/alarms/:id/resolve", post(alarms::resolve))
+        .route("/api/alarms/:id/assign", post(alarms::assign))
+        .route("/api/alarms/:id/comment", post(alarms::comment))
         .route("/api/alarms/:id/shelve", post(alarms::shelve))
         .route("/api/alarms/:id/unshelve", post(alarms::unshelve))
         .route("/api/out-of-service", post(alarms::out_of_service))
@@ -92,6 +95,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/notes", get(alarms::notes))
         .route("/api/rules", get(alarms::rules))
         .route("/api/rules/reload", post(alarms::reload))
+        .route("/api/events", get(delivery::events))
+        .route("/api/work-orders", get(delivery::work_orders))
+        .route("/api/work-orders/:id", get(delivery::work_order))
+        .route("/api/work-orders/:id/:action", post(delivery::work_action))
+        .route("/api/deliveries", get(delivery::deliveries))
+        .route("/api/deliveries/:id/attempts", get(delivery::attempts))
+        .route("/api/kpis", get(delivery::kpis))
+        .route("/api/routing", get(delivery::routing))
+        .route("/api/routing/reload", post(delivery::reload))
         .fallback(|| async { not_found("route") })
         .with_state(shared)
 }
@@ -126,6 +138,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let mut text = s.metrics.render();
     s.store.stats.render(&mut text);
     alarms::render_metrics(&s.alarms.metrics, &mut text);
+    delivery::render_metrics(&s.notify.metrics, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

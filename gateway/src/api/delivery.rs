@@ -1,0 +1,368 @@
+//! `/api/events` (server-sent events), `/api/work-orders`, `/api/deliveries`,
+//! `/api/kpis` and `/api/routing`: the delivery stage seen from outside — live events,
+//! crews' work order actions, every delivery with its attempts and receipt, answer
+//! times, and who is on duty now.
+//!
+//! Owns these routes' JSON shapes; the decisions are the router's.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::alarms::{body, who};
+use super::{bad_request, internal, not_found, ApiError};
+use crate::clock::now_ms;
+use crate::notify::router::{work_order_json, Answer};
+use crate::notify::stage::NotifyMetrics;
+use crate::notify::workorder::{WorkError, WorkOrder};
+use crate::pipeline::Shared;
+
+type S = State<Arc<Shared>>;
+
+/// Every alarm and work order event as it is routed (`event: alarm` or `work_order`,
+/// `id:` the event's key, `data:` the documented JSON). A subscriber too slow to keep
+/// up gets an `event: lagged` with how many it missed, and should re-read
+/// `/api/alarms?open=true`.
+pub async fn events(State(s): S) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.notify.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let e = match rx.recv().await {
+            Ok(ev) => {
+                let kind = ev
+                    .body
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("alarm");
+                Event::default()
+                    .event(kind)
+                    .id(ev.key.clone())
+                    .data(ev.body.to_string())
+            }
+            Err(RecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(json!({"missed": n}).to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(e), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// `GET /api/work-orders` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkQuery {
+    open: Option<bool>,
+    limit: Option<usize>,
+}
+
+fn wo_view(w: &WorkOrder, now: u64) -> Value {
+    let mut v = work_order_json(w);
+    v["created_ms"] = json!(w.created_ms);
+    v["closed_ms"] = json!(w.closed_ms);
+    v["verify_by_ms"] = json!(w.verify_by_ms);
+    v["role"] = json!(w.role);
+    v["source"] = json!(w.source);
+    v["due_in_s"] = json!((!w.state.closed()).then(|| (w.due_ms as i64 - now as i64) / 1000));
+    v
+}
+
+/// Work orders, newest first (`?open=true` for open ones).
+pub async fn work_orders(
+    State(s): S,
+    q: Result<Query<WorkQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let list = tokio::task::block_in_place(|| {
+        s.notify
+            .work_orders(q.open.unwrap_or(false), q.limit.unwrap_or(200).min(10_000))
+    })
+    .map_err(internal)?;
+    let now = now_ms();
+    Ok(Json(
+        json!({"work_orders": list.iter().map(|w| wo_view(w, now)).collect::<Vec<_>>()}),
+    ))
+}
+
+/// One work order with its history.
+pub async fn work_order(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+    let w = tokio::task::block_in_place(|| s.notify.work_order(id))
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&format!("work order {id}")))?;
+    let mut v = wo_view(&w, now_ms());
+    v["history"] = serde_json::to_value(&w.history).unwrap_or(Value::Null);
+    Ok(Json(v))
+}
+
+/// Body of a work order action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkBody {
+    by: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /api/work-orders/{id}/{accept|arrive|fixed}`.
+pub async fn work_action(
+    State(s): S,
+    Path((id, action)): Path<(u64, String)>,
+    b: Result<Json<WorkBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    if !matches!(action.as_str(), "accept" | "arrive" | "fixed") {
+        return Err(not_found(&format!(
+            "work order action `{action}` (accept, arrive, fixed)"
+        )));
+    }
+    let b = body(b)?;
+    let by = who(&b.by)?;
+    let w = tokio::task::block_in_place(|| s.notify.work_action(id, &action, by, &b.note))
+        .map_err(|e| {
+            let status = match e {
+                WorkError::NotFound(_) => StatusCode::NOT_FOUND,
+                WorkError::Invalid(..) => StatusCode::CONFLICT,
+            };
+            ApiError {
+                status,
+                code: if status == StatusCode::NOT_FOUND {
+                    "not_found"
+                } else {
+                    "refused"
+                },
+                message: e.to_string(),
+            }
+        })?;
+    Ok(Json(wo_view(&w, now_ms())))
+}
+
+/// `GET /api/deliveries` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Deliveries, newest first (`?state=pending|delivered|failed`).
+pub async fn deliveries(
+    State(s): S,
+    q: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    if let Some(st) = q
+        .state
+        .as_deref()
+        .filter(|s| !matches!(*s, "pending" | "delivered" | "failed"))
+    {
+        return Err(bad_request(format!(
+            "state `{st}`: use pending, delivered or failed"
+        )));
+    }
+    let list = tokio::task::block_in_place(|| {
+        s.notify
+            .deliveries(q.state.as_deref(), q.limit.unwrap_or(200).min(10_000))
+    })
+    .map_err(internal)?;
+    Ok(Json(json!({"deliveries": list})))
+}
+
+/// A delivery's attempts.
+pub async fn attempts(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+    let list = tokio::task::block_in_place(|| s.notify.attempts(id)).map_err(internal)?;
+    Ok(Json(json!({"delivery": id, "attempts": list})))
+}
+
+/// `GET /api/kpis` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiQuery {
+    /// Window, hours (default 24).
+    hours: Option<u64>,
+}
+
+/// Answer-time figures over a set of answers.
+pub fn answer_stats(list: &[&Answer]) -> Value {
+    let mut secs: Vec<f64> = list
+        .iter()
+        .map(|a| a.answered_ms.saturating_sub(a.started_ms) as f64 / 1000.0)
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let n = secs.len();
+    let q = |p: f64| (n > 0).then(|| secs[((n - 1) as f64 * p).round() as usize]);
+    let within = secs.iter().filter(|s| **s <= 60.0).count();
+    json!({
+        "answered": n,
+        "within_60s": within,
+        "share_within_60s": (n > 0).then(|| within as f64 / n as f64),
+        "target_share": 0.985,
+        "p50_s": q(0.5), "p90_s": q(0.9), "max_s": q(1.0),
+    })
+}
+
+/// Time to acknowledge, overall and per team, over the last `hours` (default 24):
+/// answered alarms, the share answered within 60 s (telecare practice: 98.5 %), and
+/// quantiles.
+pub async fn kpis(
+    State(s): S,
+    q: Result<Query<KpiQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 400);
+    let since = now_ms().saturating_sub(hours * 3_600_000);
+    let all = tokio::task::block_in_place(|| s.notify.answers(since)).map_err(internal)?;
+    let mut teams: std::collections::BTreeMap<&str, Vec<&Answer>> = Default::default();
+    for a in &all {
+        teams.entry(a.team.as_str()).or_default().push(a);
+    }
+    let per_team: serde_json::Map<String, Value> = teams
+        .iter()
+        .map(|(t, l)| ((*t).to_owned(), answer_stats(l)))
+        .collect();
+    Ok(Json(json!({
+        "hours": hours,
+        "overall": answer_stats(&all.iter().collect::<Vec<_>>()),
+        "teams": per_team,
+    })))
+}
+
+/// The routing in force: teams with who is on duty now, and the policies.
+pub async fn routing(State(s): S) -> Json<Value> {
+    let r = s.notify.routing();
+    let now = now_ms();
+    let teams: Vec<Value> = r
+        .teams
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id, "role": t.role, "zones": t.zones, "sites": t.sites,
+                "on_duty": r.on_duty(t, now).iter().map(|p| &p.id).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let policies: Vec<Value> = r
+        .policies
+        .iter()
+        .map(|p| {
+            json!({
+                "priority": p.priority, "kinds": p.kinds, "renotify": p.renotify,
+                "steps": p.steps.iter().map(|st| json!({"after_s": st.after_ms / 1000, "notify": st.roles})).collect::<Vec<_>>(),
+                "work_order": p.work_order.as_ref().map(|w| json!({"role": w.role, "grade": w.grade.as_str()})),
+            })
+        })
+        .collect();
+    Json(json!({
+        "source": s.config.delivery.routing.as_ref().map_or("built-in routing".into(), |p| p.display().to_string()),
+        "timezone": r.local.name(),
+        "people": r.people.len(),
+        "teams": teams,
+        "policies": policies,
+    }))
+}
+
+/// Re-reads the routing file; 400 with every problem when it is invalid.
+pub async fn reload(State(s): S) -> Result<Json<Value>, ApiError> {
+    let r = tokio::task::block_in_place(|| s.notify.reload())
+        .map_err(|e| bad_request(e.to_string()))?;
+    Ok(Json(
+        json!({"ok": true, "people": r.people.len(), "teams": r.teams.len(), "policies": r.policies.len()}),
+    ))
+}
+
+/// The delivery stage's lines of `/metrics`.
+pub fn render_metrics(m: &NotifyMetrics, out: &mut String) {
+    use std::fmt::Write;
+    let c = |x: &std::sync::atomic::AtomicU64| x.load(Relaxed);
+    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    one(
+        "linli_notifications_total",
+        "counter",
+        "Pages and work order messages to people created.",
+        c(&m.notifications),
+    );
+    one(
+        "linli_events_total",
+        "counter",
+        "Alarm and work order events published (MQTT, SSE, event webhooks).",
+        c(&m.events),
+    );
+    one(
+        "linli_deliveries_delivered_total",
+        "counter",
+        "Deliveries with a receipt.",
+        c(&m.delivered),
+    );
+    one(
+        "linli_delivery_retries_total",
+        "counter",
+        "Delivery attempts that failed and will be retried.",
+        c(&m.retries),
+    );
+    one(
+        "linli_deliveries_failed_total",
+        "counter",
+        "Deliveries refused for good by the receiver (4xx, SMTP 5xx).",
+        c(&m.failed),
+    );
+    one(
+        "linli_deliveries_pending",
+        "gauge",
+        "Deliveries waiting for a receipt.",
+        c(&m.pending),
+    );
+    one(
+        "linli_pages_unrouted_total",
+        "counter",
+        "Pages that found nobody on duty with a contact.",
+        c(&m.unrouted),
+    );
+    one(
+        "linli_work_orders_dispatched_total",
+        "counter",
+        "Work orders dispatched.",
+        c(&m.work_orders),
+    );
+    one(
+        "linli_delivery_db_errors_total",
+        "counter",
+        "Delivery commits that failed (retried).",
+        c(&m.db_errors),
+    );
+    let answers = m.answers.lock().clone();
+    let _ = writeln!(out, "# HELP linli_alarms_answered_total Paged alarms acknowledged or resolved, by the team first paged.\n# TYPE linli_alarms_answered_total counter");
+    for (team, (n, _)) in &answers {
+        let _ = writeln!(out, "linli_alarms_answered_total{{team=\"{team}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP linli_alarms_answered_within_60s_total Of those, answered within 60 s of the first page.\n# TYPE linli_alarms_answered_within_60s_total counter");
+    for (team, (_, w)) in &answers {
+        let _ = writeln!(
+            out,
+            "linli_alarms_answered_within_60s_total{{team=\"{team}\"}} {w}"
+        );
+    }
+    let _ = writeln!(out, "# HELP linli_alarms_answered_within_60s_ratio Share answered within 60 s since start (telecare target 0.985).\n# TYPE linli_alarms_answered_within_60s_ratio gauge");
+    for (team, (n, w)) in &answers {
+        if *n > 0 {
+            let _ = writeln!(
+                out,
+                "linli_alarms_answered_within_60s_ratio{{team=\"{team}\"}} {}",
+                *w as f64 / *n as f64
+            );
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The delivery database (`notify.sqlite3`): how far the alarm transitions have been
+//! routed, escalations in progress, work orders with their history, every delivery with
+//! its attempts and receipt, and answer times. Routing results commit in one
+//! transaction with the position they reflect, so a crash re-routes (under the same
+//! idempotency keys) rather than loses.
+//!
+//! Owns SQL only; what goes in is decided by the router and the stage.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::escalation::Escalation;
+use super::router::{Answer, Routed};
+use super::workorder::WorkOrder;
+use super::Notification;
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS escalations (
+    alarm INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS work_orders (
+    id INTEGER PRIMARY KEY,
+    alarm INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS work_orders_open ON work_orders (open) WHERE open = 1;
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    person TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    delivered_ms INTEGER,
+    last_error TEXT,
+    receipt TEXT,
+    body TEXT NOT NULL,
+    UNIQUE (key, channel)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery);
+CREATE TABLE IF NOT EXISTS answers (
+    alarm INTEGER PRIMARY KEY,
+    team TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    answered_ms INTEGER NOT NULL,
+    by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_time ON answers (answered_ms);
+";
+
+/// Why the delivery database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyDbError {
+    /// SQLite failed.
+    #[error("delivery database {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: String,
+        /// The error.
+        source: rusqlite::Error,
+    },
+    /// A stored record does not decode.
+    #[error("delivery database {path}: damaged record: {what}")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// Which.
+        what: String,
+    },
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Delivery {
+    /// Row id (attempts refer to it).
+    pub id: u64,
+    /// The notification.
+    pub notification: Notification,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Receipt time, ms.
+    pub delivered_ms: Option<u64>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Receipt (HTTP status, SMTP reply).
+    pub receipt: Option<String>,
+}
+
+/// One attempt at a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attempt {
+    /// When, ms.
+    pub at_ms: u64,
+    /// It got a receipt.
+    pub ok: bool,
+    /// Status or error.
+    pub detail: String,
+}
+
+/// What a start-up reads back.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Last alarm transition routed.
+    pub cursor: Option<u64>,
+    /// Next work order id.
+    pub next_work_order: u64,
+    /// Escalations in progress.
+    pub escalations: Vec<Escalation>,
+    /// Open work orders.
+    pub work_orders: Vec<WorkOrder>,
+    /// Deliveries without a receipt yet, oldest first.
+    pub pending: Vec<Delivery>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Receipt.
+    Delivered(String),
+    /// Will be retried.
+    Retry(String),
+    /// Refused for good (the receiver said the request is wrong).
+    Failed(String),
+}
+
+/// The delivery database.
+#[derive(Debug)]
+pub struct NotifyDb {
+    conn: Connection,
+    path: String,
+}
+
+impl NotifyDb {
+    /// Opens (creating) `dir/notify.sqlite3`.
+    pub fn open(dir: &Path) -> Result<NotifyDb, NotifyDbError> {
+        let p = dir.join("notify.sqlite3");
+        let path = p.display().to_string();
+        let err = |source| NotifyDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&p).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(NotifyDb { conn, path })
+    }
+
+    /// A second connection for readers.
+    pub fn reader(&self) -> Result<NotifyDb, NotifyDbError> {
+        let conn = Connection::open(&self.path).map_err(|s| self.sql(s))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|s| self.sql(s))?;
+        Ok(NotifyDb {
+            conn,
+            path: self.path.clone(),
+        })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> NotifyDbError {
+        NotifyDbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn damaged(&self, what: String) -> NotifyDbError {
+        NotifyDbError::Damaged {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, NotifyDbError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|v| v.map(|v| v as u64))
+            .map_err(|s| self.sql(s))
+    }
+
+    /// Reads back the state a start-up needs.
+    pub fn load(&self) -> Result<Loaded, NotifyDbError> {
+        let e = |s| self.sql(s);
+        let mut out = Loaded {
+            cursor: self.meta("cursor")?,
+            next_work_order: self.meta("next_work_order")?.unwrap_or(1),
+            ..Loaded::default()
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT alarm, body FROM escalations")
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(e)?;
+        for row in rows {
+            let (id, body) = row.map_err(e)?;
+            out.escalations.push(
+                serde_json::from_str(&body)
+                    .map_err(|err| self.damaged(format!("escalation of alarm {id}: {err}")))?,
+            );
+        }
+        out.work_orders = self.work_orders(true, usize::MAX)?;
+        out.pending = self.deliveries(Some("pending"), usize::MAX, true)?;
+        Ok(out)
+    }
+
+    /// Commits a routing result and the position it reflects.
+    pub fn commit(
+        &mut self,
+        r: &Routed,
+        cursor: Option<u64>,
+        next_work_order: u64,
+    ) -> Result<(), NotifyDbError> {
+        let path = self.path.clone();
+        let e = |source| NotifyDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        for (id, esc) in &r.escalations {
+            match esc {
+                Some(esc) => {
+                    let body = serde_json::to_string(esc).unwrap_or_default();
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO escalations (alarm, body) VALUES (?1, ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![*id as i64, body]))
+                    .map_err(e)?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM escalations WHERE alarm = ?1")
+                        .and_then(|mut s| s.execute([*id as i64]))
+                        .map_err(e)?;
+                }
+            }
+        }
+        for w in &r.work_orders {
+            let body = serde_json::to_string(w).unwrap_or_default();
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO work_orders (id, alarm, state, open, created_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![w.id as i64, w.alarm as i64, w.state.as_str(), !w.state.closed(), w.created_ms as i64, body])
+            })
+            .map_err(e)?;
+        }
+        for n in &r.notifications {
+            insert_delivery(&tx, n).map_err(e)?;
+        }
+        for a in &r.answers {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO answers (alarm, team, priority, started_ms, answered_ms, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![a.alarm as i64, a.team, a.priority, a.started_ms as i64, a.answered_ms as i64, a.by])
+            })
+            .map_err(e)?;
+        }
+        let set = |k: &str, v: u64| {
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![k, v as i64]))
+                .map(|_| ())
+        };
+        if let Some(c) = cursor {
+            set("cursor", c).map_err(e)?;
+        }
+        set("next_work_order", next_work_order).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Row ids of notifications just committed (new or already there), in order.
+    pub fn ids(&self, ns: &[Notification]) -> Result<Vec<(u64, String)>, NotifyDbError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, state FROM deliveries WHERE key = ?1 AND channel = ?2")
+            .map_err(|s| self.sql(s))?;
+        ns.iter()
+            .map(|n| {
+                st.query_row(params![n.key, n.channel], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                })
+                .map_err(|s| self.sql(s))
+            })
+            .collect()
+    }
+
+    /// Records an attempt and its outcome.
+    pub fn attempt(
+        &mut self,
+        delivery: u64,
+        at_ms: u64,
+        outcome: &Outcome,
+    ) -> Result<(), NotifyDbError> {
+        let path = self.path.clone();
+        let e = |source| NotifyDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        let (ok, detail) = match outcome {
+            Outcome::Delivered(d) => (true, d),
+            Outcome::Retry(d) | Outcome::Failed(d) => (false, d),
+        };
+        tx.prepare_cached(
+            "INSERT INTO attempts (delivery, at_ms, ok, detail) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![delivery as i64, at_ms as i64, ok, detail]))
+        .map_err(e)?;
+        let update = match outcome {
+            Outcome::Delivered(_) => tx
+                .prepare_cached("UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?2, receipt = ?3 WHERE seq = ?1")
+                .and_then(|mut s| s.execute(params![delivery as i64, at_ms as i64, detail])),
+            Outcome::Retry(_) => tx
+                .prepare_cached("UPDATE deliveries SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1")
+                .and_then(|mut s| s.execute(params![delivery as i64, detail])),
+            Outcome::Failed(_) => tx
+                .prepare_cached("UPDATE deliveries SET state = 'failed', attempts = attempts + 1, last_error = ?2 WHERE seq = ?1")
+                .and_then(|mut s| s.execute(params![delivery as i64, detail])),
+        };
+        update.map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Deliveries, newest first (or oldest first with `oldest_first`), optionally in
+    /// one state.
+    pub fn deliveries(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+        oldest_first: bool,
+    ) -> Result<Vec<Delivery>, NotifyDbError> {
+        let e = |s| self.sql(s);
+        let order = if oldest_first { "ASC" } else { "DESC" };
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT seq, state, attempts, delivered_ms, last_error, receipt, body FROM deliveries
+                 WHERE (?1 IS NULL OR state = ?1) ORDER BY seq {order} LIMIT ?2"
+            ))
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![state, limit.min(i64::MAX as usize) as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(e)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, state, attempts, delivered, last_error, receipt, body) = row.map_err(e)?;
+            let notification = serde_json::from_str(&body)
+                .map_err(|err| self.damaged(format!("delivery {id}: {err}")))?;
+            out.push(Delivery {
+                id: id as u64,
+                notification,
+                state,
+                attempts: attempts as u32,
+                delivered_ms: delivered.map(|v| v as u64),
+                last_error,
+                receipt,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A delivery's attempts, oldest first.
+    pub fn attempts(&self, delivery: u64) -> Result<Vec<Attempt>, NotifyDbError> {
+        let e = |s| self.sql(s);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT at_ms, ok, detail FROM attempts WHERE delivery = ?1 ORDER BY seq",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map([delivery as i64], |r| {
+                Ok(Attempt {
+                    at_ms: r.get::<_, i64>(0)? as u64,
+                    ok: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })
+            .map_err(e)?;
+        rows.collect::<Result<_, _>>().map_err(e)
+    }
+
+    /// Work orders, newest first: only open ones, or all.
+    pub fn work_orders(
+        &self,
+        open_only: bool,
+        limit: usize,
+    ) -> Result<Vec<WorkOrder>, NotifyDbError> {
+        let e = |s| self.sql(s);
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, body FROM work_orders WHERE (?1 = 0 OR open = 1) ORDER BY id DESC LIMIT ?2")
+            .map_err(e)?;
+        let rows = st
+            .query_map(
+                params![open_only, limit.min(i64::MAX as usize) as i64],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+            .map_err(e)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(e)?;
+            out.push(
+                serde_json::from_str(&body)
+                    .map_err(|err| self.damaged(format!("work order {id}: {err}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// One work order.
+    pub fn work_order(&self, id: u64) -> Result<Option<WorkOrder>, NotifyDbError> {
+        let body: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT body FROM work_orders WHERE id = ?1",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|s| self.sql(s))?;
+        body.map(|b| {
+            serde_json::from_str(&b).map_err(|err| self.damaged(format!("work order {id}: {err}")))
+        })
+        .transpose()
+    }
+
+    /// Answers at or after `since_ms`.
+    pub fn answers(&self, since_ms: u64) -> Result<Vec<Answer>, NotifyDbError> {
+        let e = |s| self.sql(s);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT alarm, team, priority, started_ms, answered_ms, by FROM answers WHERE answered_ms >= ?1 ORDER BY answered_ms",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map([since_ms as i64], |r| {
+                Ok(Answer {
+                    alarm: r.get::<_, i64>(0)? as u64,
+                    team: r.get(1)?,
+                    priority: r.get(2)?,
+                    started_ms: r.get::<_, i64>(3)? as u64,
+                    answered_ms: r.get::<_, i64>(4)? as u64,
+                    by: r.get(5)?,
+                })
+            })
+            .map_err(e)?;
+        rows.collect::<Result<_, _>>().map_err(e)
+    }
+}
+
+fn insert_delivery(tx: &rusqlite::Transaction<'_>, n: &Notification) -> rusqlite::Result<()> {
+    // A key already recorded (re-routed after a crash) keeps its state and receipt.
+    let body = serde_json::to_string(n).unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO deliveries (key, channel, person, state, created_ms, body) VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+    )?
+    .execute(params![n.key, n.channel, n.person.as_ref().map(|p| p.id.clone()), n.created_ms as i64, body])?;
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! Owns test plumbing only; every assertion lives in `tests/*.rs`.
 
 pub mod fixture;
+pub mod receivers;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -285,7 +285,6 @@ impl Notifier {
                 stop.clone(),
             ));
         }
-        n.metrics.pending.store(pending.len() as u64, Relaxed);
         for p in pending {
             n.enqueue(p.id, p.notification);
         }
@@ -536,7 +535,6 @@ fn dispatch(n: &Notifier, out: Routed, ids: Result<Vec<(u64, String)>, NotifyDbE
                     if note.person.is_some() {
                         m.notifications.fetch_add(1, Relaxed);
                     }
-                    m.pending.fetch_add(1, Relaxed);
                     n.enqueue(id, note);
                 }
             }
@@ -642,7 +640,12 @@ async fn run_channel(
         if queue.is_empty() {
             tokio::select! {
                 j = rx.recv() => match j {
-                    Some(j) => { if queued.insert(j.id) { queue.push_back(j) } }
+                    Some(j) => {
+                        if queued.insert(j.id) {
+                            n.metrics.pending.fetch_add(1, Relaxed);
+                            queue.push_back(j);
+                        }
+                    }
                     None => return,
                 },
                 _ = stop.changed() => return,
@@ -650,6 +653,7 @@ async fn run_channel(
         }
         while let Ok(j) = rx.try_recv() {
             if queued.insert(j.id) {
+                n.metrics.pending.fetch_add(1, Relaxed);
                 queue.push_back(j);
             }
         }

@@ -341,6 +341,24 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             gw.http,
             gw.shared.alarms.rules_source()
         );
+        let routing = gw.shared.notify.routing();
+        let source = gw
+            .shared
+            .config
+            .delivery
+            .routing
+            .as_ref()
+            .map_or("built-in routing".into(), |p| p.display().to_string());
+        if routing.people.is_empty() {
+            println!("  Delivery:       {source} has nobody in it: nobody is paged (add people: gateway/DELIVERY.md)");
+        } else {
+            println!(
+                "  Delivery:       {} people in {} teams ({source}; on duty now: http://{}/api/routing)",
+                routing.people.len(),
+                routing.teams.len(),
+                gw.http
+            );
+        }
         println!(
             "  Live events:    http://{}/api/events  (server-sent events; MQTT linli/v1/alarms/#, linli/v1/events/#)",
             gw.http

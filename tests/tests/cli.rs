@@ -134,3 +134,43 @@ fn check_rules_validates_the_built_in_rules_and_names_every_bad_key() -> anyhow:
     }
     Ok(())
 }
+
+#[test]
+fn check_routing_validates_against_the_configs_channels_and_names_every_bad_key(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ok, out) = linli(&["check-routing"], dir.path())?;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("built-in routing: ok (0 people")
+            && out.contains("team caregivers (role caregiver)"),
+        "{out}"
+    );
+    let (ok, defaults) = linli(&["default-routing"], dir.path())?;
+    assert!(ok);
+    std::fs::write(dir.path().join("mine.toml"), &defaults)?;
+    let (ok, out) = linli(&["check-routing", "mine.toml"], dir.path())?;
+    assert!(ok && out.contains("mine.toml: ok"), "{out}");
+
+    // Contacts must name channels the gateway config has.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[person]]\nid = \"anna\"\ncontact = [\"webhook:sms\", \"email\"]\n\
+         [[team]]\nid = \"c\"\nrole = \"caregiver\"\nmembers = [\"bo\"]\n\
+         [[team.shift]]\nperson = \"anna\"\nwindow = \"7-19\"\n\
+         [[policy]]\npriority = 1\n",
+    )?;
+    let (ok, out) = linli(&["check-routing", "bad.toml"], dir.path())?;
+    assert!(!ok);
+    for key in [
+        "person[0].contact",
+        "team[0].members",
+        "team[0].shift[0].window",
+        "policy[0].step",
+        "no policy for priority 2",
+    ] {
+        assert!(out.contains(key), "{key} missing from:\n{out}");
+    }
+    assert!(out.contains("no [[delivery.webhook]] named `sms`"), "{out}");
+    Ok(())
+}

@@ -462,6 +462,40 @@ impl NotifyDb {
         .transpose()
     }
 
+    /// Deletes what is past retention: finished deliveries (with their attempts) and
+    /// closed work orders created before `before_ms`, and older answers. Deliveries
+    /// still pending and open work orders are never deleted. Returns deliveries deleted.
+    pub fn purge(&mut self, before_ms: u64) -> Result<usize, NotifyDbError> {
+        let path = self.path.clone();
+        let e = |source| NotifyDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        let b = before_ms as i64;
+        tx.execute(
+            "DELETE FROM attempts WHERE delivery IN
+             (SELECT seq FROM deliveries WHERE state != 'pending' AND created_ms < ?1)",
+            [b],
+        )
+        .map_err(e)?;
+        let n = tx
+            .execute(
+                "DELETE FROM deliveries WHERE state != 'pending' AND created_ms < ?1",
+                [b],
+            )
+            .map_err(e)?;
+        tx.execute(
+            "DELETE FROM work_orders WHERE open = 0 AND created_ms < ?1",
+            [b],
+        )
+        .map_err(e)?;
+        tx.execute("DELETE FROM answers WHERE answered_ms < ?1", [b])
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(n)
+    }
+
     /// Answers at or after `since_ms`.
     pub fn answers(&self, since_ms: u64) -> Result<Vec<Answer>, NotifyDbError> {
         let e = |s| self.sql(s);
@@ -495,4 +529,58 @@ fn insert_delivery(tx: &rusqlite::Transaction<'_>, n: &Notification) -> rusqlite
     )?
     .execute(params![n.key, n.channel, n.person.as_ref().map(|p| p.id.clone()), n.created_ms as i64, body])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(key: &str, at: u64) -> Notification {
+        Notification {
+            key: key.into(),
+            channel: "webhook:sms".into(),
+            person: None,
+            subject: "s".into(),
+            body: serde_json::json!({"type": "page"}),
+            created_ms: at,
+        }
+    }
+
+    #[test]
+    fn a_key_routed_again_keeps_its_receipt_and_purge_spares_pending_ones() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut db = NotifyDb::open(dir.path()).expect("open");
+        let r = Routed {
+            notifications: vec![note("a1-t1-s0-anna", 10), note("a2-t5-s0-anna", 20)],
+            ..Routed::default()
+        };
+        db.commit(&r, Some(5), 1).expect("commit");
+        let ids = db.ids(&r.notifications).expect("ids");
+        db.attempt(ids[0].0, 11, &Outcome::Retry("HTTP 500".into()))
+            .expect("attempt");
+        db.attempt(ids[0].0, 12, &Outcome::Delivered("HTTP 200".into()))
+            .expect("attempt");
+        // Routed again after a crash: the same keys, nothing new, the receipt kept.
+        db.commit(&r, Some(5), 1).expect("again");
+        let again = db.ids(&r.notifications).expect("ids");
+        assert_eq!(
+            again,
+            vec![
+                (ids[0].0, "delivered".to_owned()),
+                (ids[1].0, "pending".to_owned())
+            ]
+        );
+        let d = db.deliveries(Some("delivered"), 10, true).expect("list");
+        assert_eq!(
+            (d.len(), d[0].attempts, d[0].receipt.as_deref()),
+            (1, 2, Some("HTTP 200"))
+        );
+        assert_eq!(db.attempts(ids[0].0).expect("attempts").len(), 2);
+        let loaded = db.load().expect("load");
+        assert_eq!((loaded.cursor, loaded.pending.len()), (Some(5), 1));
+        // Past retention: the delivered one goes with its attempts; the pending one stays.
+        assert_eq!(db.purge(1_000).expect("purge"), 1);
+        assert!(db.attempts(ids[0].0).expect("attempts").is_empty());
+        assert_eq!(db.load().expect("load").pending.len(), 1);
+    }
 }

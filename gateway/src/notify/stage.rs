@@ -138,6 +138,8 @@ struct Inner {
     cursor: u64,
     /// A failed commit's result and position, written with the next one.
     pending: Option<(Routed, u64)>,
+    /// When finished deliveries past retention are next deleted, ms.
+    next_purge_ms: u64,
 }
 
 /// The delivery stage's shared side (see the module docs).
@@ -212,6 +214,9 @@ impl Notifier {
             cursor,
             "delivery state restored"
         );
+        if routing.people.is_empty() {
+            tracing::warn!("the routing has no people: alarms reach MQTT, server-sent events and event webhooks, but nobody is paged");
+        }
         let router = Router::new(
             routing,
             loaded.escalations,
@@ -265,6 +270,7 @@ impl Notifier {
                 alarms,
                 cursor,
                 pending: None,
+                next_purge_ms: 0,
             }),
             reader: Mutex::new(reader),
             desk,
@@ -371,6 +377,18 @@ impl Notifier {
         inner.router.advance(now, &mut out);
         let cursor = (last != inner.cursor).then_some(last);
         self.commit(&mut inner, out, cursor);
+        if now >= inner.next_purge_ms {
+            // Deliveries, work orders and answers are kept as long as alarms are.
+            inner.next_purge_ms = now + 3_600_000;
+            let before = now.saturating_sub(self.config.alarms.retention_days * 86_400_000);
+            match inner.db.purge(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries = n, "deliveries past their retention deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery retention purge failed; retried in an hour")
+                }
+            }
+        }
     }
 
     fn commit(&self, inner: &mut Inner, mut out: Routed, cursor: Option<u64>) {

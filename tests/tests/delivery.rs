@@ -297,6 +297,10 @@ async fn an_sos_reaches_the_caregiver_by_signed_webhook_and_email_and_the_stream
     assert!(acked, "{:?}", rx.seen());
     let one = get_json(&format!("{http}/api/alarms/{id}")).await?;
     assert_eq!(one["assignee"], "bo");
+    assert!(
+        one["time_to_ack_s"].as_f64().is_some_and(|s| s >= 0.0),
+        "{one}"
+    );
     let actions: Vec<&str> = one["history"]
         .as_array()
         .expect("history")

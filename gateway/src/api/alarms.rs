@@ -28,6 +28,11 @@ fn view(a: &Alarm) -> Value {
         o.remove("recent");
         o.insert("announced".into(), json!(a.announced()));
         o.insert("shown_as".into(), json!(a.shown_as()));
+        // Answer time of this alarm (the per-team figures are in /api/kpis).
+        let ack_s = a
+            .acked_ms
+            .map(|t| t.saturating_sub(a.raised_ms) as f64 / 1000.0);
+        o.insert("time_to_ack_s".into(), json!(ack_s));
     }
     v
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::escalation::{Escalation, Page, Unrouted};
-use super::routing::Routing;
+use super::routing::{Person, Routing};
 use super::workorder::{Effect, WorkError, WorkOrder};
 use super::Notification;
 use crate::alarms::{Alarm, AlarmState, Transition};
@@ -267,7 +267,8 @@ impl Router {
                 let sla = self.routing.work_orders.sla_ms(wp.grade);
                 let wid = self.next_work_order;
                 self.next_work_order += 1;
-                let w = WorkOrder::dispatch(wid, alarm, &wp.role, team, wp.grade, sla, t.at_ms);
+                let mut w = WorkOrder::dispatch(wid, alarm, &wp.role, team, wp.grade, sla, t.at_ms);
+                w.overdue_role = wp.overdue.clone();
                 self.work_orders.insert(wid, w);
                 self.after_work_change(wid, Effect::Renotify, alarm, now, out);
             }
@@ -350,29 +351,17 @@ impl Router {
         match effect {
             Effect::Verified => out.verified.push((w.alarm, wid)),
             Effect::Renotify => {
-                // The crew on duty (and whoever accepted it) hear of it.
-                let mut people = Vec::new();
-                if let Some(team) = self.routing.team(&w.role, &w.site, &w.zone) {
-                    people.extend(self.routing.on_duty(team, now).into_iter().cloned());
-                    if people.iter().all(|p| p.contacts.is_empty()) {
-                        out.unrouted.push((
-                            w.alarm,
-                            Unrouted {
-                                step: 0,
-                                role: w.role.clone(),
-                                team: Some(team.id.clone()),
-                            },
-                        ));
+                // The crew on duty (and whoever accepted it) hear of it; past its SLA,
+                // the overdue role too.
+                let mut people = self.on_duty_for(&w.role, w, now, out);
+                if last.action == "overdue" {
+                    if let Some(role) = &w.overdue_role {
+                        for p in self.on_duty_for(role, w, now, out) {
+                            if !people.iter().any(|x| x.id == p.id) {
+                                people.push(p);
+                            }
+                        }
                     }
-                } else {
-                    out.unrouted.push((
-                        w.alarm,
-                        Unrouted {
-                            step: 0,
-                            role: w.role.clone(),
-                            team: None,
-                        },
-                    ));
                 }
                 if let Some(p) = w
                     .assignee
@@ -413,6 +402,26 @@ impl Router {
         if w.state.closed() {
             self.work_orders.remove(&wid);
         }
+    }
+
+    /// The on-duty people of the team with `role` for a work order's place; a role
+    /// nobody can be reached for is reported as unrouted.
+    fn on_duty_for(&self, role: &str, w: &WorkOrder, now: u64, out: &mut Routed) -> Vec<Person> {
+        let team = self.routing.team(role, &w.site, &w.zone);
+        let people: Vec<Person> = team
+            .map(|t| self.routing.on_duty(t, now).into_iter().cloned().collect())
+            .unwrap_or_default();
+        if people.iter().all(|p| p.contacts.is_empty()) {
+            out.unrouted.push((
+                w.alarm,
+                Unrouted {
+                    step: 0,
+                    role: role.to_owned(),
+                    team: team.map(|t| t.id.clone()),
+                },
+            ));
+        }
+        people
     }
 
     /// Fires escalation steps and work order deadlines due by `now`.

@@ -128,6 +128,8 @@ pub struct WorkOrderPolicy {
     pub role: String,
     /// SLA grade.
     pub grade: Grade,
+    /// Role also told when the order goes overdue (a supervisor, the technical desk).
+    pub overdue: Option<String>,
 }
 
 /// What happens to alarms of some priority (and kinds).
@@ -266,6 +268,7 @@ struct StepDef {
 struct WorkOrderDef {
     role: String,
     grade: Grade,
+    overdue: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,11 +460,13 @@ impl Routing {
                 );
             }
             if let Some(w) = &p.work_order {
-                if !teams.iter().any(|t| t.role == w.role) {
-                    issue(
-                        format!("{key}.work_order.role"),
-                        format!("no [[team]] has role `{}`", w.role),
-                    );
+                for (k, role) in [("role", Some(&w.role)), ("overdue", w.overdue.as_ref())] {
+                    if let Some(role) = role.filter(|r| !teams.iter().any(|t| &t.role == *r)) {
+                        issue(
+                            format!("{key}.work_order.{k}"),
+                            format!("no [[team]] has role `{role}`"),
+                        );
+                    }
                 }
             }
             policies.push(Policy {
@@ -472,6 +477,7 @@ impl Routing {
                 work_order: p.work_order.as_ref().map(|w| WorkOrderPolicy {
                     role: w.role.clone(),
                     grade: w.grade,
+                    overdue: w.overdue.clone(),
                 }),
                 index: i,
             });

@@ -87,6 +87,9 @@ pub struct WorkOrder {
     pub team: Option<String>,
     /// Crew role.
     pub role: String,
+    /// Role also told when it goes overdue.
+    #[serde(default)]
+    pub overdue_role: Option<String>,
     /// SLA grade.
     pub grade: Grade,
     /// State.
@@ -154,6 +157,7 @@ impl WorkOrder {
             device: alarm.device.clone(),
             team,
             role: role.to_owned(),
+            overdue_role: None,
             grade,
             state: WorkState::Dispatched,
             assignee: None,

@@ -42,7 +42,8 @@ pub struct Config {
 pub struct DeliveryConfig {
     /// Routing file (people, teams, shifts, policies); None = the built-in routing.
     pub routing: Option<PathBuf>,
-    /// Publish alarm state and events on the gateway's own broker.
+    /// Publish alarm state and events on the gateway's own broker (off by default:
+    /// any client with device credentials could read them).
     pub mqtt: bool,
     /// Longest a delivery attempt may take, ms.
     pub timeout_ms: u64,
@@ -50,6 +51,8 @@ pub struct DeliveryConfig {
     pub backoff_min_ms: u64,
     /// Longest retry delay, ms.
     pub backoff_max_ms: u64,
+    /// A delivery without a receipt this long after it was created fails as expired.
+    pub give_up_after_s: u64,
     /// E-mail.
     pub smtp: Option<SmtpConfig>,
     /// Webhooks.
@@ -60,10 +63,11 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
             routing: None,
-            mqtt: true,
+            mqtt: false,
             timeout_ms: 10_000,
             backoff_min_ms: 1_000,
             backoff_max_ms: 60_000,
+            give_up_after_s: 86_400,
             smtp: None,
             webhook: Vec::new(),
         }
@@ -164,9 +168,11 @@ impl DeliveryConfig {
             "must be at least 10".into(),
         );
         check(
-            self.backoff_min_ms >= 10 && self.backoff_max_ms >= self.backoff_min_ms,
+            self.backoff_min_ms >= 10
+                && self.backoff_max_ms >= self.backoff_min_ms
+                && self.backoff_max_ms <= 3_600_000,
             "backoff_max_ms".into(),
-            "backoff_min_ms must be at least 10 and backoff_max_ms at least backoff_min_ms".into(),
+            "backoff_min_ms must be at least 10, backoff_max_ms between it and 3600000".into(),
         );
         if let Some(m) = &self.smtp {
             check(
@@ -206,9 +212,10 @@ impl DeliveryConfig {
                 "must be an http:// URL (put a TLS-terminating proxy in front for https)".into(),
             );
             check(
-                w.secret.is_none() || w.secret_env.is_none(),
+                w.secret.is_some() != w.secret_env.is_some(),
                 k("secret"),
-                "give secret or secret_env, not both".into(),
+                "give the HMAC key as secret or secret_env (one of them: every webhook is signed)"
+                    .into(),
             );
             check(
                 w.secret_env
@@ -1057,13 +1064,16 @@ retention_days = 400
 # POST /api/routing/reload applies an edited file.
 #routing = "/etc/linli/routing.toml"
 # Publish alarm state (retained, linli/v1/alarms/{id}) and events (linli/v1/events/...)
-# on the gateway's own broker.
-mqtt = true
+# on the gateway's own broker. Off by default: rumqttd has no per-topic access control,
+# so any client with device credentials could read every resident's alarms.
+mqtt = false
 # A delivery attempt taking longer is abandoned and retried.
 timeout_ms = 10000
 # Retry delays of a channel that failed (exponential with jitter); other channels go on.
 backoff_min_ms = 1000
 backoff_max_ms = 60000
+# A delivery without a receipt this long after it was created fails as expired.
+give_up_after_s = 86400
 
 # E-mail through an SMTP relay (plain SMTP; a local relay handles TLS to the outside).
 #[delivery.smtp]

@@ -152,6 +152,7 @@ async fn an_sos_reaches_the_caregiver_by_signed_webhook_and_email_and_the_stream
         c.delivery.routing = Some(routing);
         c.delivery.webhook = hooks;
         c.delivery.smtp = Some(smtp);
+        c.delivery.mqtt = true;
     })
     .await?;
     let http = gw.http();

@@ -24,7 +24,7 @@ use super::alarms::{body, who};
 use super::{bad_request, internal, not_found, ApiError};
 use crate::clock::now_ms;
 use crate::notify::router::{work_order_json, Answer};
-use crate::notify::stage::NotifyMetrics;
+use crate::notify::stage::{NotifyMetrics, WorkActionError};
 use crate::notify::workorder::{WorkError, WorkOrder};
 use crate::pipeline::Shared;
 
@@ -129,17 +129,18 @@ pub async fn work_action(
     let by = who(&b.by)?;
     let w = tokio::task::block_in_place(|| s.notify.work_action(id, &action, by, &b.note))
         .map_err(|e| {
-            let status = match e {
-                WorkError::NotFound(_) => StatusCode::NOT_FOUND,
-                WorkError::Invalid(..) => StatusCode::CONFLICT,
+            let (status, code) = match e {
+                WorkActionError::Refused(WorkError::NotFound(_)) => {
+                    (StatusCode::NOT_FOUND, "not_found")
+                }
+                WorkActionError::Refused(WorkError::Invalid(..)) => {
+                    (StatusCode::CONFLICT, "refused")
+                }
+                WorkActionError::NotStored => (StatusCode::SERVICE_UNAVAILABLE, "not_stored"),
             };
             ApiError {
                 status,
-                code: if status == StatusCode::NOT_FOUND {
-                    "not_found"
-                } else {
-                    "refused"
-                },
+                code,
                 message: e.to_string(),
             }
         })?;
@@ -192,7 +193,7 @@ pub struct KpiQuery {
 }
 
 /// Answer-time figures over a set of answers.
-pub fn answer_stats(list: &[&Answer]) -> Value {
+fn answer_stats(list: &[&Answer]) -> Value {
     let mut secs: Vec<f64> = list
         .iter()
         .map(|a| a.answered_ms.saturating_sub(a.started_ms) as f64 / 1000.0)
@@ -200,7 +201,7 @@ pub fn answer_stats(list: &[&Answer]) -> Value {
     secs.sort_by(f64::total_cmp);
     let n = secs.len();
     let q = |p: f64| (n > 0).then(|| secs[((n - 1) as f64 * p).round() as usize]);
-    let within = secs.iter().filter(|s| **s <= 60.0).count();
+    let within = list.iter().filter(|a| a.in_time()).count();
     json!({
         "answered": n,
         "within_60s": within,
@@ -282,87 +283,102 @@ pub async fn reload(State(s): S) -> Result<Json<Value>, ApiError> {
 /// The delivery stage's lines of `/metrics`.
 pub fn render_metrics(m: &NotifyMetrics, out: &mut String) {
     use std::fmt::Write;
-    let c = |x: &std::sync::atomic::AtomicU64| x.load(Relaxed);
-    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+    let one: [(&str, &str, &str, &std::sync::atomic::AtomicU64); 10] = [
+        (
+            "linli_notifications_total",
+            "counter",
+            "Pages and work order messages to people created.",
+            &m.notifications,
+        ),
+        (
+            "linli_events_total",
+            "counter",
+            "Alarm and work order events published (MQTT, SSE, event webhooks).",
+            &m.events,
+        ),
+        (
+            "linli_deliveries_delivered_total",
+            "counter",
+            "Deliveries with a receipt.",
+            &m.delivered,
+        ),
+        (
+            "linli_delivery_retries_total",
+            "counter",
+            "Delivery attempts that failed and will be retried.",
+            &m.retries,
+        ),
+        (
+            "linli_deliveries_failed_total",
+            "counter",
+            "Deliveries refused for good by the receiver (4xx, SMTP 5xx) or expired.",
+            &m.failed,
+        ),
+        (
+            "linli_deliveries_superseded_total",
+            "counter",
+            "Pages dropped because their alarm was answered or closed first.",
+            &m.superseded,
+        ),
+        (
+            "linli_deliveries_pending",
+            "gauge",
+            "Deliveries queued in the channel workers.",
+            &m.pending,
+        ),
+        (
+            "linli_pages_unrouted_total",
+            "counter",
+            "Pages that found nobody on duty with a contact.",
+            &m.unrouted,
+        ),
+        (
+            "linli_work_orders_dispatched_total",
+            "counter",
+            "Work orders dispatched.",
+            &m.work_orders,
+        ),
+        (
+            "linli_delivery_db_errors_total",
+            "counter",
+            "Delivery commits that failed (retried).",
+            &m.db_errors,
+        ),
+    ];
+    for (name, kind, help, v) in one {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            v.load(Relaxed)
         );
-    };
-    one(
-        "linli_notifications_total",
-        "counter",
-        "Pages and work order messages to people created.",
-        c(&m.notifications),
-    );
-    one(
-        "linli_events_total",
-        "counter",
-        "Alarm and work order events published (MQTT, SSE, event webhooks).",
-        c(&m.events),
-    );
-    one(
-        "linli_deliveries_delivered_total",
-        "counter",
-        "Deliveries with a receipt.",
-        c(&m.delivered),
-    );
-    one(
-        "linli_delivery_retries_total",
-        "counter",
-        "Delivery attempts that failed and will be retried.",
-        c(&m.retries),
-    );
-    one(
-        "linli_deliveries_failed_total",
-        "counter",
-        "Deliveries refused for good by the receiver (4xx, SMTP 5xx).",
-        c(&m.failed),
-    );
-    one(
-        "linli_deliveries_pending",
-        "gauge",
-        "Deliveries waiting for a receipt.",
-        c(&m.pending),
-    );
-    one(
-        "linli_pages_unrouted_total",
-        "counter",
-        "Pages that found nobody on duty with a contact.",
-        c(&m.unrouted),
-    );
-    one(
-        "linli_work_orders_dispatched_total",
-        "counter",
-        "Work orders dispatched.",
-        c(&m.work_orders),
-    );
-    one(
-        "linli_delivery_db_errors_total",
-        "counter",
-        "Delivery commits that failed (retried).",
-        c(&m.db_errors),
-    );
+    }
+    // Team ids are validated (A-Z a-z 0-9 _ . -): safe as label values.
     let answers = m.answers.lock().clone();
-    let _ = writeln!(out, "# HELP linli_alarms_answered_total Paged alarms acknowledged or resolved, by the team first paged.\n# TYPE linli_alarms_answered_total counter");
-    for (team, (n, _)) in &answers {
-        let _ = writeln!(out, "linli_alarms_answered_total{{team=\"{team}\"}} {n}");
-    }
-    let _ = writeln!(out, "# HELP linli_alarms_answered_within_60s_total Of those, answered within 60 s of the first page.\n# TYPE linli_alarms_answered_within_60s_total counter");
-    for (team, (_, w)) in &answers {
-        let _ = writeln!(
-            out,
-            "linli_alarms_answered_within_60s_total{{team=\"{team}\"}} {w}"
-        );
-    }
-    let _ = writeln!(out, "# HELP linli_alarms_answered_within_60s_ratio Share answered within 60 s since start (telecare target 0.985).\n# TYPE linli_alarms_answered_within_60s_ratio gauge");
-    for (team, (n, w)) in &answers {
-        if *n > 0 {
-            let _ = writeln!(
-                out,
-                "linli_alarms_answered_within_60s_ratio{{team=\"{team}\"}} {}",
-                *w as f64 / *n as f64
-            );
+    type Figure = fn(u64, u64) -> f64;
+    let per_team: [(&str, &str, &str, Figure); 3] = [
+        (
+            "linli_alarms_answered_total",
+            "counter",
+            "Paged alarms acknowledged or resolved by a person, by the team first paged.",
+            |n, _| n as f64,
+        ),
+        (
+            "linli_alarms_answered_within_60s_total",
+            "counter",
+            "Of those, answered within 60 s of the first page.",
+            |_, w| w as f64,
+        ),
+        (
+            "linli_alarms_answered_within_60s_ratio",
+            "gauge",
+            "Share answered within 60 s since the gateway started (telecare target 0.985).",
+            |n, w| w as f64 / n.max(1) as f64,
+        ),
+    ];
+    for (name, kind, help, f) in per_team {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (team, (n, w)) in &answers {
+            let _ = writeln!(out, "{name}{{team=\"{team}\"}} {}", f(*n, *w));
         }
     }
 }

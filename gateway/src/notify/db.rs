@@ -59,12 +59,13 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery);
 CREATE TABLE IF NOT EXISTS answers (
-    alarm INTEGER PRIMARY KEY,
+    alarm INTEGER NOT NULL,
     team TEXT NOT NULL,
     priority INTEGER NOT NULL,
     started_ms INTEGER NOT NULL,
     answered_ms INTEGER NOT NULL,
-    by TEXT NOT NULL
+    by TEXT NOT NULL,
+    PRIMARY KEY (alarm, started_ms)
 );
 CREATE INDEX IF NOT EXISTS answers_time ON answers (answered_ms);
 ";
@@ -97,7 +98,8 @@ pub struct Delivery {
     pub id: u64,
     /// The notification.
     pub notification: Notification,
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `delivered`, `failed` (refused or expired) or `superseded` (a page
+    /// whose alarm was answered or closed before it could be delivered).
     pub state: String,
     /// Attempts so far.
     pub attempts: u32,
@@ -140,8 +142,11 @@ pub struct Loaded {
 pub enum Outcome {
     /// Receipt.
     Delivered(String),
-    /// Will be retried.
+    /// This message failed; it is retried after its own backoff.
     Retry(String),
+    /// The receiver is unreachable or refuses us as a whole (network, timeout, bad
+    /// credentials): the channel pauses, and this message is retried.
+    Unreachable(String),
     /// Refused for good (the receiver said the request is wrong).
     Failed(String),
 }
@@ -231,8 +236,30 @@ impl NotifyDb {
         Ok(out)
     }
 
-    /// Commits a routing result and the position it reflects.
+    /// Commits a routing result and the position it reflects; `durable`: a person's
+    /// action (synchronous=FULL).
     pub fn commit(
+        &mut self,
+        r: &Routed,
+        cursor: Option<u64>,
+        next_work_order: u64,
+        durable: bool,
+    ) -> Result<(), NotifyDbError> {
+        if durable {
+            self.conn
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(|s| self.sql(s))?;
+        }
+        let result = self.commit_tx(r, cursor, next_work_order);
+        if durable {
+            self.conn
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|s| self.sql(s))?;
+        }
+        result
+    }
+
+    fn commit_tx(
         &mut self,
         r: &Routed,
         cursor: Option<u64>,
@@ -247,7 +274,7 @@ impl NotifyDb {
         for (id, esc) in &r.escalations {
             match esc {
                 Some(esc) => {
-                    let body = serde_json::to_string(esc).unwrap_or_default();
+                    let body = enc(esc).map_err(e)?;
                     tx.prepare_cached(
                         "INSERT OR REPLACE INTO escalations (alarm, body) VALUES (?1, ?2)",
                     )
@@ -262,17 +289,25 @@ impl NotifyDb {
             }
         }
         for w in &r.work_orders {
-            let body = serde_json::to_string(w).unwrap_or_default();
+            let body = enc(w).map_err(e)?;
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO work_orders (id, alarm, state, open, created_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut s| {
-                s.execute(params![w.id as i64, w.alarm as i64, w.state.as_str(), !w.state.closed(), w.created_ms as i64, body])
+                s.execute(params![w.id as i64, w.alarm as i64, w.state.as_str(), w.live(), w.created_ms as i64, body])
             })
             .map_err(e)?;
         }
         for n in &r.notifications {
             insert_delivery(&tx, n).map_err(e)?;
+        }
+        for id in &r.superseded {
+            // Pages of an answered or closed alarm that have not gone out yet.
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'superseded' WHERE state = 'pending' AND person IS NOT NULL AND key LIKE ?1",
+            )
+            .and_then(|mut s| s.execute([format!("a{id}-%")]))
+            .map_err(e)?;
         }
         for a in &r.answers {
             tx.prepare_cached(
@@ -311,6 +346,14 @@ impl NotifyDb {
             .collect()
     }
 
+    /// A delivery's state, if it exists.
+    pub fn state(&self, delivery: u64) -> Result<Option<String>, NotifyDbError> {
+        self.conn
+            .prepare_cached("SELECT state FROM deliveries WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([delivery as i64], |r| r.get(0)).optional())
+            .map_err(|s| self.sql(s))
+    }
+
     /// Records an attempt and its outcome.
     pub fn attempt(
         &mut self,
@@ -326,7 +369,7 @@ impl NotifyDb {
         let tx = self.conn.transaction().map_err(e)?;
         let (ok, detail) = match outcome {
             Outcome::Delivered(d) => (true, d),
-            Outcome::Retry(d) | Outcome::Failed(d) => (false, d),
+            Outcome::Retry(d) | Outcome::Unreachable(d) | Outcome::Failed(d) => (false, d),
         };
         tx.prepare_cached(
             "INSERT INTO attempts (delivery, at_ms, ok, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -337,7 +380,7 @@ impl NotifyDb {
             Outcome::Delivered(_) => tx
                 .prepare_cached("UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?2, receipt = ?3 WHERE seq = ?1")
                 .and_then(|mut s| s.execute(params![delivery as i64, at_ms as i64, detail])),
-            Outcome::Retry(_) => tx
+            Outcome::Retry(_) | Outcome::Unreachable(_) => tx
                 .prepare_cached("UPDATE deliveries SET attempts = attempts + 1, last_error = ?2 WHERE seq = ?1")
                 .and_then(|mut s| s.execute(params![delivery as i64, detail])),
             Outcome::Failed(_) => tx
@@ -521,9 +564,14 @@ impl NotifyDb {
     }
 }
 
+/// JSON for a stored record; a failure is reported like an SQLite error.
+fn enc<T: serde::Serialize>(v: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 fn insert_delivery(tx: &rusqlite::Transaction<'_>, n: &Notification) -> rusqlite::Result<()> {
     // A key already recorded (re-routed after a crash) keeps its state and receipt.
-    let body = serde_json::to_string(n).unwrap_or_default();
+    let body = enc(n)?;
     tx.prepare_cached(
         "INSERT OR IGNORE INTO deliveries (key, channel, person, state, created_ms, body) VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
     )?
@@ -554,14 +602,14 @@ mod tests {
             notifications: vec![note("a1-t1-s0-anna", 10), note("a2-t5-s0-anna", 20)],
             ..Routed::default()
         };
-        db.commit(&r, Some(5), 1).expect("commit");
+        db.commit(&r, Some(5), 1, false).expect("commit");
         let ids = db.ids(&r.notifications).expect("ids");
         db.attempt(ids[0].0, 11, &Outcome::Retry("HTTP 500".into()))
             .expect("attempt");
         db.attempt(ids[0].0, 12, &Outcome::Delivered("HTTP 200".into()))
             .expect("attempt");
         // Routed again after a crash: the same keys, nothing new, the receipt kept.
-        db.commit(&r, Some(5), 1).expect("again");
+        db.commit(&r, Some(5), 1, true).expect("again");
         let again = db.ids(&r.notifications).expect("ids");
         assert_eq!(
             again,

@@ -1,7 +1,8 @@
 //! E-mail channel: a notification as a plain-text message through an SMTP relay
 //! (lettre). The idempotency key is the `Message-ID` (`<KEY@linli>`), so a receiver can
 //! drop a copy re-sent after a crash. A 2xx/3xx reply to the message is the receipt;
-//! permanent (5xx) replies are refusals; everything else is retried.
+//! permanent (5xx) replies are refusals, transient (4xx) ones are retried, and no reply
+//! (relay down) pauses the channel.
 //!
 //! Does not queue or retry by itself (the stage does).
 
@@ -11,7 +12,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::db::Outcome;
-use super::Notification;
+use super::{ChannelError, Notification};
 use crate::config::SmtpConfig;
 
 /// The SMTP relay.
@@ -23,17 +24,19 @@ pub struct Email {
 
 impl Email {
     /// A sender through the configured relay.
-    pub fn new(c: &SmtpConfig, timeout: std::time::Duration) -> Result<Email, String> {
-        let from: Mailbox = c
-            .from
-            .parse()
-            .map_err(|e| format!("delivery.smtp.from `{}`: {e}", c.from))?;
+    pub fn new(c: &SmtpConfig, timeout: std::time::Duration) -> Result<Email, ChannelError> {
+        let from: Mailbox = c.from.parse().map_err(|e| ChannelError::Email {
+            key: "from",
+            reason: format!("`{}`: {e}", c.from),
+        })?;
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.server)
             .port(c.port)
             .timeout(Some(timeout));
         if let (Some(user), Some(var)) = (&c.username, &c.password_env) {
-            let pass = std::env::var(var)
-                .map_err(|_| format!("delivery.smtp.password_env: `{var}` is not set"))?;
+            let pass = std::env::var(var).map_err(|_| ChannelError::Email {
+                key: "password_env",
+                reason: format!("`{var}` is not set"),
+            })?;
             b = b.credentials(Credentials::new(user.clone(), pass));
         }
         Ok(Email {
@@ -71,7 +74,9 @@ impl Email {
         match self.transport.send(msg).await {
             Ok(r) => Outcome::Delivered(format!("SMTP {}", r.code())),
             Err(e) if e.is_permanent() => Outcome::Failed(e.to_string()),
-            Err(e) => Outcome::Retry(e.to_string()),
+            Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
+            // No reply at all: the relay is down or unreachable.
+            Err(e) => Outcome::Unreachable(e.to_string()),
         }
     }
 }

@@ -15,8 +15,6 @@ use crate::alarms::Alarm;
 pub struct Escalation {
     /// Alarm id.
     pub alarm: u64,
-    /// Index of its policy in the routing file.
-    pub policy: usize,
     /// When paging started (the alarm was announced), ms.
     pub started_ms: u64,
     /// Next step to fire.
@@ -58,10 +56,9 @@ pub struct Unrouted {
 
 impl Escalation {
     /// A new escalation at its first step.
-    pub fn start(alarm: u64, policy: &Policy, now: u64, started_by: u64) -> Escalation {
+    pub fn start(alarm: u64, now: u64, started_by: u64) -> Escalation {
         Escalation {
             alarm,
-            policy: policy.index,
             started_ms: now,
             next_step: 0,
             started_by,

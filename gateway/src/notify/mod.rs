@@ -23,6 +23,27 @@ use serde_json::Value;
 
 use routing::{Contact, Person};
 
+/// A channel that could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The webhook's HTTP client.
+    #[error("webhook {name}: cannot build its HTTP client: {reason}")]
+    Webhook {
+        /// Webhook name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The e-mail settings.
+    #[error("delivery.smtp.{key}: {reason}")]
+    Email {
+        /// Config key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// One message to one recipient through one channel, under an idempotency key that
 /// stays the same however often it is (re)sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -145,8 +145,6 @@ pub struct Policy {
     pub renotify: bool,
     /// Work order to open.
     pub work_order: Option<WorkOrderPolicy>,
-    /// Index in the file (stable id for stored escalations).
-    pub index: usize,
 }
 
 /// SLA durations per grade and the verification window.
@@ -291,9 +289,281 @@ impl Default for TimesDef {
     }
 }
 
+/// Problems found so far, each named by its key.
+type Issues = Vec<ConfigIssue>;
+
+fn issue(issues: &mut Issues, key: String, message: String) {
+    issues.push(ConfigIssue { key, message });
+}
+
+/// Ids end up in idempotency keys, e-mail headers and metric labels. A person's id is
+/// the last part of a delivery key, whose parts `-` separates, so it has none.
+fn check_id(issues: &mut Issues, key: String, id: &str, dash: bool) {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || (dash && b == b'-'));
+    if !ok {
+        let allowed = if dash {
+            "A-Z a-z 0-9 _ . -"
+        } else {
+            "A-Z a-z 0-9 _ . (no `-`: it separates the parts of delivery keys)"
+        };
+        issue(issues, key, format!("`{id}`: use 1-64 of {allowed}"));
+    }
+}
+
+fn parse_people(
+    defs: &[PersonDef],
+    webhooks: &[String],
+    has_smtp: bool,
+    issues: &mut Issues,
+) -> BTreeMap<String, Person> {
+    let mut people = BTreeMap::new();
+    for (i, p) in defs.iter().enumerate() {
+        let key = format!("person[{i}]");
+        check_id(issues, format!("{key}.id"), &p.id, false);
+        if let Some(e) = &p.email {
+            if let Err(err) = e.parse::<lettre::Address>() {
+                issue(
+                    issues,
+                    format!("{key}.email"),
+                    format!("`{e}` is not an e-mail address ({err})"),
+                );
+            }
+        }
+        let mut contacts = Vec::new();
+        for c in &p.contact {
+            let k = format!("{key}.contact");
+            match c.split_once(':') {
+                None if c == "email" => {
+                    if p.email.is_none() {
+                        issue(
+                            issues,
+                            k.clone(),
+                            "`email` needs the person's `email` address".into(),
+                        );
+                    }
+                    if !has_smtp {
+                        issue(
+                            issues,
+                            k,
+                            "`email` needs [delivery.smtp] in the gateway config".into(),
+                        );
+                    }
+                    contacts.push(Contact::Email);
+                }
+                Some(("webhook", name)) => {
+                    if !webhooks.iter().any(|w| w == name) {
+                        issue(issues, k, format!("no [[delivery.webhook]] named `{name}` (receives = \"pages\") in the gateway config"));
+                    }
+                    contacts.push(Contact::Webhook(name.to_owned()));
+                }
+                _ => issue(
+                    issues,
+                    k,
+                    format!("`{c}` is not a contact: write \"email\" or \"webhook:NAME\""),
+                ),
+            }
+        }
+        let person = Person {
+            id: p.id.clone(),
+            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            email: p.email.clone(),
+            phone: p.phone.clone(),
+            contacts,
+        };
+        if people.insert(p.id.clone(), person).is_some() {
+            issue(
+                issues,
+                format!("{key}.id"),
+                format!("`{}` is used twice", p.id),
+            );
+        }
+    }
+    people
+}
+
+fn parse_teams(
+    defs: &[TeamDef],
+    people: &BTreeMap<String, Person>,
+    issues: &mut Issues,
+) -> Vec<Team> {
+    let mut teams: Vec<Team> = Vec::new();
+    for (i, t) in defs.iter().enumerate() {
+        let key = format!("team[{i}]");
+        check_id(issues, format!("{key}.id"), &t.id, true);
+        if teams.iter().any(|x| x.id == t.id) {
+            issue(
+                issues,
+                format!("{key}.id"),
+                format!("`{}` is used twice", t.id),
+            );
+        }
+        for m in t.members.iter().filter(|m| !people.contains_key(*m)) {
+            issue(
+                issues,
+                format!("{key}.members"),
+                format!("no [[person]] with id `{m}`"),
+            );
+        }
+        let mut shifts = Vec::new();
+        for (j, s) in t.shift.iter().enumerate() {
+            let skey = format!("{key}.shift[{j}]");
+            if !people.contains_key(&s.person) {
+                issue(
+                    issues,
+                    format!("{skey}.person"),
+                    format!("no [[person]] with id `{}`", s.person),
+                );
+            }
+            let window =
+                Window::parse(&s.window).map_err(|m| issue(issues, format!("{skey}.window"), m));
+            let calendar = Calendar::parse(&s.days, &s.except).map_err(|ms| {
+                ms.into_iter()
+                    .for_each(|m| issue(issues, format!("{skey}.days"), m))
+            });
+            if let (Ok(window), Ok(calendar)) = (window, calendar) {
+                shifts.push(Shift {
+                    person: s.person.clone(),
+                    window,
+                    calendar,
+                });
+            }
+        }
+        teams.push(Team {
+            id: t.id.clone(),
+            role: t.role.clone(),
+            zones: t.zones.clone(),
+            sites: t.sites.clone(),
+            members: t.members.clone(),
+            shifts,
+        });
+    }
+    teams
+}
+
+fn parse_policies(defs: &[PolicyDef], teams: &[Team], issues: &mut Issues) -> Vec<Policy> {
+    let has_role = |r: &str| teams.iter().any(|t| t.role == r);
+    let mut policies = Vec::new();
+    for (i, p) in defs.iter().enumerate() {
+        let key = format!("policy[{i}]");
+        if !(1..=4).contains(&p.priority) {
+            issue(
+                issues,
+                format!("{key}.priority"),
+                "must be 1 (life-safety) … 4 (maintenance)".into(),
+            );
+        }
+        let mut last = 0;
+        let mut steps = Vec::new();
+        for (j, s) in p.step.iter().enumerate() {
+            let skey = format!("{key}.step[{j}]");
+            if s.after_s < last {
+                issue(
+                    issues,
+                    format!("{skey}.after_s"),
+                    "steps must come in time order".into(),
+                );
+            }
+            if s.after_s > 7 * 86_400 {
+                issue(
+                    issues,
+                    format!("{skey}.after_s"),
+                    "is at most a week".into(),
+                );
+            }
+            last = s.after_s;
+            if s.notify.is_empty() {
+                issue(issues, format!("{skey}.notify"), "names no role".into());
+            }
+            for r in s.notify.iter().filter(|r| !has_role(r)) {
+                issue(
+                    issues,
+                    format!("{skey}.notify"),
+                    format!("no [[team]] has role `{r}`"),
+                );
+            }
+            steps.push(Step {
+                after_ms: s.after_s * 1000,
+                roles: s.notify.clone(),
+            });
+        }
+        if p.priority == 1 && steps.first().is_none_or(|s| s.after_ms > 0) {
+            issue(issues, format!("{key}.step"), "a priority-1 (life-safety) policy must page someone at once (a first step with after_s = 0)".into());
+        }
+        if let Some(w) = &p.work_order {
+            for (k, role) in [("role", Some(&w.role)), ("overdue", w.overdue.as_ref())] {
+                if let Some(role) = role.filter(|r| !has_role(r)) {
+                    issue(
+                        issues,
+                        format!("{key}.work_order.{k}"),
+                        format!("no [[team]] has role `{role}`"),
+                    );
+                }
+            }
+        }
+        policies.push(Policy {
+            priority: p.priority,
+            kinds: p.kinds.clone(),
+            steps,
+            renotify: p.renotify,
+            work_order: p.work_order.as_ref().map(|w| WorkOrderPolicy {
+                role: w.role.clone(),
+                grade: w.grade,
+                overdue: w.overdue.clone(),
+            }),
+        });
+    }
+    for prio in 1..=4u8 {
+        if !policies
+            .iter()
+            .any(|p| p.priority == prio && p.kinds.is_empty())
+        {
+            issue(
+                issues,
+                "policy".into(),
+                format!(
+                    "no policy for priority {prio} without `kinds` (the fallback for its alarms)"
+                ),
+            );
+        }
+    }
+    policies
+}
+
+fn parse_times(t: &TimesDef, issues: &mut Issues) -> WorkOrderTimes {
+    let mut h = |x: f64, k: &str| {
+        if !(x > 0.0 && x <= 24.0 * 365.0) {
+            issue(
+                issues,
+                format!("work_orders.{k}"),
+                "must be above 0 and at most a year".into(),
+            );
+        }
+        (x * 3_600_000.0) as u64
+    };
+    let times = WorkOrderTimes {
+        red_ms: h(t.red_h, "red_h"),
+        yellow_ms: h(t.yellow_h, "yellow_h"),
+        blue_ms: h(t.blue_h, "blue_h"),
+        verify_ms: t.verify_s * 1000,
+    };
+    if t.verify_s == 0 || t.verify_s > 86_400 {
+        issue(
+            issues,
+            "work_orders.verify_s".into(),
+            "must be above 0 and at most a day".into(),
+        );
+    }
+    times
+}
+
 impl Routing {
     /// Parses and validates a routing file. `webhooks` are the configured webhook names
-    /// (contacts may only name those); `has_smtp` says whether e-mail is configured.
+    /// that take pages (contacts may only name those); `has_smtp` says whether e-mail
+    /// is configured.
     pub fn parse(
         text: &str,
         local: &LocalTime,
@@ -301,219 +571,24 @@ impl Routing {
         has_smtp: bool,
     ) -> Result<Routing, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
-        let mut issue = |key: String, message: String| issues.push(ConfigIssue { key, message });
         let file: FileDef = match toml::from_str(text) {
             Ok(f) => f,
             Err(e) => {
-                issue("routing".into(), e.to_string());
+                issue(&mut issues, "routing".into(), e.to_string());
                 return Err(issues);
             }
         };
         let local = match &file.timezone {
             Some(n) => LocalTime::named(n).unwrap_or_else(|m| {
-                issue("timezone".into(), m);
+                issue(&mut issues, "timezone".into(), m);
                 local.clone()
             }),
             None => local.clone(),
         };
-
-        let mut people = BTreeMap::new();
-        for (i, p) in file.person.iter().enumerate() {
-            let key = format!("person[{i}]");
-            let mut contacts = Vec::new();
-            for c in &p.contact {
-                match c.split_once(':') {
-                    None if c == "email" => {
-                        if p.email.is_none() {
-                            issue(
-                                format!("{key}.contact"),
-                                "`email` needs the person's `email` address".into(),
-                            );
-                        }
-                        if !has_smtp {
-                            issue(
-                                format!("{key}.contact"),
-                                "`email` needs [delivery.smtp] in the gateway config".into(),
-                            );
-                        }
-                        contacts.push(Contact::Email);
-                    }
-                    Some(("webhook", name)) => {
-                        if !webhooks.iter().any(|w| w == name) {
-                            issue(
-                                format!("{key}.contact"),
-                                format!(
-                                    "no [[delivery.webhook]] named `{name}` in the gateway config"
-                                ),
-                            );
-                        }
-                        contacts.push(Contact::Webhook(name.to_owned()));
-                    }
-                    _ => issue(
-                        format!("{key}.contact"),
-                        format!("`{c}` is not a contact: write \"email\" or \"webhook:NAME\""),
-                    ),
-                }
-            }
-            let person = Person {
-                id: p.id.clone(),
-                name: p.name.clone().unwrap_or_else(|| p.id.clone()),
-                email: p.email.clone(),
-                phone: p.phone.clone(),
-                contacts,
-            };
-            if people.insert(p.id.clone(), person).is_some() {
-                issue(format!("{key}.id"), format!("`{}` is used twice", p.id));
-            }
-        }
-
-        let mut teams = Vec::new();
-        for (i, t) in file.team.iter().enumerate() {
-            let key = format!("team[{i}]");
-            if teams.iter().any(|x: &Team| x.id == t.id) {
-                issue(format!("{key}.id"), format!("`{}` is used twice", t.id));
-            }
-            for m in &t.members {
-                if !people.contains_key(m) {
-                    issue(
-                        format!("{key}.members"),
-                        format!("no [[person]] with id `{m}`"),
-                    );
-                }
-            }
-            let mut shifts = Vec::new();
-            for (j, s) in t.shift.iter().enumerate() {
-                let skey = format!("{key}.shift[{j}]");
-                if !people.contains_key(&s.person) {
-                    issue(
-                        format!("{skey}.person"),
-                        format!("no [[person]] with id `{}`", s.person),
-                    );
-                }
-                let window =
-                    Window::parse(&s.window).map_err(|m| issue(format!("{skey}.window"), m));
-                let calendar = Calendar::parse(&s.days, &s.except).map_err(|ms| {
-                    ms.into_iter()
-                        .for_each(|m| issue(format!("{skey}.days"), m))
-                });
-                if let (Ok(window), Ok(calendar)) = (window, calendar) {
-                    shifts.push(Shift {
-                        person: s.person.clone(),
-                        window,
-                        calendar,
-                    });
-                }
-            }
-            teams.push(Team {
-                id: t.id.clone(),
-                role: t.role.clone(),
-                zones: t.zones.clone(),
-                sites: t.sites.clone(),
-                members: t.members.clone(),
-                shifts,
-            });
-        }
-
-        let mut policies = Vec::new();
-        for (i, p) in file.policy.iter().enumerate() {
-            let key = format!("policy[{i}]");
-            if !(1..=4).contains(&p.priority) {
-                issue(
-                    format!("{key}.priority"),
-                    "must be 1 (life-safety) … 4 (maintenance)".into(),
-                );
-            }
-            let mut last = 0;
-            let mut steps = Vec::new();
-            for (j, s) in p.step.iter().enumerate() {
-                let skey = format!("{key}.step[{j}]");
-                if s.after_s < last {
-                    issue(
-                        format!("{skey}.after_s"),
-                        "steps must come in time order".into(),
-                    );
-                }
-                if s.after_s > 7 * 86_400 {
-                    issue(format!("{skey}.after_s"), "is at most a week".into());
-                }
-                last = s.after_s;
-                if s.notify.is_empty() {
-                    issue(format!("{skey}.notify"), "names no role".into());
-                }
-                for r in &s.notify {
-                    if !teams.iter().any(|t| &t.role == r) {
-                        issue(
-                            format!("{skey}.notify"),
-                            format!("no [[team]] has role `{r}`"),
-                        );
-                    }
-                }
-                steps.push(Step {
-                    after_ms: s.after_s * 1000,
-                    roles: s.notify.clone(),
-                });
-            }
-            if p.priority == 1 && steps.is_empty() {
-                issue(
-                    format!("{key}.step"),
-                    "a priority-1 (life-safety) policy must page someone".into(),
-                );
-            }
-            if let Some(w) = &p.work_order {
-                for (k, role) in [("role", Some(&w.role)), ("overdue", w.overdue.as_ref())] {
-                    if let Some(role) = role.filter(|r| !teams.iter().any(|t| &t.role == *r)) {
-                        issue(
-                            format!("{key}.work_order.{k}"),
-                            format!("no [[team]] has role `{role}`"),
-                        );
-                    }
-                }
-            }
-            policies.push(Policy {
-                priority: p.priority,
-                kinds: p.kinds.clone(),
-                steps,
-                renotify: p.renotify,
-                work_order: p.work_order.as_ref().map(|w| WorkOrderPolicy {
-                    role: w.role.clone(),
-                    grade: w.grade,
-                    overdue: w.overdue.clone(),
-                }),
-                index: i,
-            });
-        }
-        for prio in 1..=4u8 {
-            if !policies
-                .iter()
-                .any(|p| p.priority == prio && p.kinds.is_empty())
-            {
-                issue("policy".into(), format!("no policy for priority {prio} without `kinds` (the fallback for its alarms)"));
-            }
-        }
-
-        let t = &file.work_orders;
-        let h = |x: f64, k: &str, issue: &mut dyn FnMut(String, String)| {
-            if !(x > 0.0 && x <= 24.0 * 365.0) {
-                issue(
-                    format!("work_orders.{k}"),
-                    "must be above 0 and at most a year".into(),
-                );
-            }
-            (x * 3_600_000.0) as u64
-        };
-        let work_orders = WorkOrderTimes {
-            red_ms: h(t.red_h, "red_h", &mut issue),
-            yellow_ms: h(t.yellow_h, "yellow_h", &mut issue),
-            blue_ms: h(t.blue_h, "blue_h", &mut issue),
-            verify_ms: t.verify_s * 1000,
-        };
-        if t.verify_s == 0 || t.verify_s > 86_400 {
-            issue(
-                "work_orders.verify_s".into(),
-                "must be above 0 and at most a day".into(),
-            );
-        }
-
+        let people = parse_people(&file.person, webhooks, has_smtp, &mut issues);
+        let teams = parse_teams(&file.team, &people, &mut issues);
+        let policies = parse_policies(&file.policy, &teams, &mut issues);
+        let work_orders = parse_times(&file.work_orders, &mut issues);
         if issues.is_empty() {
             Ok(Routing {
                 people,
@@ -537,11 +612,6 @@ impl Routing {
                     .iter()
                     .find(|p| p.priority == priority && p.kinds.is_empty())
             })
-    }
-
-    /// The policy stored with an escalation (by file index), if it is still the same.
-    pub fn policy_at(&self, index: usize) -> Option<&Policy> {
-        self.policies.get(index)
     }
 
     /// The team with `role` for a site and zone: one naming the zone or site first,

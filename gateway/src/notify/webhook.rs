@@ -1,7 +1,8 @@
 //! Webhook channel: an HTTP POST of a notification's JSON, signed with HMAC-SHA256 over
 //! `"{timestamp}.{body}"` (`X-Linli-Timestamp`, `X-Linli-Signature: sha256=HEX`) and
-//! carrying its `Idempotency-Key`. A 2xx is the receipt; 408, 429, 5xx and network
-//! errors are retried; any other status is a refusal.
+//! carrying its `Idempotency-Key`. A 2xx is the receipt; 408, 429 and 5xx are retried;
+//! network errors, timeouts, 401, 403 and 404 mean the receiver is unreachable (the
+//! channel pauses and retries); any other status is a refusal.
 //!
 //! Does not queue or retry by itself (the stage does), nor decide who receives what.
 
@@ -9,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::db::Outcome;
-use super::Notification;
+use super::{ChannelError, Notification};
 
 /// The signature header's value for a body sent at `timestamp_ms`.
 pub fn signature(key: &[u8], timestamp_ms: u64, body: &[u8]) -> String {
@@ -30,17 +31,21 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// A webhook posting to `url`, signing with `key` when there is one.
+    /// The webhook `name` posting to `url`, signing with `key` when there is one.
     pub fn new(
+        name: &str,
         url: &str,
         key: Option<String>,
         timeout: std::time::Duration,
-    ) -> Result<Webhook, String> {
+    ) -> Result<Webhook, ChannelError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(|e| ChannelError::Webhook {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(Webhook {
             client,
             url: url.to_owned(),
@@ -67,16 +72,17 @@ impl Webhook {
             Ok(r) => {
                 let st = r.status();
                 let text = format!("HTTP {}", st.as_u16());
-                if st.is_success() {
-                    Outcome::Delivered(text)
-                } else if st.as_u16() == 408 || st.as_u16() == 429 || st.is_server_error() {
-                    Outcome::Retry(text)
-                } else {
-                    Outcome::Failed(text)
+                match st.as_u16() {
+                    200..=299 => Outcome::Delivered(text),
+                    408 | 429 | 500..=599 => Outcome::Retry(text),
+                    // A wrong secret or URL is a configuration fault of the whole
+                    // channel, not this message's: keep it and pause the channel.
+                    401 | 403 | 404 => Outcome::Unreachable(text),
+                    _ => Outcome::Failed(text),
                 }
             }
-            Err(e) if e.is_timeout() => Outcome::Retry("timed out".into()),
-            Err(e) => Outcome::Retry(format!("{e}")),
+            Err(e) if e.is_timeout() => Outcome::Unreachable("timed out".into()),
+            Err(e) => Outcome::Unreachable(format!("{e}")),
         }
     }
 }

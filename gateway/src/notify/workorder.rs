@@ -110,6 +110,13 @@ pub struct WorkOrder {
     pub closed_ms: Option<u64>,
     /// Every change.
     pub history: Vec<WorkStep>,
+    /// History entries already published as events.
+    #[serde(default)]
+    pub emitted: usize,
+    /// Verified, and its alarm still to be resolved by the gateway (kept until done, so
+    /// a crash in between does not leave the alarm open).
+    #[serde(default)]
+    pub resolve_pending: bool,
 }
 
 /// Why an action on a work order was refused.
@@ -174,6 +181,8 @@ impl WorkOrder {
                 who: "system".into(),
                 note: format!("{} grade, due in {} min", grade.as_str(), sla_ms / 60_000),
             }],
+            emitted: 0,
+            resolve_pending: false,
         }
     }
 
@@ -285,18 +294,24 @@ impl WorkOrder {
         Effect::None
     }
 
-    fn reopen(&mut self, at: u64, why: &str) {
+    /// Reopens it (dispatched again) for a reason.
+    pub fn reopen(&mut self, at: u64, why: &str) {
         self.reopened += 1;
         self.verify_by_ms = None;
         self.step(at, "reopened", WorkState::Dispatched, "system", why.into());
     }
 
-    /// Its alarm was closed by a person before the order was fixed.
-    pub fn cancel(&mut self, at: u64, who: &str) {
+    /// Its alarm closed before the order was fixed (resolved or acknowledged by
+    /// someone, or gone): nothing left to do.
+    pub fn cancel(&mut self, at: u64, who: &str, why: &str) {
         if !self.state.closed() {
-            let note = "its alarm was resolved".to_owned();
-            self.step(at, "cancelled", WorkState::Cancelled, who, note);
+            self.step(at, "cancelled", WorkState::Cancelled, who, why.to_owned());
         }
+    }
+
+    /// Still to be stored and acted on: open, or verified with its alarm to resolve.
+    pub fn live(&self) -> bool {
+        !self.state.closed() || self.resolve_pending
     }
 
     /// Next deadline: verification or SLA.

@@ -1,0 +1,282 @@
+//! One routing round: read the transitions recorded since the cursor, route them with
+//! what came due, commit with the new cursor, then dispatch — deliveries to their
+//! channel workers, events to MQTT and the subscribers — and resolve the alarms of
+//! verified work orders. The loop runs a round on every alarm commit and at the next
+//! deadline.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Inner, Notifier};
+use crate::alarms::{Alarm, AlarmState, Transition};
+use crate::clock::now_ms;
+use crate::notify::db::NotifyDbError;
+use crate::notify::mqtt::{alarm_topic, event_topic};
+use crate::notify::router::Routed;
+use crate::notify::Notification;
+
+/// Transitions routed per round (a backlog takes several rounds, back to back).
+const BATCH: usize = 1000;
+
+/// The routing loop: a round on every alarm commit, and at the next deadline.
+pub(super) async fn run(n: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
+    let wake = n.desk.committed();
+    loop {
+        let n2 = n.clone();
+        let (next, more) = match tokio::task::spawn_blocking(move || n2.round()).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!("delivery round panicked; continuing");
+                (None, false)
+            }
+        };
+        if more {
+            continue;
+        }
+        let wait = next
+            .map(|d| d.saturating_sub(now_ms()))
+            .unwrap_or(1000)
+            .clamp(5, 1000);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+impl Notifier {
+    /// Routes what the alarm stage recorded since the last round and fires what is
+    /// due. Returns the next deadline, and whether a backlog is left.
+    fn round(&self) -> (Option<u64>, bool) {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        if self.requeue.swap(false, Relaxed) {
+            self.requeue_pending();
+        }
+        let (batch, last, more) = read_batch(&inner, inner.cursor);
+        let mut out = Routed::default();
+        inner.router.route(&batch, now, &mut out);
+        let cursor = (last != inner.cursor).then_some(last);
+        self.commit(&mut inner, out, cursor, false);
+        self.resolve_verified(&mut inner);
+        if now >= inner.next_purge_ms {
+            // Deliveries, work orders and answers are kept as long as alarms are.
+            inner.next_purge_ms = now + 3_600_000;
+            let before = now.saturating_sub(self.config.alarms.retention_days * 86_400_000);
+            match inner.db.purge(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deliveries = n, "deliveries past their retention deleted"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery retention purge failed; retried in an hour")
+                }
+            }
+        }
+        (inner.router.next_due(), more)
+    }
+
+    /// Resolves the alarms of verified work orders (crash-safe: the order keeps
+    /// `resolve_pending` until this is recorded). A refusal because the alarm's
+    /// condition still holds reopens the order.
+    pub(super) fn resolve_verified(&self, inner: &mut Inner) {
+        let todo = inner.router.pending_resolves();
+        if todo.is_empty() {
+            return;
+        }
+        let mut out = Routed::default();
+        for (alarm, wid) in todo {
+            let result = self.desk.act(|core, now| {
+                let open = core
+                    .alarms
+                    .get(alarm)
+                    .is_some_and(|a| a.state != AlarmState::Normal);
+                if open {
+                    core.alarms
+                        .resolve(alarm, "system", now, &format!("work order {wid} verified"))
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = &result {
+                tracing::warn!(alarm, work_order = wid, error = %e, "alarm of a verified work order not resolved");
+            }
+            inner.router.resolved(wid, result, now_ms(), &mut out);
+        }
+        self.commit(inner, out, None, false);
+    }
+
+    /// Commits a routing result (with the event-webhook deliveries it implies) and
+    /// dispatches it; a failed commit is kept and written with the next one. Returns
+    /// whether it is stored.
+    pub(super) fn commit(
+        &self,
+        inner: &mut Inner,
+        mut out: Routed,
+        cursor: Option<u64>,
+        durable: bool,
+    ) -> bool {
+        for ev in &out.events {
+            for w in &self.event_webhooks {
+                let action = ev
+                    .body
+                    .get("action")
+                    .and_then(|a| a.as_str())
+                    .unwrap_or("event");
+                out.notifications.push(Notification {
+                    key: ev.key.clone(),
+                    channel: w.clone(),
+                    person: None,
+                    subject: action.to_owned(),
+                    body: ev.body.clone(),
+                    created_ms: now_ms(),
+                });
+            }
+        }
+        let mut cursor = cursor;
+        if let Some((mut prev, pc)) = inner.pending.take() {
+            cursor = cursor.max(Some(pc));
+            prev.append(out);
+            out = prev;
+        }
+        if out.is_empty() && out.unrouted.is_empty() && cursor.is_none() {
+            return true;
+        }
+        let next_wo = inner.router.next_work_order();
+        if let Err(e) = inner.db.commit(&out, cursor, next_wo, durable) {
+            self.metrics.db_errors.fetch_add(1, Relaxed);
+            tracing::error!(error = %e, "delivery commit failed; retrying with the next round");
+            inner.pending = Some((out, cursor.unwrap_or(inner.cursor)));
+            return false;
+        }
+        if let Some(c) = cursor {
+            inner.cursor = c;
+        }
+        let ids = inner.db.ids(&out.notifications);
+        self.dispatch(out, ids);
+        true
+    }
+
+    /// Deliveries committed but not handed to a worker (their ids were unreadable).
+    fn requeue_pending(&self) {
+        match self
+            .reader
+            .lock()
+            .deliveries(Some("pending"), usize::MAX, true)
+        {
+            Ok(list) => list
+                .into_iter()
+                .for_each(|d| self.enqueue(d.id, d.notification)),
+            Err(e) => {
+                tracing::error!(error = %e, "pending deliveries unreadable; retrying next round");
+                self.requeue.store(true, Relaxed);
+            }
+        }
+    }
+
+    /// After a commit: notifications to their channels (unless already delivered or
+    /// superseded), events to MQTT and the subscribers, metrics.
+    fn dispatch(&self, out: Routed, ids: Result<Vec<(u64, String)>, NotifyDbError>) {
+        let m = &self.metrics;
+        match ids {
+            Ok(ids) => {
+                for (note, (id, state)) in out.notifications.into_iter().zip(ids) {
+                    if state == "pending" {
+                        if note.person.is_some() {
+                            m.notifications.fetch_add(1, Relaxed);
+                        }
+                        self.enqueue(id, note);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery ids unreadable: re-reading the pending deliveries next round");
+                self.requeue.store(true, Relaxed);
+            }
+        }
+        for (alarm, u) in &out.unrouted {
+            m.unrouted.fetch_add(1, Relaxed);
+            tracing::warn!(alarm, step = u.step, role = %u.role, team = ?u.team, "page found nobody on duty to reach");
+        }
+        let dispatched = out
+            .work_orders
+            .iter()
+            .filter(|w| w.history.len() == 1)
+            .count();
+        m.work_orders.fetch_add(dispatched as u64, Relaxed);
+        {
+            let mut a = m.answers.lock();
+            for x in &out.answers {
+                let e = a.entry(x.team.clone()).or_default();
+                e.0 += 1;
+                e.1 += u64::from(x.in_time());
+            }
+        }
+        for ev in out.events {
+            m.events.fetch_add(1, Relaxed);
+            if let Some(mq) = &self.mqtt {
+                let kind = ev
+                    .body
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("alarm")
+                    .to_owned();
+                if let (Some(id), Some(a)) = (ev.alarm, ev.body.get("alarm")) {
+                    let closed = a.get("state").and_then(|s| s.as_str()) == Some("normal");
+                    // A closed alarm's retained state is cleared.
+                    let state = if closed {
+                        Vec::new()
+                    } else {
+                        serde_json::to_vec(a).unwrap_or_default()
+                    };
+                    let _ = mq.send((alarm_topic(id), state, true));
+                }
+                let body = serde_json::to_vec(&ev.body).unwrap_or_default();
+                let _ = mq.send((event_topic(&kind), body, false));
+            }
+            let _ = self.events.send(Arc::new(ev));
+        }
+    }
+}
+
+/// The next transitions after `cursor` with the alarm each left behind; stops before a
+/// transition whose alarm cannot be read (retried next round). Returns them, the new
+/// cursor, and whether more are waiting.
+fn read_batch(inner: &Inner, cursor: u64) -> (Vec<(u64, Transition, Alarm)>, u64, bool) {
+    let rows = match inner.alarms.transitions_after(cursor, BATCH) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "alarm transitions unreadable; retrying");
+            return (Vec::new(), cursor, false);
+        }
+    };
+    let more = rows.len() == BATCH;
+    let mut last = cursor;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut cache: std::collections::HashMap<u64, Option<Alarm>> = Default::default();
+    for (seq, t) in rows {
+        let alarm = match cache.get(&t.alarm) {
+            Some(a) => a.clone(),
+            None => match inner.alarms.get(t.alarm) {
+                Ok(a) => {
+                    cache.insert(t.alarm, a.clone());
+                    a
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, alarm = t.alarm, seq, "alarm unreadable; its transitions wait for the next round");
+                    return (out, last, false);
+                }
+            },
+        };
+        last = seq;
+        // A purged alarm (past retention) has nothing left to tell.
+        if let Some(mut a) = alarm {
+            // The row is the alarm now; the transition says what state it left then.
+            a.state = t.to;
+            out.push((seq, t, a));
+        }
+    }
+    (out, last, more)
+}

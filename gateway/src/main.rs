@@ -360,7 +360,7 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             );
         }
         println!(
-            "  Live events:    http://{}/api/events  (server-sent events; MQTT linli/v1/alarms/#, linli/v1/events/#)",
+            "  Live events:    http://{}/api/events  (server-sent events; MQTT linli/v1/alarms/# with [delivery] mqtt = true)",
             gw.http
         );
         println!(

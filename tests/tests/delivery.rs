@@ -88,6 +88,38 @@ fn smtp(s: &SmtpServer) -> SmtpConfig {
     }
 }
 
+/// Real receivers (webhooks, SMTP) and a gateway routing to them: Anna is paged by SMS
+/// webhook and e-mail; `tweak` changes the config further.
+struct Rig {
+    rx: WebhookReceiver,
+    mail: SmtpServer,
+    gw: TestGateway,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(
+    tweak: impl FnOnce(&mut linli_gateway::Config) + Send + 'static,
+) -> anyhow::Result<Rig> {
+    let rx = WebhookReceiver::start(SECRET).await?;
+    let mail = SmtpServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let routing = routing(dir.path())?;
+    let (hooks, smtp) = (webhooks(&rx), smtp(&mail));
+    let gw = TestGateway::start(move |c| {
+        c.delivery.routing = Some(routing);
+        c.delivery.webhook = hooks;
+        c.delivery.smtp = Some(smtp);
+        tweak(c);
+    })
+    .await?;
+    Ok(Rig {
+        rx,
+        mail,
+        gw,
+        _dir: dir,
+    })
+}
+
 async fn sos(gw: &TestGateway, id: &str) -> anyhow::Result<()> {
     let mut dev = gw.provision(id, DeviceKind::Pendant, Trust::Sealed)?;
     let m = connect_device(gw.gw.mqtt_v4, &dev).await?;
@@ -142,19 +174,7 @@ fn sse(http: &str) -> std::sync::mpsc::Receiver<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sos_reaches_the_caregiver_by_signed_webhook_and_email_and_the_streams_by_mqtt_and_sse(
 ) -> anyhow::Result<()> {
-    let rx = WebhookReceiver::start(SECRET).await?;
-    let mail = SmtpServer::start().await?;
-    let dir = tempfile::tempdir()?;
-    let routing = routing(dir.path())?;
-    let hooks = webhooks(&rx);
-    let smtp = smtp(&mail);
-    let gw = TestGateway::start(move |c| {
-        c.delivery.routing = Some(routing);
-        c.delivery.webhook = hooks;
-        c.delivery.smtp = Some(smtp);
-        c.delivery.mqtt = true;
-    })
-    .await?;
+    let Rig { rx, mail, gw, .. } = rig(|c| c.delivery.mqtt = true).await?;
     let http = gw.http();
     let events = sse(&http);
     // A display subscribes to the alarm topics with a device's credentials.
@@ -350,16 +370,7 @@ async fn an_sos_reaches_the_caregiver_by_signed_webhook_and_email_and_the_stream
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_failing_for_a_minute_gets_every_page_exactly_once_and_email_is_not_held_up(
 ) -> anyhow::Result<()> {
-    let rx = WebhookReceiver::start(SECRET).await?;
-    let mail = SmtpServer::start().await?;
-    let dir = tempfile::tempdir()?;
-    let routing = routing(dir.path())?;
-    let hooks = webhooks(&rx);
-    let smtp = smtp(&mail);
-    let gw = TestGateway::start(move |c| {
-        c.delivery.routing = Some(routing);
-        c.delivery.webhook = hooks;
-        c.delivery.smtp = Some(smtp);
+    let Rig { rx, mail, gw, .. } = rig(|c| {
         c.delivery.backoff_min_ms = 200;
         c.delivery.backoff_max_ms = 2_000;
     })

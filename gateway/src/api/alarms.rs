@@ -37,6 +37,15 @@ fn view(a: &Alarm) -> Value {
     v
 }
 
+/// Runs a person's action at the desk and answers `{"ok": true}`, or why it was refused.
+fn act(
+    s: &Shared,
+    f: impl FnOnce(&mut crate::alarms::core::AlarmCore, u64) -> Result<(), ActionError>,
+) -> Result<Json<Value>, ApiError> {
+    tokio::task::block_in_place(|| s.alarms.act(f)).map_err(refused)?;
+    Ok(Json(json!({"ok": true})))
+}
+
 fn refused(e: ActionError) -> ApiError {
     let (status, code) = match e {
         ActionError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -122,9 +131,7 @@ pub async fn ack(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
-    tokio::task::block_in_place(|| s.alarms.act(|c, now| c.alarms.ack(id, by, now, &b.note)))
-        .map_err(refused)?;
-    Ok(Json(json!({"ok": true})))
+    act(&s, |c, now| c.alarms.ack(id, by, now, &b.note))
 }
 
 /// Body of assign and comment.
@@ -146,12 +153,7 @@ pub async fn assign(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
-    tokio::task::block_in_place(|| {
-        s.alarms
-            .act(|c, now| c.alarms.assign(id, b.to.trim(), by, now))
-    })
-    .map_err(refused)?;
-    Ok(Json(json!({"ok": true})))
+    act(&s, |c, now| c.alarms.assign(id, b.to.trim(), by, now))
 }
 
 /// Adds a comment (`text`) to an alarm's history.
@@ -162,12 +164,7 @@ pub async fn comment(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
-    tokio::task::block_in_place(|| {
-        s.alarms
-            .act(|c, now| c.alarms.comment(id, &b.text, by, now))
-    })
-    .map_err(refused)?;
-    Ok(Json(json!({"ok": true})))
+    act(&s, |c, now| c.alarms.comment(id, &b.text, by, now))
 }
 
 /// Closes an alarm with a disposition.
@@ -178,12 +175,7 @@ pub async fn resolve(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
-    tokio::task::block_in_place(|| {
-        s.alarms
-            .act(|c, now| c.alarms.resolve(id, by, now, &b.disposition))
-    })
-    .map_err(refused)?;
-    Ok(Json(json!({"ok": true})))
+    act(&s, |c, now| c.alarms.resolve(id, by, now, &b.disposition))
 }
 
 /// Body of shelve.
@@ -224,9 +216,7 @@ pub async fn unshelve(
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
     let by = who(&b.by)?;
-    tokio::task::block_in_place(|| s.alarms.act(|c, now| c.alarms.unshelve(id, by, now)))
-        .map_err(refused)?;
-    Ok(Json(json!({"ok": true})))
+    act(&s, |c, now| c.alarms.unshelve(id, by, now))
 }
 
 /// Body of out-of-service.

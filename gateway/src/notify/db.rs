@@ -441,23 +441,28 @@ impl NotifyDb {
 
     /// A delivery's attempts, oldest first.
     pub fn attempts(&self, delivery: u64) -> Result<Vec<Attempt>, NotifyDbError> {
-        let e = |s| self.sql(s);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT at_ms, ok, detail FROM attempts WHERE delivery = ?1 ORDER BY seq",
-            )
-            .map_err(e)?;
-        let rows = st
-            .query_map([delivery as i64], |r| {
+        self.select(
+            "SELECT at_ms, ok, detail FROM attempts WHERE delivery = ?1 ORDER BY seq",
+            [delivery as i64],
+            |r| {
                 Ok(Attempt {
                     at_ms: r.get::<_, i64>(0)? as u64,
                     ok: r.get(1)?,
                     detail: r.get(2)?,
                 })
-            })
-            .map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+            },
+        )
+    }
+
+    fn select<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, NotifyDbError> {
+        let mut st = self.conn.prepare_cached(sql).map_err(|s| self.sql(s))?;
+        let rows = st.query_map(params, f).map_err(|s| self.sql(s))?;
+        rows.collect::<Result<_, _>>().map_err(|s| self.sql(s))
     }
 
     /// Work orders, newest first: only open ones, or all.
@@ -541,15 +546,10 @@ impl NotifyDb {
 
     /// Answers at or after `since_ms`.
     pub fn answers(&self, since_ms: u64) -> Result<Vec<Answer>, NotifyDbError> {
-        let e = |s| self.sql(s);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT alarm, team, priority, started_ms, answered_ms, by FROM answers WHERE answered_ms >= ?1 ORDER BY answered_ms",
-            )
-            .map_err(e)?;
-        let rows = st
-            .query_map([since_ms as i64], |r| {
+        self.select(
+            "SELECT alarm, team, priority, started_ms, answered_ms, by FROM answers WHERE answered_ms >= ?1 ORDER BY answered_ms",
+            [since_ms as i64],
+            |r| {
                 Ok(Answer {
                     alarm: r.get::<_, i64>(0)? as u64,
                     team: r.get(1)?,
@@ -558,9 +558,8 @@ impl NotifyDb {
                     answered_ms: r.get::<_, i64>(4)? as u64,
                     by: r.get(5)?,
                 })
-            })
-            .map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
+            },
+        )
     }
 }
 

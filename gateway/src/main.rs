@@ -194,6 +194,26 @@ fn run_cli(cli: Cli) -> Result<()> {
                 };
                 println!("  team {} (role {}): {who}", t.id, t.role);
             }
+            // Life-safety pages must always find someone: show the week's gaps.
+            let now = linli_gateway::clock::now_ms() / 900_000 * 900_000;
+            for (team, gaps) in r.life_safety_gaps(now) {
+                let list: Vec<String> = gaps
+                    .iter()
+                    .take(5)
+                    .map(|(a, b)| format!("{} – {}", r.local.format(*a), r.local.format(*b)))
+                    .collect();
+                let more = if gaps.len() > 5 {
+                    format!(" (+{} more)", gaps.len() - 5)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "  warning: team {} (role {}, paged for life-safety alarms) has nobody reachable on duty: {}{more}",
+                    team.id,
+                    team.role,
+                    list.join(", ")
+                );
+            }
             Ok(())
         }
         Command::DefaultRouting => {

@@ -152,6 +152,34 @@ fn check_routing_validates_against_the_configs_channels_and_names_every_bad_key(
     let (ok, out) = linli(&["check-routing", "mine.toml"], dir.path())?;
     assert!(ok && out.contains("mine.toml: ok"), "{out}");
 
+    // A caregiver on days only: life-safety pages would find nobody at night.
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[[delivery.webhook]]\nname = \"sms\"\nurl = \"http://127.0.0.1:9/x\"\nsecret = \"s\"\n",
+    )?;
+    std::fs::write(
+        dir.path().join("days.toml"),
+        "[[person]]\nid = \"anna\"\ncontact = [\"webhook:sms\"]\n\
+         [[team]]\nid = \"care\"\nrole = \"caregiver\"\n\
+         [[team.shift]]\nperson = \"anna\"\nwindow = \"07:00-19:00\"\n\
+         [[policy]]\npriority = 1\n[[policy.step]]\nafter_s = 0\nnotify = [\"caregiver\"]\n\
+         [[policy]]\npriority = 2\n[[policy]]\npriority = 3\n[[policy]]\npriority = 4\n",
+    )?;
+    let (ok, out) = linli(
+        &["check-routing", "days.toml", "--config", "c.toml"],
+        dir.path(),
+    )?;
+    assert!(ok, "{out}");
+    let warning = out
+        .lines()
+        .find(|l| l.contains("warning: team care (role caregiver, paged for life-safety alarms)"))
+        .unwrap_or_else(|| panic!("no gap reported:\n{out}"));
+    assert!(
+        warning.contains("T19:00:00 – ") && warning.contains("T07:00:00"),
+        "the nights: {warning}"
+    );
+    assert!(!warning.contains("T12:00"), "days are covered: {warning}");
+
     // Contacts must name channels the gateway config has.
     std::fs::write(
         dir.path().join("bad.toml"),

@@ -624,6 +624,38 @@ impl Routing {
             .or_else(|| of_role.find(|t| !t.specific()))
     }
 
+    /// Teams that life-safety (priority-1) steps page, with the stretches of the week
+    /// from `from_ms` when nobody on them can be reached (no shift, or no contact),
+    /// checked every 15 minutes: `(team, [(start_ms, end_ms)])`, teams with gaps only.
+    pub fn life_safety_gaps(&self, from_ms: u64) -> Vec<(&Team, Vec<(u64, u64)>)> {
+        const SLOT: u64 = 15 * 60_000;
+        let roles: Vec<&String> = self
+            .policies
+            .iter()
+            .filter(|p| p.priority == 1)
+            .flat_map(|p| p.steps.iter().flat_map(|s| &s.roles))
+            .collect();
+        let mut out = Vec::new();
+        for team in self.teams.iter().filter(|t| roles.contains(&&t.role)) {
+            let mut gaps: Vec<(u64, u64)> = Vec::new();
+            for i in 0..(7 * 24 * 4) {
+                let t = from_ms + i * SLOT;
+                let reachable = self.on_duty(team, t).iter().any(|p| !p.contacts.is_empty());
+                if reachable {
+                    continue;
+                }
+                match gaps.last_mut() {
+                    Some(g) if g.1 == t => g.1 = t + SLOT,
+                    _ => gaps.push((t, t + SLOT)),
+                }
+            }
+            if !gaps.is_empty() {
+                out.push((team, gaps));
+            }
+        }
+        out
+    }
+
     /// Who of a team is on duty at `t_ms`: the members when it has no shifts, else the
     /// people whose shift window contains `t_ms`.
     pub fn on_duty(&self, team: &Team, t_ms: u64) -> Vec<&Person> {

@@ -212,6 +212,10 @@ impl Notifier {
         let routing = Arc::new(load_routing(&config, config.delivery.routing.as_ref())?);
         if routing.people.is_empty() {
             tracing::warn!("the routing has no people: alarms reach MQTT, server-sent events and event webhooks, but nobody is paged");
+        } else {
+            for (team, gaps) in routing.life_safety_gaps(now_ms()) {
+                tracing::warn!(team = %team.id, role = %team.role, stretches = gaps.len(), "a team paged for life-safety alarms has hours this week with nobody reachable (linli check-routing lists them)");
+            }
         }
         let db = NotifyDb::open(&config.data_dir)?;
         let reader = db.reader()?;

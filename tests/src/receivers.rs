@@ -93,12 +93,17 @@ async fn take(
 impl WebhookReceiver {
     /// Starts on a free loopback port, answering 200, checking signatures with `secret`.
     pub async fn start(secret: &str) -> Result<WebhookReceiver> {
+        WebhookReceiver::start_on(secret, 0).await
+    }
+
+    /// Starts on a given loopback port (0: any free one).
+    pub async fn start_on(secret: &str, port: u16) -> Result<WebhookReceiver> {
         let shared = Arc::new(Shared {
             secret: secret.as_bytes().to_vec(),
             status: AtomicU16::new(200),
             seen: Mutex::new(Vec::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let app = axum::Router::new()
             .fallback(take)

@@ -466,6 +466,55 @@ async fn a_webhook_failing_for_a_minute_gets_every_page_exactly_once_and_email_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_webhook_pauses_only_its_channel_and_catches_up_once_it_listens(
+) -> anyhow::Result<()> {
+    // The SMS provider is not listening yet; the platform and e-mail are.
+    let port = free_port()?;
+    let Rig { rx, mail, gw, .. } = rig(move |c| {
+        c.delivery.webhook[0].url = format!("http://127.0.0.1:{port}/sms");
+        c.delivery.backoff_min_ms = 100;
+        c.delivery.backoff_max_ms = 1_000;
+    })
+    .await?;
+    let http = gw.http();
+    let n = 3;
+    for i in 0..n {
+        sos(&gw, &format!("pendant-{i}")).await?;
+    }
+    let others = eventually(Duration::from_secs(30), || async {
+        mail.messages().len() == n && rx.receipts("/platform").len() >= n
+    })
+    .await;
+    assert!(
+        others,
+        "e-mail and the platform went on while the SMS provider was down"
+    );
+    let d = get_json(&format!("{http}/api/deliveries?state=pending")).await?;
+    let sms: Vec<&Value> = d["deliveries"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|x| x["notification"]["channel"] == "webhook:sms")
+        .collect();
+    assert_eq!(sms.len(), n, "{d}");
+    assert!(
+        sms.iter().any(|x| x["last_error"].is_string()),
+        "the failures are on record: {d}"
+    );
+    // The provider comes up: every page arrives, once.
+    let sms_rx = WebhookReceiver::start_on(SECRET, port).await?;
+    let all = eventually(Duration::from_secs(20), || async {
+        sms_rx.receipts("/sms").len() == n
+    })
+    .await;
+    assert!(all, "{:?}", sms_rx.receipts("/sms"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sms_rx.receipts("/sms").values().all(|c| *c == 1));
+    assert!(sms_rx.seen().iter().all(|h| h.signed));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_deliveries_pending_completes_them_after_restart_and_sends_none_twice(
 ) -> anyhow::Result<()> {
     let rx = WebhookReceiver::start(SECRET).await?;

@@ -164,7 +164,7 @@ pub async fn deliveries(
     if let Some(st) = q
         .state
         .as_deref()
-        .filter(|s| !matches!(*s, "pending" | "delivered" | "failed"))
+        .filter(|s| !matches!(*s, "pending" | "delivered" | "failed" | "superseded"))
     {
         return Err(bad_request(format!(
             "state `{st}`: use pending, delivered or failed"

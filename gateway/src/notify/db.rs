@@ -129,6 +129,8 @@ pub struct Loaded {
     pub cursor: Option<u64>,
     /// Next work order id.
     pub next_work_order: u64,
+    /// Key epoch (raised each time the database starts over beside its alarm database).
+    pub epoch: u64,
     /// Escalations in progress.
     pub escalations: Vec<Escalation>,
     /// Open work orders.
@@ -215,6 +217,7 @@ impl NotifyDb {
         let mut out = Loaded {
             cursor: self.meta("cursor")?,
             next_work_order: self.meta("next_work_order")?.unwrap_or(1),
+            epoch: self.meta("epoch")?.unwrap_or(0),
             ..Loaded::default()
         };
         let mut st = self
@@ -237,14 +240,14 @@ impl NotifyDb {
     }
 
     /// Commits a routing result and the position it reflects; `durable`: a person's
-    /// action (synchronous=FULL).
+    /// action (synchronous=FULL). Returns how many pending pages were superseded.
     pub fn commit(
         &mut self,
         r: &Routed,
         cursor: Option<u64>,
         next_work_order: u64,
         durable: bool,
-    ) -> Result<(), NotifyDbError> {
+    ) -> Result<usize, NotifyDbError> {
         if durable {
             self.conn
                 .pragma_update(None, "synchronous", "FULL")
@@ -264,7 +267,7 @@ impl NotifyDb {
         r: &Routed,
         cursor: Option<u64>,
         next_work_order: u64,
-    ) -> Result<(), NotifyDbError> {
+    ) -> Result<usize, NotifyDbError> {
         let path = self.path.clone();
         let e = |source| NotifyDbError::Sqlite {
             path: path.clone(),
@@ -301,13 +304,16 @@ impl NotifyDb {
         for n in &r.notifications {
             insert_delivery(&tx, n).map_err(e)?;
         }
-        for id in &r.superseded {
-            // Pages of an answered or closed alarm that have not gone out yet.
-            tx.prepare_cached(
-                "UPDATE deliveries SET state = 'superseded' WHERE state = 'pending' AND person IS NOT NULL AND key LIKE ?1",
-            )
-            .and_then(|mut s| s.execute([format!("a{id}-%")]))
-            .map_err(e)?;
+        let mut superseded = 0;
+        for (pattern, at) in &r.superseded {
+            // Pages of an answered or closed alarm that have not gone out yet (not the
+            // pages of a later press, created after the answer).
+            superseded += tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'superseded' WHERE state = 'pending' AND person IS NOT NULL AND key LIKE ?1 AND created_ms <= ?2",
+                )
+                .and_then(|mut s| s.execute(params![pattern, *at as i64]))
+                .map_err(e)?;
         }
         for a in &r.answers {
             tx.prepare_cached(
@@ -327,7 +333,21 @@ impl NotifyDb {
             set("cursor", c).map_err(e)?;
         }
         set("next_work_order", next_work_order).map_err(e)?;
-        tx.commit().map_err(e)
+        tx.commit().map_err(e)?;
+        Ok(superseded)
+    }
+
+    /// Records a new key epoch and the cursor it starts from.
+    pub fn start_epoch(&mut self, epoch: u64, cursor: u64) -> Result<(), NotifyDbError> {
+        for (k, v) in [("epoch", epoch), ("cursor", cursor)] {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    params![k, v as i64],
+                )
+                .map_err(|s| self.sql(s))?;
+        }
+        Ok(())
     }
 
     /// Row ids of notifications just committed (new or already there), in order.
@@ -586,7 +606,12 @@ mod tests {
         Notification {
             key: key.into(),
             channel: "webhook:sms".into(),
-            person: None,
+            person: Some(crate::notify::Recipient {
+                id: "anna".into(),
+                name: "Anna".into(),
+                email: None,
+                phone: None,
+            }),
             subject: "s".into(),
             body: serde_json::json!({"type": "page"}),
             created_ms: at,
@@ -601,7 +626,7 @@ mod tests {
             notifications: vec![note("a1-t1-s0-anna", 10), note("a2-t5-s0-anna", 20)],
             ..Routed::default()
         };
-        db.commit(&r, Some(5), 1, false).expect("commit");
+        assert_eq!(db.commit(&r, Some(5), 1, false).expect("commit"), 0);
         let ids = db.ids(&r.notifications).expect("ids");
         db.attempt(ids[0].0, 11, &Outcome::Retry("HTTP 500".into()))
             .expect("attempt");
@@ -625,8 +650,30 @@ mod tests {
         assert_eq!(db.attempts(ids[0].0).expect("attempts").len(), 2);
         let loaded = db.load().expect("load");
         assert_eq!((loaded.cursor, loaded.pending.len()), (Some(5), 1));
+        // The alarm was answered at 25: its pages from before then are superseded, a
+        // page of a later press is not.
+        let answered = Routed {
+            notifications: vec![note("a2-t9-s0-anna", 30)],
+            superseded: vec![("a2-%".into(), 25)],
+            ..Routed::default()
+        };
+        assert_eq!(db.commit(&answered, Some(9), 1, false).expect("commit"), 1);
+        let states: Vec<String> = db
+            .ids(&[
+                r.notifications[1].clone(),
+                answered.notifications[0].clone(),
+            ])
+            .expect("ids")
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(states, ["superseded", "pending"]);
         // Past retention: the delivered one goes with its attempts; the pending one stays.
-        assert_eq!(db.purge(1_000).expect("purge"), 1);
+        assert_eq!(
+            db.purge(1_000).expect("purge"),
+            2,
+            "the delivered and the superseded one"
+        );
         assert!(db.attempts(ids[0].0).expect("attempts").is_empty());
         assert_eq!(db.load().expect("load").pending.len(), 1);
     }

@@ -298,6 +298,7 @@ impl WorkOrder {
     pub fn reopen(&mut self, at: u64, why: &str) {
         self.reopened += 1;
         self.verify_by_ms = None;
+        self.closed_ms = None;
         self.step(at, "reopened", WorkState::Dispatched, "system", why.into());
     }
 

@@ -81,8 +81,9 @@ pub struct Routed {
     pub answers: Vec<Answer>,
     /// Roles a page found nobody for.
     pub unrouted: Vec<(u64, Unrouted)>,
-    /// Alarms acknowledged or closed: their pages not yet delivered are superseded.
-    pub superseded: Vec<u64>,
+    /// Pages of alarms acknowledged or closed, not yet delivered, are superseded:
+    /// (key pattern of the alarm's pages, created at or before this time, ms).
+    pub superseded: Vec<(String, u64)>,
 }
 
 impl Routed {
@@ -119,6 +120,9 @@ pub struct Router {
     /// Latest snapshot of alarms with an escalation or live work order.
     pub alarms: BTreeMap<u64, Alarm>,
     next_work_order: u64,
+    /// Key prefix: empty, or `e{n}.` after the delivery database had to start over
+    /// beside its alarm database (so new keys never collide with delivered ones).
+    epoch: String,
 }
 
 /// The JSON summary of an alarm in every message.
@@ -169,6 +173,30 @@ impl Router {
             work_orders: work_orders.into_iter().map(|w| (w.id, w)).collect(),
             alarms: alarms.into_iter().map(|a| (a.id, a)).collect(),
             next_work_order,
+            epoch: String::new(),
+        }
+    }
+
+    /// Sets the key epoch (0: none).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = if epoch == 0 {
+            String::new()
+        } else {
+            format!("e{epoch}.")
+        };
+    }
+
+    /// An idempotency key in the current epoch.
+    fn key(&self, k: std::fmt::Arguments<'_>) -> String {
+        format!("{}{k}", self.epoch)
+    }
+
+    /// Forgets every escalation (the delivery database starts over): their alarms are
+    /// adopted again.
+    pub fn forget_escalations(&mut self, out: &mut Routed) {
+        for id in std::mem::take(&mut self.escalations).into_keys() {
+            out.escalations.push((id, None));
+            self.forget_if_done(id);
         }
     }
 
@@ -200,11 +228,12 @@ impl Router {
     }
 
     fn on_transition(&mut self, seq: u64, t: &Transition, alarm: &Alarm, out: &mut Routed) {
+        let key = self.key(format_args!("t{seq}"));
         out.events.push(Event {
-            key: format!("t{seq}"),
+            key: key.clone(),
             alarm: Some(alarm.id),
             body: json!({
-                "type": "alarm", "key": format!("t{seq}"), "seq": seq, "action": t.action,
+                "type": "alarm", "key": key, "seq": seq, "action": t.action,
                 "at_ms": t.at_ms, "who": t.who, "note": t.note, "alarm": alarm_json(alarm),
             }),
         });

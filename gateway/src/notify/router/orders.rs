@@ -12,8 +12,16 @@ use crate::notify::routing::Person;
 use crate::notify::workorder::{Effect, WorkError, WorkOrder, WorkState};
 use crate::notify::Notification;
 
-/// Transitions after which an announced alarm gets its work order.
-const OPENS: [&str; 4] = ["raised", "unshelved", "unsuppressed", "in_service"];
+/// Transitions after which an announced alarm in fault gets a work order (when it has
+/// no open one): raised, announced again, or the fault raised again after its last
+/// order closed.
+const OPENS: [&str; 5] = [
+    "raised",
+    "repeat",
+    "unshelved",
+    "unsuppressed",
+    "in_service",
+];
 
 impl Router {
     pub(super) fn follow_orders(&mut self, t: &Transition, alarm: &Alarm, out: &mut Routed) {
@@ -46,9 +54,11 @@ impl Router {
             }
             self.after_change(*wid, effect, alarm, at, out);
         }
+        let in_fault = alarm.condition || alarm.momentary;
         let opens = open.is_empty()
             && OPENS.contains(&t.action.as_str())
             && alarm.announced()
+            && in_fault
             && alarm.state != AlarmState::Normal;
         let policy = self
             .routing
@@ -199,7 +209,7 @@ impl Router {
         }
         let w = w.clone();
         for (n, step) in w.history.iter().enumerate().skip(w.emitted) {
-            let key = format!("w{wid}-{n}");
+            let key = self.key(format_args!("w{wid}-{n}"));
             out.events.push(Event {
                 key: key.clone(),
                 alarm: None,
@@ -260,7 +270,7 @@ impl Router {
         for p in people {
             for c in &p.contacts {
                 out.notifications.push(Notification::to_person(
-                    format!("w{}-{n}-{}", w.id, p.id),
+                    self.key(format_args!("w{}-{n}-{}", w.id, p.id)),
                     &p,
                     c,
                     subject.clone(),

@@ -32,7 +32,8 @@ impl Router {
         let id = alarm.id;
         match t.action.as_str() {
             "acked" | "resolved" => {
-                out.superseded.push(id);
+                out.superseded
+                    .push((self.key(format_args!("a{id}-%")), t.at_ms));
                 if let Some(e) = self.escalations.remove(&id) {
                     out.escalations.push((id, None));
                     // The gateway resolving after a verified work order is no answer.
@@ -52,7 +53,8 @@ impl Router {
                 // The rule's own re-announcement: everyone paged so far, again.
                 if let Some(e) = self.escalations.get(&id) {
                     let again = e.renotify(&self.routing);
-                    page(alarm, &format!("a{id}-t{seq}"), again, t.at_ms, out);
+                    let key = self.key(format_args!("a{id}-t{seq}"));
+                    page(alarm, &key, again, t.at_ms, out);
                 }
             }
             _ => {}
@@ -65,7 +67,8 @@ impl Router {
                     out.escalations.push((id, None));
                 }
                 if alarm.state == AlarmState::Normal {
-                    out.superseded.push(id);
+                    out.superseded
+                        .push((self.key(format_args!("a{id}-%")), t.at_ms));
                 }
             }
         } else if !self.escalations.contains_key(&id) && STARTS.contains(&t.action.as_str()) {
@@ -97,6 +100,7 @@ impl Router {
     /// swallows a page.
     pub(super) fn advance_paging(&mut self, limit: u64, out: &mut Routed) {
         let routing = self.routing.clone();
+        let epoch = self.epoch.clone();
         for (id, e) in self.escalations.iter_mut() {
             let Some(alarm) = self.alarms.get(id) else {
                 continue;
@@ -112,9 +116,11 @@ impl Router {
                     None if due <= limit => due,
                     None => break,
                 };
-                let key = format!("a{id}-t{}-s{}", e.started_by, e.next_step);
+                let key = format!("{epoch}a{id}-t{}-s{}", e.started_by, e.next_step);
                 let (pages, unrouted) = e.fire(&routing, policy, alarm, at);
-                carry = pages.is_empty().then_some(at);
+                // Re-notifying earlier people does not count as reaching this step.
+                let reached = pages.iter().any(|p| p.role != "renotify");
+                carry = (!reached).then_some(at);
                 out.unrouted.extend(unrouted.into_iter().map(|u| (*id, u)));
                 page(alarm, &key, pages, at, out);
                 fired = true;

@@ -254,3 +254,49 @@ fn a_verified_order_keeps_its_alarm_to_resolve_and_reopens_if_the_alarm_disagree
     assert_eq!((w.state.as_str(), w.reopened), ("dispatched", 1));
     assert!(r.pending_resolves().is_empty());
 }
+
+#[test]
+fn a_press_after_the_acknowledgement_pages_again_and_only_earlier_pages_are_superseded() {
+    let mut r = router();
+    let mut out = Routed::default();
+    let batch = vec![
+        (
+            1,
+            tr(2, 0, "raised", AlarmState::ActiveUnacked, "rules"),
+            alarm(2, 1, AlarmState::ActiveUnacked, true),
+        ),
+        (
+            2,
+            tr(2, 10_000, "acked", AlarmState::ActiveAcked, "anna"),
+            alarm(2, 1, AlarmState::ActiveAcked, true),
+        ),
+        (
+            3,
+            tr(2, 20_000, "repeat", AlarmState::ActiveUnacked, "rules"),
+            alarm(2, 1, AlarmState::ActiveUnacked, true),
+        ),
+    ];
+    r.route(&batch, 30_000, &mut out);
+    assert_eq!(keys(&out), ["a2-t1-s0-anna", "a2-t3-s0-anna"]);
+    assert_eq!(out.superseded, [("a2-%".to_owned(), 10_000)]);
+    // After a new key epoch, every key carries it.
+    let mut r = router();
+    r.set_epoch(2);
+    let mut out = Routed::default();
+    r.route(&batch[..1], 1_000, &mut out);
+    assert_eq!(keys(&out), ["e2.a2-t1-s0-anna"]);
+    assert_eq!(out.events[0].key, "e2.t1");
+}
+
+#[test]
+fn an_unsuppressed_alarm_whose_fault_already_cleared_gets_no_work_order() {
+    let mut r = router();
+    let mut out = Routed::default();
+    let batch = vec![(
+        4,
+        tr(9, 0, "unsuppressed", AlarmState::ReturnedUnacked, "system"),
+        alarm(9, 3, AlarmState::ReturnedUnacked, false),
+    )];
+    r.route(&batch, 1_000, &mut out);
+    assert!(out.work_orders.is_empty() && r.work_orders.is_empty());
+}

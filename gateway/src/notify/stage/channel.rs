@@ -67,6 +67,9 @@ struct Queued {
     notification: Notification,
     attempts: u32,
     next_at: Instant,
+    /// When this worker took it (expiry counts from here, not from the event time,
+    /// which can be long past for a step that fell due while the gateway was down).
+    queued_ms: u64,
 }
 
 fn backoff(cfg: &DeliveryConfig, attempts: u32) -> Duration {
@@ -94,16 +97,21 @@ pub(super) async fn run(
     let take = |j: Job, queue: &mut Vec<Queued>, ids: &mut HashSet<u64>| {
         if ids.insert(j.id) {
             m.pending.fetch_add(1, Relaxed);
-            let priority = j.notification.body["alarm"]["priority"]
-                .as_u64()
-                .unwrap_or(4)
-                .min(9) as u8;
+            // Pages most urgent first; events (no person) keep their order.
+            let priority = match j.notification.person {
+                Some(_) => j.notification.body["alarm"]["priority"]
+                    .as_u64()
+                    .unwrap_or(4)
+                    .min(9) as u8,
+                None => 9,
+            };
             queue.push(Queued {
                 id: j.id,
                 priority,
                 notification: j.notification,
                 attempts: 0,
                 next_at: Instant::now(),
+                queued_ms: now_ms(),
             });
         }
     };
@@ -131,12 +139,12 @@ pub(super) async fn run(
             }
             continue;
         };
-        let (id, created) = (queue[i].id, queue[i].notification.created_ms);
+        let (id, queued_ms) = (queue[i].id, queue[i].queued_ms);
         // Superseded (its alarm was answered) or delivered meanwhile: drop it.
         let n2 = n.clone();
         let state = tokio::task::spawn_blocking(move || n2.reader.lock().state(id)).await;
         let still_pending = !matches!(&state, Ok(Ok(Some(s))) if s != "pending");
-        let expired = now_ms().saturating_sub(created) > cfg.give_up_after_s * 1000;
+        let expired = now_ms().saturating_sub(queued_ms) > cfg.give_up_after_s * 1000;
         let outcome = if !still_pending {
             if matches!(&state, Ok(Ok(Some(s))) if s == "superseded") {
                 m.superseded.fetch_add(1, Relaxed);
@@ -169,11 +177,14 @@ pub(super) async fn run(
                 true
             }
             Some(Outcome::Failed(why)) => {
+                unreachable = 0;
                 m.failed.fetch_add(1, Relaxed);
                 tracing::warn!(channel = %name, key = %q.notification.key, why = %why, "delivery refused or expired; not retried");
                 true
             }
             Some(Outcome::Retry(why)) => {
+                // The receiver answered: it is reachable.
+                unreachable = 0;
                 m.retries.fetch_add(1, Relaxed);
                 q.attempts += 1;
                 let wait = backoff(&cfg, q.attempts);
@@ -187,6 +198,9 @@ pub(super) async fn run(
                 unreachable += 1;
                 let wait = backoff(&cfg, unreachable);
                 paused_until = Some(Instant::now() + wait);
+                // The next probe after the pause tries another message first, so one
+                // message the receiver chokes on cannot hold up the channel.
+                q.next_at = Instant::now() + wait.max(backoff(&cfg, q.attempts));
                 tracing::warn!(channel = %name, why = %why, queued = queue.len(), retry_in_ms = wait.as_millis() as u64, "receiver unreachable; channel paused");
                 false
             }

@@ -123,7 +123,10 @@ struct Inner {
     router: Router,
     db: NotifyDb,
     alarms: AlarmDb,
+    /// Durable position: transitions up to here are routed and committed.
     cursor: u64,
+    /// Transitions up to here are routed (committed, or held in `pending`).
+    routed: u64,
     /// A failed commit's result and position, written with the next one.
     pending: Option<(Routed, u64)>,
     /// When finished deliveries past retention are next deleted, ms.
@@ -153,24 +156,42 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
-/// Restores the router from the delivery database. The cursor of a new database starts
-/// after what the alarm database already holds (those alarms are adopted instead); a
-/// cursor past the alarm database (restored or replaced) is reset to its end.
+/// What start-up found in the delivery database.
+struct Restored {
+    router: Router,
+    cursor: u64,
+    pending: Vec<Delivery>,
+    /// Open, unanswered alarms must be (re)adopted: the database is new beside an
+    /// existing alarm database, or starts over (a new key epoch).
+    adopt: bool,
+    /// It starts over: escalations are forgotten and adopted again.
+    restart: bool,
+}
+
+/// Restores the router from the delivery database.
+///
+/// - A new database starts after what the alarm database already holds; the open
+///   alarms nobody answered are adopted (paged now).
+/// - A cursor past the alarm database (one restored from an older backup, or rolled
+///   back by a power cut) starts a new key epoch, so new keys never collide with
+///   delivered ones, and adopts the open alarms again.
 fn restore(
     routing: Arc<Routing>,
-    db: &NotifyDb,
+    db: &mut NotifyDb,
     alarms: &AlarmDb,
-) -> Result<(Router, u64, Vec<Delivery>, bool), NotifyStartError> {
+) -> Result<Restored, NotifyStartError> {
     let loaded = db.load()?;
     let last = alarms.last_transition()?;
-    let fresh = loaded.cursor.is_none();
-    let cursor = match loaded.cursor {
+    let mut epoch = loaded.epoch;
+    let (cursor, adopt, restart) = match loaded.cursor {
         Some(c) if c > last => {
-            tracing::error!(cursor = c, alarm_transitions = last, "the delivery database is ahead of the alarm database (restored or replaced?): following from its end; idempotency keys may repeat earlier ones");
-            last
+            epoch += 1;
+            tracing::error!(cursor = c, alarm_transitions = last, epoch, "the delivery database is ahead of the alarm database (restored from an older backup, or a power cut): starting over from its end with new idempotency keys; open alarms nobody answered are paged again");
+            db.start_epoch(epoch, last)?;
+            (last, true, true)
         }
-        Some(c) => c,
-        None => last,
+        Some(c) => (c, false, false),
+        None => (last, last > 0, false),
     };
     let mut snapshots = Vec::new();
     let followed = loaded
@@ -179,8 +200,13 @@ fn restore(
         .map(|e| e.alarm)
         .chain(loaded.work_orders.iter().map(|w| w.alarm));
     for id in followed {
-        if let Some(a) = alarms.get(id)? {
-            snapshots.push(a);
+        match alarms.get(id) {
+            Ok(Some(a)) => snapshots.push(a),
+            Ok(None) => {}
+            // Its escalation or work order is dropped (cancelled as an orphan).
+            Err(e) => {
+                tracing::error!(alarm = id, error = %e, "alarm unreadable at start; what delivery followed for it is dropped")
+            }
         }
     }
     tracing::info!(
@@ -188,16 +214,24 @@ fn restore(
         work_orders = loaded.work_orders.len(),
         pending_deliveries = loaded.pending.len(),
         cursor,
+        epoch,
         "delivery state restored"
     );
-    let router = Router::new(
+    let mut router = Router::new(
         routing,
         loaded.escalations,
         loaded.work_orders,
         snapshots,
         loaded.next_work_order,
     );
-    Ok((router, cursor, loaded.pending, fresh && last > 0))
+    router.set_epoch(epoch);
+    Ok(Restored {
+        router,
+        cursor,
+        pending: loaded.pending,
+        adopt,
+        restart,
+    })
 }
 
 impl Notifier {
@@ -217,10 +251,16 @@ impl Notifier {
                 tracing::warn!(team = %team.id, role = %team.role, stretches = gaps.len(), "a team paged for life-safety alarms has hours this week with nobody reachable (linli check-routing lists them)");
             }
         }
-        let db = NotifyDb::open(&config.data_dir)?;
+        let mut db = NotifyDb::open(&config.data_dir)?;
         let reader = db.reader()?;
         let alarms = desk.open_reader()?;
-        let (router, cursor, pending, adopt) = restore(routing.clone(), &db, &alarms)?;
+        let Restored {
+            router,
+            cursor,
+            pending,
+            adopt,
+            restart,
+        } = restore(routing.clone(), &mut db, &alarms)?;
 
         let senders = channel::senders(&config.delivery)?;
         let event_webhooks = config
@@ -244,6 +284,7 @@ impl Notifier {
                 db,
                 alarms,
                 cursor,
+                routed: cursor,
                 pending: None,
                 next_purge_ms: 0,
             }),
@@ -264,7 +305,7 @@ impl Notifier {
         for p in pending {
             n.enqueue(p.id, p.notification);
         }
-        n.recover(adopt);
+        n.recover(adopt, restart);
         n.republish_open();
         tokio::spawn(round::run(n.clone(), stop));
         Ok(n)
@@ -273,10 +314,13 @@ impl Notifier {
     /// Start-up work on the restored router: work orders whose alarm is gone are
     /// cancelled; with a new delivery database beside an existing alarm database, the
     /// open alarms nobody answered start paging now.
-    fn recover(&self, adopt: bool) {
+    fn recover(&self, adopt: bool, restart: bool) {
         let now = now_ms();
         let mut out = Routed::default();
         let mut inner = self.inner.lock();
+        if restart {
+            inner.router.forget_escalations(&mut out);
+        }
         inner.router.cancel_orphans(now, &mut out);
         if adopt {
             match self.desk.list(&Filter {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Inner, Notifier};
+use crate::alarms::db::AlarmDbError;
 use crate::alarms::{Alarm, AlarmState, Transition};
 use crate::clock::now_ms;
 use crate::notify::db::NotifyDbError;
@@ -57,12 +58,23 @@ impl Notifier {
         if self.requeue.swap(false, Relaxed) {
             self.requeue_pending();
         }
-        let (batch, last, more) = read_batch(&inner, inner.cursor);
+        let from = inner.routed;
+        let read = read_batch(&inner, from);
+        // A partial read (more waiting, or stopped at an unreadable row) fires deadlines
+        // only up to its last transition: a later acknowledgement may still come.
+        let limit = if read.complete {
+            now
+        } else {
+            read.last_at.unwrap_or(0)
+        };
         let mut out = Routed::default();
-        inner.router.route(&batch, now, &mut out);
-        let cursor = (last != inner.cursor).then_some(last);
-        self.commit(&mut inner, out, cursor, false);
-        self.resolve_verified(&mut inner);
+        inner.router.route(&read.batch, limit.min(now), &mut out);
+        inner.routed = read.last;
+        let cursor = (read.last != inner.cursor).then_some(read.last);
+        let stored = self.commit(&mut inner, out, cursor, false);
+        if stored {
+            self.resolve_verified(&mut inner);
+        }
         if now >= inner.next_purge_ms {
             // Deliveries, work orders and answers are kept as long as alarms are.
             inner.next_purge_ms = now + 3_600_000;
@@ -75,7 +87,9 @@ impl Notifier {
                 }
             }
         }
-        (inner.router.next_due(), more)
+        // While the database refuses commits, wait for the next tick rather than
+        // reading on.
+        (inner.router.next_due(), read.more && stored)
     }
 
     /// Resolves the alarms of verified work orders (crash-safe: the order keeps
@@ -145,11 +159,18 @@ impl Notifier {
             return true;
         }
         let next_wo = inner.router.next_work_order();
-        if let Err(e) = inner.db.commit(&out, cursor, next_wo, durable) {
-            self.metrics.db_errors.fetch_add(1, Relaxed);
-            tracing::error!(error = %e, "delivery commit failed; retrying with the next round");
-            inner.pending = Some((out, cursor.unwrap_or(inner.cursor)));
-            return false;
+        match inner.db.commit(&out, cursor, next_wo, durable) {
+            Ok(superseded) => {
+                self.metrics
+                    .superseded
+                    .fetch_add(superseded as u64, Relaxed);
+            }
+            Err(e) => {
+                self.metrics.db_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "delivery commit failed; retrying with the next round");
+                inner.pending = Some((out, cursor.unwrap_or(inner.cursor)));
+                return false;
+            }
         }
         if let Some(c) = cursor {
             inner.cursor = c;
@@ -241,20 +262,38 @@ impl Notifier {
     }
 }
 
-/// The next transitions after `cursor` with the alarm each left behind; stops before a
-/// transition whose alarm cannot be read (retried next round). Returns them, the new
-/// cursor, and whether more are waiting.
-fn read_batch(inner: &Inner, cursor: u64) -> (Vec<(u64, Transition, Alarm)>, u64, bool) {
+/// What one read of the alarm transitions gave.
+struct Read {
+    batch: Vec<(u64, Transition, Alarm)>,
+    /// Position after it.
+    last: u64,
+    /// Time of its last transition.
+    last_at: Option<u64>,
+    /// A full batch: more are waiting.
+    more: bool,
+    /// Everything up to now was read (not more waiting, no stop at an unreadable row).
+    complete: bool,
+}
+
+/// The next transitions after `cursor` with the alarm each left behind. Stops before a
+/// transition whose alarm cannot be read for now (retried next round); a transition
+/// whose alarm row is damaged for good is skipped, counted and logged.
+fn read_batch(inner: &Inner, cursor: u64) -> Read {
+    let mut read = Read {
+        batch: Vec::new(),
+        last: cursor,
+        last_at: None,
+        more: false,
+        complete: false,
+    };
     let rows = match inner.alarms.transitions_after(cursor, BATCH) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "alarm transitions unreadable; retrying");
-            return (Vec::new(), cursor, false);
+            return read;
         }
     };
-    let more = rows.len() == BATCH;
-    let mut last = cursor;
-    let mut out = Vec::with_capacity(rows.len());
+    read.more = rows.len() == BATCH;
     let mut cache: std::collections::HashMap<u64, Option<Alarm>> = Default::default();
     for (seq, t) in rows {
         let alarm = match cache.get(&t.alarm) {
@@ -264,19 +303,25 @@ fn read_batch(inner: &Inner, cursor: u64) -> (Vec<(u64, Transition, Alarm)>, u64
                     cache.insert(t.alarm, a.clone());
                     a
                 }
+                Err(AlarmDbError::Damaged { what, .. }) => {
+                    tracing::error!(alarm = t.alarm, seq, what = %what, "alarm record damaged: its transition is skipped, nobody is paged for it");
+                    None
+                }
                 Err(e) => {
                     tracing::error!(error = %e, alarm = t.alarm, seq, "alarm unreadable; its transitions wait for the next round");
-                    return (out, last, false);
+                    return read;
                 }
             },
         };
-        last = seq;
+        read.last = seq;
+        read.last_at = Some(t.at_ms);
         // A purged alarm (past retention) has nothing left to tell.
         if let Some(mut a) = alarm {
             // The row is the alarm now; the transition says what state it left then.
             a.state = t.to;
-            out.push((seq, t, a));
+            read.batch.push((seq, t, a));
         }
     }
-    (out, last, more)
+    read.complete = !read.more;
+    read
 }

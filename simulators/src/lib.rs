@@ -2,11 +2,12 @@
 //!
 //! Owns simulated device identities ([`device`]), raw MQTT load generation ([`load`]),
 //! the time-series corpus ([`corpus`]) and the benchmarks built on them ([`bench`],
-//! [`bench_store`], [`bench_alarms`]). The firmware's state machines are not here yet (see the firmware
-//! issue); devices here build reports directly.
+//! [`bench_store`], [`bench_alarms`], [`bench_delivery`]). The firmware's state machines
+//! are not here yet (see the firmware issue); devices here build reports directly.
 
 pub mod bench;
 pub mod bench_alarms;
+pub mod bench_delivery;
 pub mod bench_store;
 pub mod corpus;
 pub mod device;

@@ -350,6 +350,74 @@ impl Conn {
         reader.await?
     }
 
+    /// Publishes `packets` (topic, payload) with QoS1 one at a time, packet `i` due at
+    /// `start + i / per_second`, never ahead of schedule, at most `window` awaiting
+    /// PUBACK. Calls `stamp(i)` immediately before packet `i` is written (what a latency
+    /// measurement starts from), and returns once every packet is PUBACKed. Unlike
+    /// [`Conn::publish_paced`] nothing is written in bursts: each packet leaves at its
+    /// own time.
+    pub async fn publish_timed(
+        self,
+        packets: &[(String, Vec<u8>)],
+        per_second: f64,
+        start: tokio::time::Instant,
+        window: usize,
+        counters: Arc<Counters>,
+        mut stamp: impl FnMut(usize),
+    ) -> Result<()> {
+        if per_second.is_nan() || per_second <= 0.0 {
+            bail!("publish_timed needs a positive rate");
+        }
+        let mut wire = Vec::with_capacity(packets.len());
+        for (i, (topic, p)) in packets.iter().enumerate() {
+            let mut publish = Publish::new(topic, QoS::AtLeastOnce, p.clone());
+            publish.pkid = (i % 65_535 + 1) as u16;
+            let mut b = BytesMut::with_capacity(topic.len() + p.len() + 8);
+            publish
+                .write(&mut b)
+                .map_err(|e| anyhow::anyhow!("encoding publish: {e:?}"))?;
+            wire.push(b);
+        }
+        let total = packets.len();
+        let credit = Arc::new(Semaphore::new(window.clamp(1, 65_535)));
+        let Conn {
+            mut rd,
+            mut wr,
+            mut buf,
+        } = self;
+        let reader_credit = credit.clone();
+        let reader = tokio::spawn(async move {
+            let mut done = 0usize;
+            while done < total {
+                match Packet::read(&mut buf, MAX_PACKET) {
+                    Ok(Packet::PubAck(_)) => {
+                        counters.pubacks.fetch_add(1, Relaxed);
+                        done += 1;
+                        reader_credit.add_permits(1);
+                    }
+                    Ok(Packet::Publish(_)) => {
+                        counters.received.fetch_add(1, Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(MqttError::InsufficientBytes(_)) => {
+                        if rd.read_buf(&mut buf).await? == 0 {
+                            bail!("connection closed after {done} of {total} PUBACKs");
+                        }
+                    }
+                    Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+                }
+            }
+            anyhow::Ok(())
+        });
+        for (i, packet) in wire.iter().enumerate() {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / per_second)).await;
+            credit.acquire().await?.forget();
+            stamp(i);
+            wr.write_all(packet).await?;
+        }
+        reader.await?
+    }
+
     /// Reads publishes until `stop` says so, PUBACKing QoS1 ones and counting each.
     pub async fn count_incoming(
         mut self,

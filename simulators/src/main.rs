@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use linli_sim::bench::IngestBench;
 use linli_sim::bench_alarms::eval::EvalConfig;
 use linli_sim::bench_alarms::latency::LatencyConfig;
+use linli_sim::bench_delivery::DeliveryConfig;
 use linli_sim::bench_store::{Side, StoreBench};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
@@ -42,6 +43,97 @@ enum Bench {
     /// target ≥ 1 M/s); (2) the real gateway under MQTT load, its reading-to-alarm
     /// latency from /metrics (target p99 ≤ 5 ms).
     Alarms(AlarmsArgs),
+    /// Alarm delivery: the real gateway under background telemetry; SOS presses from
+    /// distinct pendants, each paging a caregiver through a webhook served by this
+    /// process. Prints SOS-publish to page-receipt latency p50/p99/max (targets p50 ≤ 2 ms,
+    /// p99 ≤ 10 ms), the background rate achieved and CPU, per run and as medians.
+    Delivery(DeliveryArgs),
+}
+
+#[derive(Args, Debug)]
+struct DeliveryArgs {
+    /// SOS alarms per run, each from its own pendant (its own resident), so each raises
+    /// a new alarm and a new page.
+    #[arg(long, default_value_t = 10_000)]
+    alarms: usize,
+    /// SOS published per second, over one courier connection (a hub relaying the
+    /// pendants' sealed frames).
+    #[arg(long, default_value_t = 200.0)]
+    alarm_rate: f64,
+    /// Background telemetry, readings per second, all connections together.
+    #[arg(long, default_value_t = 50_000.0)]
+    rate: f64,
+    /// Background connections (one device each).
+    #[arg(long, default_value_t = 500)]
+    connections: usize,
+    /// Seconds of background load before the first SOS (keeps the gateway's start-up
+    /// out of the figures).
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Seconds of background load after the last SOS is due.
+    #[arg(long, default_value_t = 3.0)]
+    tail: f64,
+    /// QoS1 messages awaiting PUBACK per background connection.
+    #[arg(long, default_value_t = 100)]
+    window: usize,
+    /// Gateway journal fsync policy (the product default is batch).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "interval", "never"])]
+    fsync: String,
+    /// Do not publish alarm state and events on the gateway's broker (`[delivery] mqtt =
+    /// false`; the product default publishes them).
+    #[arg(long)]
+    no_mqtt_events: bool,
+    /// Runs, each on a fresh gateway; per-run figures and the medians are printed.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds to wait for missing pages after the last SOS.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout_s: u64,
+    /// Seconds between progress lines (0 = none).
+    #[arg(long, default_value_t = 5.0)]
+    progress_s: f64,
+    /// The gateway binary (default: `linli` next to this binary).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Scratch directory for the gateways' data (default: a new one under $TMPDIR).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the scratch directory.
+    #[arg(long)]
+    keep: bool,
+}
+
+impl DeliveryArgs {
+    fn run(self) -> Result<()> {
+        let gateway_bin = match self.gateway_bin {
+            Some(p) => p,
+            None => std::env::current_exe()?.with_file_name("linli"),
+        };
+        let cfg = DeliveryConfig {
+            alarms: self.alarms,
+            alarm_rate: self.alarm_rate,
+            connections: self.connections,
+            rate: self.rate,
+            warmup: self.warmup,
+            tail: self.tail,
+            window: self.window,
+            fsync: self.fsync,
+            mqtt_events: !self.no_mqtt_events,
+            runs: self.runs,
+            drain_timeout: Duration::from_secs(self.drain_timeout_s),
+            progress: Duration::try_from_secs_f64(self.progress_s)
+                .ok()
+                .filter(|d| !d.is_zero()),
+            work_dir: self.work_dir,
+            keep: self.keep,
+            ..DeliveryConfig::new(gateway_bin)
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(linli_sim::bench_delivery::run_bench(&cfg))?;
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +404,9 @@ fn main() -> Result<()> {
         } => args.run()?,
         Command::Bench {
             which: Bench::Alarms(args),
+        } => args.run()?,
+        Command::Bench {
+            which: Bench::Delivery(args),
         } => args.run()?,
         Command::Bench {
             which: Bench::Ingest(args),

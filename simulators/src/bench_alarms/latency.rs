@@ -109,7 +109,7 @@ impl LatencyRun {
 }
 
 /// Every sample of `/metrics` by name (labels included, as written).
-fn scrape(http: SocketAddr) -> Result<HashMap<String, f64>> {
+pub(crate) fn scrape(http: SocketAddr) -> Result<HashMap<String, f64>> {
     let body = ureq::get(&format!("http://{http}/metrics"))
         .timeout(Duration::from_secs(5))
         .call()
@@ -126,7 +126,7 @@ fn scrape(http: SocketAddr) -> Result<HashMap<String, f64>> {
 }
 
 /// Every rejection, whatever the reason.
-fn rejected(m: &HashMap<String, f64>) -> f64 {
+pub(crate) fn rejected(m: &HashMap<String, f64>) -> f64 {
     m.iter()
         .filter(|(k, _)| k.starts_with("linli_rejected_total"))
         .map(|(_, v)| v)
@@ -143,7 +143,7 @@ fn metric(m: &HashMap<String, f64>, name: &str) -> Result<f64> {
 }
 
 /// A reading of `kind` that raises nothing under the benchmark's rules.
-fn normal_report(kind: DeviceKind, i: usize) -> Report {
+pub(crate) fn normal_report(kind: DeviceKind, i: usize) -> Report {
     let w = (i % 7) as u8;
     match kind {
         DeviceKind::Pendant => Report::Pendant(Pendant::Activity {
@@ -202,8 +202,18 @@ fn normal_report(kind: DeviceKind, i: usize) -> Report {
 /// The run's devices: the first `n` of a fleet big enough, provisioned into `data`.
 fn provision(data: &Path, n: usize) -> Result<(Fleet, Vec<SimDevice>)> {
     let fleet = Fleet::new(n);
+    let devices = provision_profiles(data, &fleet.profiles[..n])?;
+    Ok((fleet, devices))
+}
+
+/// Provisions `profiles` into the registry in `data` (the gateway not running) and
+/// returns their identities, in order.
+pub(crate) fn provision_profiles(
+    data: &Path,
+    profiles: &[linli_gateway::registry::DeviceProfile],
+) -> Result<Vec<SimDevice>> {
     let registry = Registry::open(data).context("opening the gateway's registry")?;
-    let devices = fleet.profiles[..n]
+    profiles
         .iter()
         .map(|p| {
             let c = registry
@@ -215,8 +225,7 @@ fn provision(data: &Path, n: usize) -> Result<(Fleet, Vec<SimDevice>)> {
                 .context("provisioning returned a bad key")?;
             Ok(SimDevice::new(&c.device_id, &c.password, c.key_id, &key))
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((fleet, devices))
+        .collect()
 }
 
 /// One device's sealed packets, (topic, frame), in publishing order.

@@ -83,6 +83,55 @@ pub(crate) fn cpu_seconds(pid: &str) -> Result<f64> {
     Ok(ticks / clock_ticks())
 }
 
+/// The whole machine's CPU time so far, from /proc/stat, seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MachineCpu {
+    /// Processes (user, nice, system) and time stolen by the hypervisor.
+    pub(crate) tasks: f64,
+    /// Interrupt and softirq work (on loopback: much of the TCP traffic), which Linux
+    /// charges to no process.
+    pub(crate) irq: f64,
+    /// Idle (and waiting for I/O).
+    pub(crate) idle: f64,
+}
+
+impl MachineCpu {
+    /// Now.
+    pub(crate) fn read() -> Result<MachineCpu> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let cpu = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .context("/proc/stat has no cpu line")?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let f: Vec<f64> = cpu
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let sum = |ix: &[usize]| -> f64 {
+            ix.iter()
+                .map(|i| f.get(*i).copied().unwrap_or(0.0))
+                .sum::<f64>()
+                / clock_ticks()
+        };
+        Ok(MachineCpu {
+            tasks: sum(&[0, 1, 2, 7]),
+            irq: sum(&[5, 6]),
+            idle: sum(&[3, 4]),
+        })
+    }
+
+    /// What was spent between `earlier` and `self`.
+    pub(crate) fn since(&self, earlier: &MachineCpu) -> MachineCpu {
+        MachineCpu {
+            tasks: self.tasks - earlier.tasks,
+            irq: self.irq - earlier.irq,
+            idle: self.idle - earlier.idle,
+        }
+    }
+}
+
 fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

@@ -160,6 +160,17 @@ pub struct DeliveryRun {
     pub receiver_cpu_s: f64,
     /// The courier thread's CPU seconds.
     pub courier_cpu_s: f64,
+    /// CPU seconds every other process on the machine used over `measured_s`: the
+    /// interference a shared machine adds.
+    pub other_cpu_s: f64,
+    /// Interrupt and softirq CPU seconds over `measured_s` (charged to no process; on
+    /// loopback mostly this benchmark's own TCP traffic).
+    pub irq_cpu_s: f64,
+    /// Idle CPU seconds of the machine over `measured_s`.
+    pub idle_cpu_s: f64,
+    /// Most deliveries waiting for a receipt (`linli_deliveries_pending`, sampled every
+    /// second), and when, seconds after the first SOS.
+    pub pending_peak: (f64, f64),
     /// Gateway peak RSS, MiB.
     pub gateway_peak_rss_mib: f64,
     /// `linli_alarms_raised_total` during the run.

@@ -70,6 +70,17 @@ pub fn print_run(k: usize, cfg: &DeliveryConfig, r: &DeliveryRun) {
         r.courier_cpu_s,
         r.gateway_peak_rss_mib
     );
+    let cores = |s: f64| s / r.measured_s.max(1e-9);
+    println!(
+        "  rest of the machine: softirq/irq {:.2} cores (loopback TCP, charged to no process), other processes {:.2} cores, idle {:.2} cores",
+        cores(r.irq_cpu_s),
+        cores(r.other_cpu_s),
+        cores(r.idle_cpu_s),
+    );
+    println!(
+        "  deliveries pending (sampled every second) peaked at {:.0}, {:.0} s after the first SOS",
+        r.pending_peak.0, r.pending_peak.1
+    );
     let commit = r.alarm_commit_s.map_or("n/a".into(), |(p50, p99)| {
         format!("p50 {} / p99 {}", ms(p50), ms(p99))
     });

@@ -22,7 +22,9 @@ use tokio::task::JoinSet;
 use super::courier::{Courier, Schedule, Stamps};
 use super::receiver::{Receipts, Receiver};
 use super::{quantile, DeliveryConfig, DeliveryRun};
-use crate::bench::{connect_all, cpu_seconds, free_addr, peak_rss_mib, wait_port, Server};
+use crate::bench::{
+    connect_all, cpu_seconds, free_addr, peak_rss_mib, wait_port, MachineCpu, Server,
+};
 use crate::bench_alarms::fleet::{Fleet, HEARTBEAT_S};
 use crate::bench_alarms::latency::{normal_report, provision_profiles, rejected, scrape};
 use crate::bench_alarms::rules::{rules_text, TIMEZONE};
@@ -334,7 +336,7 @@ pub async fn run_once(
     // Watch until every page is in, or the drain timeout after the last SOS.
     let me = std::process::id().to_string();
     let gw = pid.to_string();
-    let mut window_start: Option<(Snapshot, f64, f64)> = None;
+    let mut window_start: Option<(Snapshot, [f64; 2], MachineCpu)> = None;
     let mut window_end: Option<Snapshot> = None;
     let mut give_up =
         alarm_start + Duration::from_secs_f64(cfg.alarm_seconds() * 2.0 + 60.0) + cfg.drain_timeout;
@@ -345,6 +347,9 @@ pub async fn run_once(
     );
     let mut last_receipt_cut: Option<Instant> = None;
     let mut notes = Vec::new();
+    let mut last_scrape = Instant::now();
+    // Most deliveries waiting (sampled every second), and when (s after the first SOS).
+    let mut pending_peak = (0.0f64, 0.0f64);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(status) = server.child.try_wait()? {
@@ -352,9 +357,9 @@ pub async fn run_once(
         }
         let now = Instant::now();
         if window_start.is_none() && now >= alarm_start {
-            let gw_cpu = cpu_seconds(&gw)?;
-            let gen_cpu = cpu_seconds(&me)?;
-            window_start = Some((snapshot(http, &background_sent, &stamps)?, gw_cpu, gen_cpu));
+            let cpu = [cpu_seconds(&gw)?, cpu_seconds(&me)?];
+            let machine = MachineCpu::read()?;
+            window_start = Some((snapshot(http, &background_sent, &stamps)?, cpu, machine));
         }
         let sent = stamps.sent.load(Relaxed);
         if window_end.is_none() && (sent as usize >= n || courier.finished()) {
@@ -371,8 +376,19 @@ pub async fn run_once(
         if now >= give_up {
             break;
         }
+        if last_scrape.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let m = tokio::task::block_in_place(|| scrape(http))?;
+        last_scrape = Instant::now();
+        let pending = value(&m, "linli_deliveries_pending");
+        if window_start.is_some() && pending > pending_peak.0 {
+            pending_peak = (
+                pending,
+                now.saturating_duration_since(alarm_start).as_secs_f64(),
+            );
+        }
         if let Some(every) = cfg.progress.filter(|e| last_progress.elapsed() >= *e) {
-            let m = tokio::task::block_in_place(|| scrape(http))?;
             let acc = value(&m, "linli_readings_accepted_total");
             let rate = (acc - last_accepted.1) / last_accepted.0.elapsed().as_secs_f64();
             last_accepted = (Instant::now(), acc);
@@ -394,7 +410,7 @@ pub async fn run_once(
                 "  run {run} {:>6.1} s: journaled {:>7.0}/s; SOS sent {sent:>6}/{n}, pages {matched:>6}, deliveries pending {:.0}{pages}",
                 now.saturating_duration_since(start).as_secs_f64(),
                 rate,
-                value(&m, "linli_deliveries_pending"),
+                pending,
             );
             last_progress = Instant::now();
         }
@@ -402,6 +418,7 @@ pub async fn run_once(
     let end = Instant::now();
     let gw_cpu_end = cpu_seconds(&gw)?;
     let gen_cpu_end = cpu_seconds(&me)?;
+    let machine = MachineCpu::read()?;
     let after = snapshot(http, &background_sent, &stamps)?;
     let peak_rss = peak_rss_mib(pid);
     set.abort_all();
@@ -415,7 +432,8 @@ pub async fn run_once(
     };
     let receiver_cpu_s = receiver.stop()?;
 
-    let (ws, gw_cpu0, gen_cpu0) = window_start.context("the run ended before the first SOS")?;
+    let (ws, [gw_cpu0, gen_cpu0], machine0) =
+        window_start.context("the run ended before the first SOS")?;
     let we = window_end.unwrap_or_else(|| after.clone());
     let window_s = we
         .at
@@ -471,6 +489,12 @@ pub async fn run_once(
         generator_cpu_s: gen_cpu_end - gen_cpu0,
         receiver_cpu_s,
         courier_cpu_s,
+        other_cpu_s: machine.since(&machine0).tasks
+            - (gw_cpu_end - gw_cpu0)
+            - (gen_cpu_end - gen_cpu0),
+        irq_cpu_s: machine.since(&machine0).irq,
+        idle_cpu_s: machine.since(&machine0).idle,
+        pending_peak,
         gateway_peak_rss_mib: peak_rss,
         raised: delta("linli_alarms_raised_total") as u64,
         delivered: delta("linli_deliveries_delivered_total") as u64,
@@ -537,6 +561,20 @@ fn warn(
     }
     if r.retries > 0 {
         out.push(format!("{} delivery attempts were retried", r.retries));
+    }
+    let idle = r.idle_cpu_s / r.measured_s.max(1e-9);
+    if idle < 0.1 {
+        out.push(format!(
+            "the machine had {idle:.2} cores idle on average: it was saturated, and the latency \
+             includes waiting for a CPU"
+        ));
+    }
+    let others = r.other_cpu_s / r.measured_s.max(1e-9);
+    if others > 0.2 {
+        out.push(format!(
+            "other processes kept {others:.2} cores busy during the measurement (the machine is \
+             shared): the figures include their interference"
+        ));
     }
     if r.background_rate < 0.95 * cfg.rate {
         out.push(format!(

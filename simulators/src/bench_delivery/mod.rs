@@ -136,12 +136,14 @@ pub struct DeliveryRun {
     pub bad_signatures: u64,
     /// Publish-to-receipt latency of every alarm paged, seconds, ascending.
     pub latencies_s: Vec<f64>,
-    /// Per alarm paged, ms on the wall clock (gateway timestamps have ms resolution):
-    /// publish → the gateway's `alarm.raised_ms`.
+    /// Per alarm paged, ms on the wall clock (gateway timestamps have ms resolution),
+    /// ascending: publish → the gateway's `alarm.raised_ms` (the SOS reading's arrival
+    /// at ingest).
     pub to_raised_ms: Vec<f64>,
-    /// `alarm.raised_ms` → the page's `created_ms` (routed).
+    /// `alarm.raised_ms` → the page's `created_ms` (the start of the routing round that
+    /// made it): journal, alarm stage, alarm commit, wake-up of the delivery stage.
     pub to_routed_ms: Vec<f64>,
-    /// `created_ms` → receipt.
+    /// `created_ms` → receipt: routing, delivery commit, the channel's queue, HTTP.
     pub to_receipt_ms: Vec<f64>,
     /// Seconds from the first SOS to the last.
     pub alarm_window_s: f64,
@@ -260,4 +262,36 @@ async fn run_in(cfg: &DeliveryConfig, work: &Path) -> Result<Vec<DeliveryRun>> {
     }
     report::print_summary(cfg, &out);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert_eq!(quantile(&[7.0], 0.99), 7.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn the_routing_pages_the_caregiver_through_the_webhook() {
+        let text = "data_dir = \"/nonexistent\"\n[[delivery.webhook]]\nname = \"sms\"\n\
+                    url = \"http://127.0.0.1:1/sms\"\nreceives = \"pages\"\n";
+        let path = std::path::Path::new("bench.toml");
+        let config = linli_gateway::config::Config::parse(text, path).unwrap();
+        let dir = std::env::temp_dir().join(format!("linli-routing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("routing.toml");
+        std::fs::write(&file, run::ROUTING).unwrap();
+        let r = linli_gateway::notify::stage::load_routing(&config, Some(&file));
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = r.unwrap();
+        assert_eq!(r.people.len(), 1);
+        assert!(r.policy(1, "sos").is_some_and(|p| !p.steps.is_empty()));
+    }
 }

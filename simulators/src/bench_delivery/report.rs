@@ -89,10 +89,10 @@ pub fn print_run(k: usize, cfg: &DeliveryConfig, r: &DeliveryRun) {
         r.raised, r.delivered, r.retries
     );
     println!(
-        "  where the time goes, ms on the wall clock (the gateway's stamps are whole ms): {}; {}; {}",
-        split("publish -> alarm.raised_ms", &r.to_raised_ms),
-        split("raised -> routed (created_ms)", &r.to_routed_ms),
-        split("routed -> receipt", &r.to_receipt_ms)
+        "  where the time goes, ms on the wall clock (the gateway's stamps are whole ms, so +-1): {}; {}; {}",
+        split("publish -> gateway receive (alarm.raised_ms)", &r.to_raised_ms),
+        split("-> routing round (page created_ms)", &r.to_routed_ms),
+        split("-> receipt", &r.to_receipt_ms)
     );
     for w in &r.warnings {
         println!("  WARNING: {w}");

@@ -447,8 +447,7 @@ pub async fn run_once(
     let background_offered_rate =
         we.background_sent.saturating_sub(ws.background_sent) as f64 / window_s;
 
-    let mut latencies_s = latencies_between(&stamps, &receipts, None, end);
-    latencies_s.sort_by(|a, b| a.total_cmp(b));
+    let latencies_s = latencies_between(&stamps, &receipts, None, end);
     let (mut to_raised_ms, mut to_routed_ms, mut to_receipt_ms) =
         (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {

@@ -79,10 +79,10 @@ struct DeliveryArgs {
     /// Gateway journal fsync policy (the product default is batch).
     #[arg(long, default_value = "batch", value_parser = ["batch", "interval", "never"])]
     fsync: String,
-    /// Do not publish alarm state and events on the gateway's broker (`[delivery] mqtt =
-    /// false`; the product default publishes them).
+    /// Also publish alarm state and events on the gateway's broker (`[delivery] mqtt =
+    /// true`; off by default, as in the product).
     #[arg(long)]
-    no_mqtt_events: bool,
+    mqtt_events: bool,
     /// Runs, each on a fresh gateway; per-run figures and the medians are printed.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -118,7 +118,7 @@ impl DeliveryArgs {
             tail: self.tail,
             window: self.window,
             fsync: self.fsync,
-            mqtt_events: !self.no_mqtt_events,
+            mqtt_events: self.mqtt_events,
             runs: self.runs,
             drain_timeout: Duration::from_secs(self.drain_timeout_s),
             progress: Duration::try_from_secs_f64(self.progress_s)

@@ -53,7 +53,8 @@ pub struct DeliveryConfig {
     pub window: usize,
     /// Journal fsync policy (`batch`, `interval`, `never`).
     pub fsync: String,
-    /// `[delivery] mqtt`: publish alarm state and events on the gateway's broker too.
+    /// `[delivery] mqtt`: publish alarm state and events on the gateway's broker too
+    /// (the product default is off).
     pub mqtt_events: bool,
     /// Runs, each on a fresh gateway; medians are reported.
     pub runs: usize,
@@ -81,7 +82,7 @@ impl DeliveryConfig {
             tail: 3.0,
             window: 100,
             fsync: "batch".into(),
-            mqtt_events: true,
+            mqtt_events: false,
             runs: 3,
             drain_timeout: Duration::from_secs(30),
             progress: Some(Duration::from_secs(5)),

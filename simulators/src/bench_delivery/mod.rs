@@ -141,10 +141,11 @@ pub struct DeliveryRun {
     /// ascending: publish → the gateway's `alarm.raised_ms` (the SOS reading's arrival
     /// at ingest).
     pub to_raised_ms: Vec<f64>,
-    /// `alarm.raised_ms` → the page's `created_ms` (the start of the routing round that
-    /// made it): journal, alarm stage, alarm commit, wake-up of the delivery stage.
-    pub to_routed_ms: Vec<f64>,
-    /// `created_ms` → receipt: routing, delivery commit, the channel's queue, HTTP.
+    /// `alarm.raised_ms` → the page's `X-Linli-Timestamp` (the channel worker sends
+    /// it): journal, alarm stage and commit, routing round and delivery commit, the
+    /// channel's queue.
+    pub to_sent_ms: Vec<f64>,
+    /// `X-Linli-Timestamp` → receipt: the HTTP request.
     pub to_receipt_ms: Vec<f64>,
     /// Seconds from the first SOS to the last.
     pub alarm_window_s: f64,
@@ -163,11 +164,12 @@ pub struct DeliveryRun {
     pub receiver_cpu_s: f64,
     /// The courier thread's CPU seconds.
     pub courier_cpu_s: f64,
-    /// CPU seconds every other process on the machine used over `measured_s`: the
-    /// interference a shared machine adds.
+    /// CPU seconds the machine was busy with anything but the gateway and this process
+    /// over `measured_s` (other processes, kernel work charged to neither): the
+    /// interference of a shared machine. Approximate, never below 0.
     pub other_cpu_s: f64,
-    /// Interrupt and softirq CPU seconds over `measured_s` (charged to no process; on
-    /// loopback mostly this benchmark's own TCP traffic).
+    /// Interrupt and softirq CPU seconds over `measured_s` (on loopback mostly this
+    /// benchmark's own TCP traffic; Linux charges part of it to the processes too).
     pub irq_cpu_s: f64,
     /// Idle CPU seconds of the machine over `measured_s`.
     pub idle_cpu_s: f64,

@@ -36,8 +36,9 @@ pub struct Receipts {
     pub at_ns: Vec<AtomicU64>,
     /// The page's `alarm.raised_ms` (gateway wall clock, ms; 0 = none).
     pub raised_ms: Vec<AtomicU64>,
-    /// The page's `created_ms` (when the gateway routed it, wall clock ms; 0 = none).
-    pub created_ms: Vec<AtomicU64>,
+    /// The page's `X-Linli-Timestamp` (when the channel worker sent it, gateway wall
+    /// clock ms; 0 = none).
+    pub sent_ms: Vec<AtomicU64>,
     /// Every request received.
     pub requests: AtomicU64,
     /// Pages matched to an alarm for the first time.
@@ -66,7 +67,7 @@ impl Receipts {
             secret: secret.as_bytes().to_vec(),
             at_ns: zeros(),
             raised_ms: zeros(),
-            created_ms: zeros(),
+            sent_ms: zeros(),
             requests: AtomicU64::new(0),
             matched: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -85,10 +86,11 @@ impl Receipts {
 
     fn record(&self, at: Instant, headers: &HeaderMap, body: &[u8]) {
         self.requests.fetch_add(1, Relaxed);
-        let signed = headers
+        let timestamp = headers
             .get("x-linli-timestamp")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let signed = timestamp
             .zip(
                 headers
                     .get("x-linli-signature")
@@ -108,10 +110,9 @@ impl Receipts {
             let device = p.pointer("/alarm/device")?.as_str()?;
             let i = *self.index.get(device)?;
             let raised = p.pointer("/alarm/raised_ms").and_then(|v| v.as_u64());
-            let created = p.get("created_ms").and_then(|v| v.as_u64());
-            Some((i, raised, created))
+            Some((i, raised))
         });
-        let Some((i, raised, created)) = found else {
+        let Some((i, raised)) = found else {
             self.unmatched.fetch_add(1, Relaxed);
             return;
         };
@@ -121,7 +122,7 @@ impl Receipts {
             .is_ok()
         {
             self.raised_ms[i].store(raised.unwrap_or(0), Relaxed);
-            self.created_ms[i].store(created.unwrap_or(0), Relaxed);
+            self.sent_ms[i].store(timestamp.unwrap_or(0), Relaxed);
             self.matched.fetch_add(1, Relaxed);
         } else {
             self.duplicates.fetch_add(1, Relaxed);

@@ -72,10 +72,10 @@ pub fn print_run(k: usize, cfg: &DeliveryConfig, r: &DeliveryRun) {
     );
     let cores = |s: f64| s / r.measured_s.max(1e-9);
     println!(
-        "  rest of the machine: softirq/irq {:.2} cores (loopback TCP, charged to no process), other processes {:.2} cores, idle {:.2} cores",
-        cores(r.irq_cpu_s),
+        "  rest of the machine: other processes and kernel work charged to neither {:.2} cores, idle {:.2} cores (softirq/irq in all {:.2} cores, mostly loopback TCP)",
         cores(r.other_cpu_s),
         cores(r.idle_cpu_s),
+        cores(r.irq_cpu_s),
     );
     println!(
         "  deliveries pending (sampled every second) peaked at {:.0}, {:.0} s after the first SOS",
@@ -91,7 +91,7 @@ pub fn print_run(k: usize, cfg: &DeliveryConfig, r: &DeliveryRun) {
     println!(
         "  where the time goes, ms on the wall clock (the gateway's stamps are whole ms, so +-1): {}; {}; {}",
         split("publish -> gateway receive (alarm.raised_ms)", &r.to_raised_ms),
-        split("-> routing round (page created_ms)", &r.to_routed_ms),
+        split("-> webhook POST sent (X-Linli-Timestamp)", &r.to_sent_ms),
         split("-> receipt", &r.to_receipt_ms)
     );
     for w in &r.warnings {

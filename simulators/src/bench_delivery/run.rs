@@ -448,23 +448,23 @@ pub async fn run_once(
         we.background_sent.saturating_sub(ws.background_sent) as f64 / window_s;
 
     let latencies_s = latencies_between(&stamps, &receipts, None, end);
-    let (mut to_raised_ms, mut to_routed_ms, mut to_receipt_ms) =
+    let (mut to_raised_ms, mut to_sent_ms, mut to_receipt_ms) =
         (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         let (Some(sent), Some(got)) = (stamps.sent_at(i), receipts.received(i)) else {
             continue;
         };
-        let sent_wall_ms = stamps.wall_us[i].load(Relaxed) as f64 / 1e3;
-        let got_wall_ms = sent_wall_ms + got.saturating_duration_since(sent).as_secs_f64() * 1e3;
+        let published_ms = stamps.wall_us[i].load(Relaxed) as f64 / 1e3;
+        let got_ms = published_ms + got.saturating_duration_since(sent).as_secs_f64() * 1e3;
         let raised = receipts.raised_ms[i].load(Relaxed) as f64;
-        let created = receipts.created_ms[i].load(Relaxed) as f64;
-        if raised > 0.0 && created > 0.0 {
-            to_raised_ms.push(raised - sent_wall_ms);
-            to_routed_ms.push(created - raised);
-            to_receipt_ms.push(got_wall_ms - created);
+        let posted = receipts.sent_ms[i].load(Relaxed) as f64;
+        if raised > 0.0 && posted > 0.0 {
+            to_raised_ms.push(raised - published_ms);
+            to_sent_ms.push(posted - raised);
+            to_receipt_ms.push(got_ms - posted);
         }
     }
-    for v in [&mut to_raised_ms, &mut to_routed_ms, &mut to_receipt_ms] {
+    for v in [&mut to_raised_ms, &mut to_sent_ms, &mut to_receipt_ms] {
         v.sort_by(|a, b| a.total_cmp(b));
     }
 
@@ -478,7 +478,7 @@ pub async fn run_once(
         bad_signatures: receipts.bad_signatures.load(Relaxed),
         latencies_s,
         to_raised_ms,
-        to_routed_ms,
+        to_sent_ms,
         to_receipt_ms,
         alarm_window_s: window_s,
         background_offered_rate,
@@ -488,9 +488,12 @@ pub async fn run_once(
         generator_cpu_s: gen_cpu_end - gen_cpu0,
         receiver_cpu_s,
         courier_cpu_s,
-        other_cpu_s: machine.since(&machine0).tasks
+        // Linux charges some interrupt work to the interrupted process as well as to
+        // /proc/stat's softirq: what is busy beyond these two is the rest.
+        other_cpu_s: (machine.since(&machine0).tasks + machine.since(&machine0).irq
             - (gw_cpu_end - gw_cpu0)
-            - (gen_cpu_end - gen_cpu0),
+            - (gen_cpu_end - gen_cpu0))
+            .max(0.0),
         irq_cpu_s: machine.since(&machine0).irq,
         idle_cpu_s: machine.since(&machine0).idle,
         pending_peak,
@@ -571,8 +574,8 @@ fn warn(
     let others = r.other_cpu_s / r.measured_s.max(1e-9);
     if others > 0.2 {
         out.push(format!(
-            "other processes kept {others:.2} cores busy during the measurement (the machine is \
-             shared): the figures include their interference"
+            "the rest of the machine (other processes, kernel work charged to neither) kept \
+             {others:.2} cores busy during the measurement: the figures include that interference"
         ));
     }
     if r.background_rate < 0.95 * cfg.rate {

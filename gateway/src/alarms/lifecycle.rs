@@ -193,7 +193,7 @@ impl Alarms {
             if a.state == AlarmState::ActiveUnacked && from != AlarmState::ActiveUnacked {
                 a.escalate_at = a.escalate_every_ms.map(|e| v.at_ms + e);
                 a.escalations = 0;
-                self.next_due = 0;
+                self.next_due = self.next_due.min(a.escalate_at.unwrap_or(u64::MAX));
             }
             let note = format!("count {}", a.count);
             self.record(id, v.at_ms, "repeat", from, RULES, note);
@@ -283,9 +283,12 @@ impl Alarms {
         let note = alarm.detail.clone();
         self.open
             .insert((alarm.kind.clone(), alarm.source.clone()), id);
+        // Only this alarm's own deadlines are new: no need to rescan every open alarm
+        // on the next advance (that scan grows with the number of open alarms).
+        let own = own_deadline(&alarm, self.cfg.chatter_window_s * 1000);
         self.alarms.insert(id, alarm);
         self.record_from(id, at, "raised", AlarmState::Normal, who, note);
-        self.next_due = 0;
+        self.next_due = self.next_due.min(own);
     }
 
     /// Clears the condition of the open `kind` alarm of `source` (its rule is gone).
@@ -888,4 +891,18 @@ impl Alarms {
             format!("summarised in alarm {summary}"),
         );
     }
+}
+
+/// The earliest time something is due for one alarm (its escalation, shelf end, or
+/// the end of its chatter), `u64::MAX` when nothing is.
+fn own_deadline(a: &Alarm, chatter_ms: u64) -> u64 {
+    let chatter = a
+        .chattering
+        .then(|| a.recent.last().map(|t| t + chatter_ms))
+        .flatten();
+    [a.escalate_at, a.shelved_until, chatter]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX)
 }

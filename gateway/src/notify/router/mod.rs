@@ -14,7 +14,7 @@ mod paging;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -120,6 +120,13 @@ pub struct Router {
     /// Latest snapshot of alarms with an escalation or live work order.
     pub alarms: BTreeMap<u64, Alarm>,
     next_work_order: u64,
+    /// Escalations with a step still to fire, by its deadline: (due ms, alarm id).
+    /// Time only touches what is due, however many alarms are open.
+    due: BTreeSet<(u64, u64)>,
+    /// Each indexed escalation's deadline, by alarm id.
+    due_of: HashMap<u64, u64>,
+    /// Earliest work order deadline, when known (`None`: rescan on the next advance).
+    orders_due: Option<u64>,
     /// Key prefix: empty, or `e{n}.` after the delivery database had to start over
     /// beside its alarm database (so new keys never collide with delivered ones).
     epoch: String,
@@ -167,14 +174,48 @@ impl Router {
         alarms: Vec<Alarm>,
         next_work_order: u64,
     ) -> Router {
-        Router {
+        let mut r = Router {
             routing,
             escalations: escalations.into_iter().map(|e| (e.alarm, e)).collect(),
             work_orders: work_orders.into_iter().map(|w| (w.id, w)).collect(),
             alarms: alarms.into_iter().map(|a| (a.id, a)).collect(),
             next_work_order,
+            due: BTreeSet::new(),
+            due_of: HashMap::new(),
+            orders_due: None,
             epoch: String::new(),
+        };
+        r.reindex_all();
+        r
+    }
+
+    /// Files an escalation's next deadline (or takes it out when it has none).
+    fn reindex(&mut self, id: u64) {
+        if let Some(old) = self.due_of.remove(&id) {
+            self.due.remove(&(old, id));
         }
+        let due = self.escalations.get(&id).and_then(|e| {
+            let a = self.alarms.get(&id)?;
+            e.due(self.routing.policy(a.priority, &a.kind)?)
+        });
+        if let Some(d) = due {
+            self.due.insert((d, id));
+            self.due_of.insert(id, d);
+        }
+    }
+
+    fn reindex_all(&mut self) {
+        self.due.clear();
+        self.due_of.clear();
+        let ids: Vec<u64> = self.escalations.keys().copied().collect();
+        ids.into_iter().for_each(|id| self.reindex(id));
+    }
+
+    /// Ends an alarm's escalation.
+    fn drop_escalation(&mut self, id: u64) -> Option<Escalation> {
+        let e = self.escalations.remove(&id);
+        self.reindex(id);
+        e
     }
 
     /// Sets the key epoch (0: none).
@@ -198,6 +239,7 @@ impl Router {
             out.escalations.push((id, None));
             self.forget_if_done(id);
         }
+        self.reindex_all();
     }
 
     /// The routing in force.
@@ -209,6 +251,7 @@ impl Router {
     /// applies to their alarm, and later steps resolve people with the new roster.
     pub fn reload(&mut self, routing: Arc<Routing>) {
         self.routing = routing;
+        self.reindex_all();
     }
 
     /// Next work order id.
@@ -241,6 +284,8 @@ impl Router {
         self.page_on(seq, t, alarm, out);
         self.follow_orders(t, alarm, out);
         self.forget_if_done(alarm.id);
+        // Its priority or kind may have changed with the transition.
+        self.reindex(alarm.id);
     }
 
     /// Keeps an alarm's snapshot only while something follows it.
@@ -273,15 +318,12 @@ impl Router {
 
     /// Earliest deadline (escalation step or work order), for the stage's timer.
     pub fn next_due(&self) -> Option<u64> {
-        let esc = self.escalations.values().filter_map(|e| {
-            let a = self.alarms.get(&e.alarm)?;
-            e.due(self.routing.policy(a.priority, &a.kind)?)
-        });
+        let esc = self.due.first().map(|(d, _)| *d);
         let orders = self
             .work_orders
             .values()
             .filter(|w| self.alarms.contains_key(&w.alarm))
             .filter_map(|w| w.due());
-        esc.chain(orders).min()
+        esc.into_iter().chain(orders).min()
     }
 }

@@ -173,6 +173,10 @@ impl Router {
     }
 
     pub(super) fn advance_orders(&mut self, limit: u64, out: &mut Routed) {
+        // Most calls come before each routed transition, with nothing due: skip the scan.
+        if self.orders_due.is_some_and(|d| limit < d) {
+            return;
+        }
         let due: Vec<u64> = self
             .work_orders
             .values()
@@ -195,11 +199,19 @@ impl Router {
                 self.after_change(wid, effect, &alarm, at, out);
             }
         }
+        let next = self
+            .work_orders
+            .values()
+            .filter(|w| self.alarms.contains_key(&w.alarm))
+            .filter_map(|w| w.due())
+            .min();
+        self.orders_due = Some(next.unwrap_or(u64::MAX));
     }
 
     /// After a change: one event per new history entry, the crew told when the
     /// change calls for it, the order stored, and forgotten once nothing is left to do.
     fn after_change(&mut self, wid: u64, effect: Effect, alarm: &Alarm, at: u64, out: &mut Routed) {
+        self.orders_due = None;
         let Some(w) = self.work_orders.get_mut(&wid) else {
             return;
         };

@@ -34,7 +34,7 @@ impl Router {
             "acked" | "resolved" => {
                 out.superseded
                     .push((self.key(format_args!("a{id}-%")), t.at_ms));
-                if let Some(e) = self.escalations.remove(&id) {
+                if let Some(e) = self.drop_escalation(id) {
                     out.escalations.push((id, None));
                     // The gateway resolving after a verified work order is no answer.
                     if let (Some(team), false) = (e.team, t.who == "system") {
@@ -63,7 +63,7 @@ impl Router {
             // Closed, or nobody is to be told any more (shelved, suppressed, flooded,
             // out of service): paging stops.
             if alarm.state == AlarmState::Normal || !alarm.announced() {
-                if self.escalations.remove(&id).is_some() {
+                if self.drop_escalation(id).is_some() {
                     out.escalations.push((id, None));
                 }
                 if alarm.state == AlarmState::Normal {
@@ -92,6 +92,7 @@ impl Router {
             let e = Escalation::start(alarm.id, at, started_by);
             out.escalations.push((alarm.id, Some(e.clone())));
             self.escalations.insert(alarm.id, e);
+            self.reindex(alarm.id);
         }
     }
 
@@ -101,14 +102,19 @@ impl Router {
     pub(super) fn advance_paging(&mut self, limit: u64, out: &mut Routed) {
         let routing = self.routing.clone();
         let epoch = self.epoch.clone();
-        for (id, e) in self.escalations.iter_mut() {
-            let Some(alarm) = self.alarms.get(id) else {
+        let due: Vec<u64> = self
+            .due
+            .range(..=(limit, u64::MAX))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let (Some(e), Some(alarm)) = (self.escalations.get_mut(&id), self.alarms.get(&id))
+            else {
                 continue;
             };
             let Some(policy) = routing.policy(alarm.priority, &alarm.kind) else {
                 continue;
             };
-            let mut fired = false;
             let mut carry: Option<u64> = None;
             while let Some(due) = e.due(policy) {
                 let at = match carry {
@@ -121,13 +127,11 @@ impl Router {
                 // Re-notifying earlier people does not count as reaching this step.
                 let reached = pages.iter().any(|p| p.role != "renotify");
                 carry = (!reached).then_some(at);
-                out.unrouted.extend(unrouted.into_iter().map(|u| (*id, u)));
+                out.unrouted.extend(unrouted.into_iter().map(|u| (id, u)));
                 page(alarm, &key, pages, at, out);
-                fired = true;
             }
-            if fired {
-                out.escalations.push((*id, Some(e.clone())));
-            }
+            out.escalations.push((id, Some(e.clone())));
+            self.reindex(id);
         }
     }
 }

@@ -84,6 +84,38 @@ fn encode(write: impl FnOnce(&mut BytesMut) -> Result<usize, MqttError>) -> Resu
     Ok(b)
 }
 
+/// Reads the broker's side of a publishing connection until `total` PUBACKs came, each
+/// returning one unit of `credit` (the in-flight window); counts stray publishes.
+async fn read_pubacks(
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    total: usize,
+    counters: Arc<Counters>,
+    credit: Arc<Semaphore>,
+) -> Result<()> {
+    let mut done = 0usize;
+    while done < total {
+        match Packet::read(&mut buf, MAX_PACKET) {
+            Ok(Packet::PubAck(_)) => {
+                counters.pubacks.fetch_add(1, Relaxed);
+                done += 1;
+                credit.add_permits(1);
+            }
+            Ok(Packet::Publish(_)) => {
+                counters.received.fetch_add(1, Relaxed);
+            }
+            Ok(_) => {}
+            Err(MqttError::InsufficientBytes(_)) => {
+                if rd.read_buf(&mut buf).await? == 0 {
+                    bail!("connection closed after {done} of {total} PUBACKs");
+                }
+            }
+            Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
+        }
+    }
+    Ok(())
+}
+
 impl Conn {
     /// Connects and waits for a successful CONNACK.
     pub async fn open(
@@ -300,35 +332,8 @@ impl Conn {
         let total = packets.len();
         let window = window.clamp(1, 65_535);
         let credit = Arc::new(Semaphore::new(window));
-        let Conn {
-            mut rd,
-            mut wr,
-            mut buf,
-        } = self;
-        let reader_credit = credit.clone();
-        let reader = tokio::spawn(async move {
-            let mut done = 0usize;
-            while done < total {
-                match Packet::read(&mut buf, MAX_PACKET) {
-                    Ok(Packet::PubAck(_)) => {
-                        counters.pubacks.fetch_add(1, Relaxed);
-                        done += 1;
-                        reader_credit.add_permits(1);
-                    }
-                    Ok(Packet::Publish(_)) => {
-                        counters.received.fetch_add(1, Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(MqttError::InsufficientBytes(_)) => {
-                        if rd.read_buf(&mut buf).await? == 0 {
-                            bail!("connection closed after {done} of {total} PUBACKs");
-                        }
-                    }
-                    Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
-                }
-            }
-            anyhow::Ok(())
-        });
+        let Conn { rd, mut wr, buf } = self;
+        let reader = tokio::spawn(read_pubacks(rd, buf, total, counters, credit.clone()));
         tokio::time::sleep_until(start).await;
         let mut done = 0usize;
         while done < total {
@@ -380,35 +385,8 @@ impl Conn {
         }
         let total = packets.len();
         let credit = Arc::new(Semaphore::new(window.clamp(1, 65_535)));
-        let Conn {
-            mut rd,
-            mut wr,
-            mut buf,
-        } = self;
-        let reader_credit = credit.clone();
-        let reader = tokio::spawn(async move {
-            let mut done = 0usize;
-            while done < total {
-                match Packet::read(&mut buf, MAX_PACKET) {
-                    Ok(Packet::PubAck(_)) => {
-                        counters.pubacks.fetch_add(1, Relaxed);
-                        done += 1;
-                        reader_credit.add_permits(1);
-                    }
-                    Ok(Packet::Publish(_)) => {
-                        counters.received.fetch_add(1, Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(MqttError::InsufficientBytes(_)) => {
-                        if rd.read_buf(&mut buf).await? == 0 {
-                            bail!("connection closed after {done} of {total} PUBACKs");
-                        }
-                    }
-                    Err(e) => bail!("malformed MQTT from the broker: {e:?}"),
-                }
-            }
-            anyhow::Ok(())
-        });
+        let Conn { rd, mut wr, buf } = self;
+        let reader = tokio::spawn(read_pubacks(rd, buf, total, counters, credit.clone()));
         for (i, packet) in wire.iter().enumerate() {
             tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / per_second)).await;
             credit.acquire().await?.forget();

@@ -3,6 +3,8 @@
 //! deterministic; part 2 drives the real gateway for a few seconds and reads its
 //! reading-to-alarm latency from `/metrics`.
 
+mod common;
+use common::linli_bin;
 use linli_sim::bench_alarms::eval::EvalConfig;
 use linli_sim::bench_alarms::latency::LatencyConfig;
 use linli_sim::bench_alarms::{run_eval, run_latency};
@@ -29,31 +31,6 @@ fn part1_smoke_raises_alarms_at_a_positive_rate() {
     );
     assert_eq!(runs[1].readings, r.readings);
     assert_eq!(runs[1].raised_by_kind, r.raised_by_kind);
-}
-
-/// The `linli` binary of this workspace (debug), built if needed (a no-op after the test
-/// script's workspace build).
-fn linli_bin() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "linli-gateway",
-            "--bin",
-            "linli",
-            "--manifest-path",
-        ])
-        .arg(root.join("Cargo.toml"))
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "cargo build of linli failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    target.join("debug/linli")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@
 //! network, time comes in on the message. Building acks lives here too, since ingest
 //! knows how each device speaks.
 
+pub mod modbus;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

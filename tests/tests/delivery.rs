@@ -120,6 +120,19 @@ async fn rig(
     })
 }
 
+/// The gateway's deliveries in one state (`pending`, `delivered`, …), newest first.
+async fn deliveries(http: &str, state: &str) -> anyhow::Result<Vec<Value>> {
+    let d = get_json(&format!("{http}/api/deliveries?state={state}")).await?;
+    Ok(d["deliveries"].as_array().cloned().unwrap_or_default())
+}
+
+/// Those of them on one channel.
+fn on_channel<'a>(list: &'a [Value], channel: &str) -> Vec<&'a Value> {
+    list.iter()
+        .filter(|x| x["notification"]["channel"] == channel)
+        .collect()
+}
+
 async fn sos(gw: &TestGateway, id: &str) -> anyhow::Result<()> {
     let mut dev = gw.provision(id, DeviceKind::Pendant, Trust::Sealed)?;
     let m = connect_device(gw.gw.mqtt_v4, &dev).await?;
@@ -335,12 +348,8 @@ async fn an_sos_reaches_the_caregiver_by_signed_webhook_and_email_and_the_stream
     assert_eq!(rx.receipts("/sms").len(), 1, "paged once");
 
     // Every delivery is on record with its attempt and receipt; the answer time counts.
-    let d = get_json(&format!("{http}/api/deliveries?state=delivered")).await?;
-    let list = d["deliveries"].as_array().expect("deliveries");
-    let sms = list
-        .iter()
-        .find(|x| x["notification"]["channel"] == "webhook:sms")
-        .expect("sms delivery");
+    let list = deliveries(&http, "delivered").await?;
+    let sms = on_channel(&list, "webhook:sms")[0];
     assert_eq!(sms["receipt"], "HTTP 200");
     let email = list
         .iter()
@@ -420,20 +429,11 @@ async fn a_webhook_failing_for_a_minute_gets_every_page_exactly_once_and_email_i
         );
     }
     assert!(rx.seen().iter().all(|h| h.signed), "every request signed");
-    let pending = get_json(&format!("{http}/api/deliveries?state=pending")).await?;
-    assert_eq!(
-        pending["deliveries"].as_array().map(Vec::len),
-        Some(0),
-        "{pending}"
-    );
+    let pending = deliveries(&http, "pending").await?;
+    assert_eq!(pending.len(), 0, "{pending:?}");
     // Each page was attempted several times and the failures are on record.
-    let d = get_json(&format!("{http}/api/deliveries?state=delivered")).await?;
-    let sms: Vec<&Value> = d["deliveries"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|x| x["notification"]["channel"] == "webhook:sms")
-        .collect();
+    let delivered = deliveries(&http, "delivered").await?;
+    let sms = on_channel(&delivered, "webhook:sms");
     assert_eq!(sms.len(), n);
     let first = sms
         .iter()
@@ -489,17 +489,12 @@ async fn an_unreachable_webhook_pauses_only_its_channel_and_catches_up_once_it_l
         others,
         "e-mail and the platform went on while the SMS provider was down"
     );
-    let d = get_json(&format!("{http}/api/deliveries?state=pending")).await?;
-    let sms: Vec<&Value> = d["deliveries"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|x| x["notification"]["channel"] == "webhook:sms")
-        .collect();
-    assert_eq!(sms.len(), n, "{d}");
+    let pending = deliveries(&http, "pending").await?;
+    let sms = on_channel(&pending, "webhook:sms");
+    assert_eq!(sms.len(), n, "{pending:?}");
     assert!(
         sms.iter().any(|x| x["last_error"].is_string()),
-        "the failures are on record: {d}"
+        "the failures are on record: {pending:?}"
     );
     // The provider comes up: every page arrives, once.
     let sms_rx = WebhookReceiver::start_on(SECRET, port).await?;
@@ -578,13 +573,8 @@ async fn kill_9_with_deliveries_pending_completes_them_after_restart_and_sends_n
     })
     .await;
     assert!(failing);
-    let pending = get_json(&format!("{}/api/deliveries?state=pending", gw.http)).await?;
-    assert!(
-        pending["deliveries"]
-            .as_array()
-            .is_some_and(|l| l.len() >= 2),
-        "{pending}"
-    );
+    let pending = deliveries(&gw.http, "pending").await?;
+    assert!(pending.len() >= 2, "{pending:?}");
     gw.child.kill()?;
     gw.child.wait()?;
     let before = rx.seen().len();
@@ -617,12 +607,8 @@ async fn kill_9_with_deliveries_pending_completes_them_after_restart_and_sends_n
             h.key
         );
     }
-    let pending = get_json(&format!("{}/api/deliveries?state=pending", gw2.http)).await?;
-    assert_eq!(
-        pending["deliveries"].as_array().map(Vec::len),
-        Some(0),
-        "{pending}"
-    );
+    let pending = deliveries(&gw2.http, "pending").await?;
+    assert_eq!(pending.len(), 0, "{pending:?}");
     Ok(())
 }
 

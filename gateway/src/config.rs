@@ -34,6 +34,8 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     /// Who is told about alarms, and how.
     pub delivery: DeliveryConfig,
+    /// Modbus equipment the gateway polls.
+    pub modbus: crate::ingest::modbus::config::ModbusConfig,
 }
 
 /// `[delivery]`: routing file and channels (see `notify`).
@@ -573,6 +575,7 @@ impl Default for Config {
             export: ExportConfig::default(),
             delivery: DeliveryConfig::default(),
             alarms: AlarmsConfig::default(),
+            modbus: Default::default(),
         }
     }
 }
@@ -916,6 +919,7 @@ impl Config {
             x.validate(&mut issues);
         }
         self.delivery.validate(&mut issues);
+        self.modbus.validate(&mut issues);
         issues
     }
 

@@ -21,12 +21,13 @@ use crate::checkpoint::{self, CheckpointError};
 use crate::clock::now_ms;
 use crate::config::{Config, SupervisionConfig};
 use crate::follow::{self, Entry, Follower};
+use crate::ingest::modbus::poller::{Modbus, ModbusStartError};
 use crate::ingest::Rejection;
 use crate::journal::{Journal, JournalError, Recovery};
 use crate::metrics::{FollowerGauges, Metrics};
 use crate::notify::mqtt::MqttOut;
 use crate::notify::stage::{Notifier, NotifyStartError};
-use crate::reading::RawMessage;
+use crate::reading::{Inbound, RawMessage};
 use crate::registry::{DeviceRecord, Registry, RegistryError};
 use crate::state::Views;
 use crate::store::{Store, StoreError, StoreFollower};
@@ -50,6 +51,8 @@ pub struct Shared {
     pub alarms: Arc<AlarmDesk>,
     /// Delivery: pages, work orders, events.
     pub notify: Arc<Notifier>,
+    /// The Modbus poller (None when no equipment is configured).
+    pub modbus: Option<Arc<Modbus>>,
     /// Test and maintenance hook: while true the ingest worker takes nothing from its
     /// queue (simulates a slow stage; messages queue up unacked).
     pub paused: AtomicBool,
@@ -87,6 +90,9 @@ pub enum StartError {
     /// The delivery stage could not start.
     #[error(transparent)]
     Notify(#[from] NotifyStartError),
+    /// The Modbus poller could not start.
+    #[error(transparent)]
+    Modbus(#[from] ModbusStartError),
     /// The InfluxDB export could not start.
     #[error(transparent)]
     Export(#[from] crate::store::influxdb::ExportError),
@@ -226,6 +232,33 @@ pub async fn start(
         Notifier::start(config.clone(), alarms.clone(), mqtt, stop_rx.clone())
     })?;
 
+    // Broker link and Modbus poller → one bounded queue → ingest worker (journal, then ack).
+    let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
+    let modbus = if config.modbus.device.is_empty() {
+        None
+    } else {
+        let text = match &config.modbus.profiles {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| {
+                ModbusStartError::ProfilesFile {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        Some(tokio::task::block_in_place(|| {
+            Modbus::start(
+                &config.modbus,
+                text.as_deref(),
+                &config.data_dir,
+                &registry,
+                tx.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            )
+        })?)
+    };
+
     let shared = Arc::new(Shared {
         config: config.clone(),
         registry,
@@ -234,14 +267,13 @@ pub async fn start(
         store,
         alarms,
         notify,
+        modbus,
         paused: AtomicBool::new(false),
     });
     if let Some(s) = export_sender {
         tokio::spawn(s.run(stop_rx.clone()));
     }
 
-    // Broker link → bounded queue → ingest worker (journal, then ack).
-    let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
     tokio::spawn(read_link(
         started.link_rx,
         tx,
@@ -417,7 +449,7 @@ impl<'a> Replayer<'a> {
 /// `Unschedule` with `ready()`, without which rumqttd stops delivering for good.
 async fn read_link(
     mut link_rx: LinkRx,
-    tx: mpsc::Sender<RawMessage>,
+    tx: mpsc::Sender<Inbound>,
     max_message_bytes: usize,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
@@ -443,7 +475,7 @@ async fn read_link(
                     received_at: Instant::now(),
                 };
                 metrics.queue_depth.fetch_add(1, Relaxed);
-                if tx.try_send(raw).is_err() {
+                if tx.try_send(Inbound::Mqtt(raw)).is_err() {
                     metrics.queue_depth.fetch_sub(1, Relaxed);
                     metrics.reject(Rejection::Overload);
                     overloaded_since_log += 1;

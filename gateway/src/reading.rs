@@ -24,6 +24,26 @@ pub struct RawMessage {
     pub received_at: Instant,
 }
 
+/// What reaches the ingest worker: a message the broker delivered, or a reading the
+/// gateway took itself (a Modbus poll), already decoded and checked.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    /// From the broker: still to be admitted.
+    Mqtt(RawMessage),
+    /// From the Modbus poller, with when it was taken (for lag measurement).
+    Polled(Reading, Instant),
+}
+
+impl Inbound {
+    /// When the gateway got it.
+    pub fn received_at(&self) -> Instant {
+        match self {
+            Inbound::Mqtt(m) => m.received_at,
+            Inbound::Polled(_, at) => *at,
+        }
+    }
+}
+
 /// An accepted report from a known device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {

@@ -27,6 +27,9 @@ pub enum Trust {
     Sealed,
     /// JSON from a third-party integration: only "some registered client" is proven.
     Integration,
+    /// Modbus equipment the gateway polls itself: it never publishes, so anything that
+    /// arrives over MQTT under its id is refused.
+    Polled,
 }
 
 /// Registry errors.
@@ -172,7 +175,7 @@ CREATE TABLE IF NOT EXISTS devices (
     zone_id TEXT NOT NULL REFERENCES zones(id),
     subject_id TEXT REFERENCES subjects(id),
     heartbeat_s INTEGER,
-    trust TEXT NOT NULL CHECK (trust IN ('sealed', 'integration')),
+    trust TEXT NOT NULL CHECK (trust IN ('sealed', 'integration', 'polled')),
     key_id INTEGER NOT NULL,
     key_hex TEXT NOT NULL,
     salt_hex TEXT NOT NULL,
@@ -180,6 +183,34 @@ CREATE TABLE IF NOT EXISTS devices (
     created_ms INTEGER NOT NULL
 );
 "#;
+
+/// Registries made before Modbus equipment could be registered check `trust` against
+/// two values: rebuild the table with the current check (SQLite cannot alter one).
+fn allow_polled(conn: &Connection) -> Result<(), RegistryError> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'devices'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.contains("'polled'") {
+        return Ok(());
+    }
+    let create = SCHEMA
+        .split_once("CREATE TABLE IF NOT EXISTS devices")
+        .map(|(_, rest)| format!("CREATE TABLE devices_new{rest}"))
+        .unwrap_or_default();
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = OFF;
+         BEGIN;
+         {create}
+         INSERT INTO devices_new SELECT * FROM devices;
+         DROP TABLE devices;
+         ALTER TABLE devices_new RENAME TO devices;
+         COMMIT;
+         PRAGMA foreign_keys = ON;"
+    ))?;
+    Ok(())
+}
 
 /// The registry database plus an in-memory directory of devices.
 #[derive(Debug, Clone)]
@@ -221,6 +252,7 @@ impl Registry {
         let conn = Connection::open(data_dir.join("registry.sqlite3"))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        allow_polled(&conn)?;
         Ok(Registry {
             db: Arc::new(Mutex::new(conn)),
             cache: Arc::default(),
@@ -277,6 +309,7 @@ impl Registry {
         let trust = match new.trust {
             Trust::Sealed => "sealed",
             Trust::Integration => "integration",
+            Trust::Polled => "polled",
         };
         tx.execute(
             "INSERT INTO devices (id, kind, zone_id, subject_id, heartbeat_s, trust, key_id,
@@ -426,6 +459,7 @@ impl RawRow {
         let trust = match self.trust.as_str() {
             "sealed" => Trust::Sealed,
             "integration" => Trust::Integration,
+            "polled" => Trust::Polled,
             _ => return Err(corrupt("unknown trust")),
         };
         let subject = match (self.subject, self.subject_kind.as_deref()) {

@@ -1,6 +1,7 @@
-//! The ingest worker: takes batches of [`RawMessage`]s, admits them, journals the new
-//! readings in one group commit, then updates device views and hands the acks to the
-//! acker, which seals and publishes them.
+//! The ingest worker: takes batches of [`Inbound`] items — broker messages, which it
+//! admits, and readings the Modbus poller took — journals the new readings in one group
+//! commit, then updates device views and hands the acks to the acker, which seals and
+//! publishes them (polled readings have nobody to ack).
 //!
 //! Owns the order "journal, then ack" and rejection accounting (counted always, logged
 //! at most once per device per interval). Runs on its own thread because journal commits
@@ -19,7 +20,7 @@ use crate::follow::{self, Entry};
 use crate::ingest::{self, Admitted, Policy, Rejected, Windows};
 use crate::journal::Journal;
 use crate::pipeline::Shared;
-use crate::reading::RawMessage;
+use crate::reading::Inbound;
 use crate::registry::DeviceRecord;
 
 /// Rate limiter for rejection log lines: one per device per interval, with a count of
@@ -95,7 +96,7 @@ pub struct Worker {
     /// Acks of each committed batch, to the acker.
     pub acks: std::sync::mpsc::Sender<Vec<Ack>>,
     /// Incoming messages.
-    pub rx: mpsc::Receiver<RawMessage>,
+    pub rx: mpsc::Receiver<Inbound>,
     /// Stages that consume committed readings (store, export).
     pub followers: Vec<follow::Handle>,
     /// Where the replay windows are checkpointed, and how often.
@@ -123,7 +124,7 @@ impl Worker {
         };
         let metrics = self.shared.metrics.clone();
         metrics.ingest_up.store(1, Relaxed);
-        let mut batch: Vec<RawMessage> = Vec::with_capacity(max_batch);
+        let mut batch: Vec<Inbound> = Vec::with_capacity(max_batch);
         let mut fresh: Vec<Entry> = Vec::with_capacity(max_batch);
         let mut last_checkpoint = Instant::now();
         let mut acks: Vec<Ack> = Vec::with_capacity(max_batch);
@@ -143,13 +144,40 @@ impl Worker {
                 }
             }
             metrics.queue_depth.fetch_sub(batch.len() as u64, Relaxed);
-            metrics.messages_in.fetch_add(batch.len() as u64, Relaxed);
-            let oldest = batch[0].received_at;
+            let oldest = batch[0].received_at();
             metrics
                 .link_lag_us
                 .store(oldest.elapsed().as_micros() as u64, Relaxed);
             let now = Instant::now();
-            for raw in batch.drain(..) {
+            for item in batch.drain(..) {
+                let raw = match item {
+                    Inbound::Mqtt(raw) => raw,
+                    Inbound::Polled(reading, at) => {
+                        let device = match self.shared.registry.get(&reading.device) {
+                            Ok(Some(d)) => d,
+                            Ok(None) => {
+                                metrics.reject(ingest::Rejection::UnknownDevice);
+                                continue;
+                            }
+                            Err(_) => {
+                                metrics.reject(ingest::Rejection::RegistryError);
+                                continue;
+                            }
+                        };
+                        let seq = match self.journal.append(&reading) {
+                            Ok(seq) => seq,
+                            Err(e) => return self.fail(e),
+                        };
+                        fresh.push(Entry {
+                            seq,
+                            reading,
+                            device,
+                            received_at: Some(at),
+                        });
+                        continue;
+                    }
+                };
+                metrics.messages_in.fetch_add(1, Relaxed);
                 match ingest::admit(&raw, &self.shared.registry, &mut self.windows, policy) {
                     Ok(Admitted::New(reading, device)) => {
                         if reading.report == linli_protocol::Report::ConnectionLost {

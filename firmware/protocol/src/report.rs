@@ -37,11 +37,13 @@ pub enum DeviceKind {
     WasteBin,
     /// Power meter.
     PowerMeter,
+    /// Pump / level station (sumps, underpass drainage).
+    PumpStation,
 }
 
 impl DeviceKind {
     /// Every kind, in wire order.
-    pub const ALL: [DeviceKind; 12] = [
+    pub const ALL: [DeviceKind; 13] = [
         DeviceKind::Pendant,
         DeviceKind::Bed,
         DeviceKind::Door,
@@ -54,6 +56,7 @@ impl DeviceKind {
         DeviceKind::WaterLevel,
         DeviceKind::WasteBin,
         DeviceKind::PowerMeter,
+        DeviceKind::PumpStation,
     ];
 
     /// Stable snake_case name, as used in config, the registry and JSON.
@@ -71,6 +74,7 @@ impl DeviceKind {
             DeviceKind::WaterLevel => "water_level",
             DeviceKind::WasteBin => "waste_bin",
             DeviceKind::PowerMeter => "power_meter",
+            DeviceKind::PumpStation => "pump_station",
         }
     }
 
@@ -126,6 +130,11 @@ pub enum Report {
     /// The device's Last Will: sealed when it connects (with a counter it reserves) and
     /// published by the broker if the connection drops. Every kind sends it.
     ConnectionLost,
+    /// Pump / level station.
+    PumpStation(PumpStation),
+    /// Whether equipment did what it was commanded (the gateway checks a command's
+    /// effect on the next polls; a device may report the same of a downlink command).
+    CommandCheck(CommandCheck),
 }
 
 /// Periodic liveness.
@@ -316,6 +325,64 @@ pub struct PowerMeter {
     pub import_wh: u32,
 }
 
+/// Pump / level station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PumpStation {
+    /// Sump level above the sump floor, millimetres.
+    pub level_mm: u16,
+    /// The pump runs (feedback contact).
+    pub pump_on: bool,
+    /// Pump motor current, 0.01 A.
+    pub pump_current_ca: u16,
+    /// Flow, 0.1 l/s.
+    pub flow_dlps: u16,
+}
+
+/// What a command set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandTarget {
+    /// A lamp circuit's relay.
+    Relay,
+    /// A lamp's dimming level.
+    Dimming,
+    /// A pump's run command.
+    Pump,
+}
+
+impl CommandTarget {
+    /// Stable snake_case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CommandTarget::Relay => "relay",
+            CommandTarget::Dimming => "dimming",
+            CommandTarget::Pump => "pump",
+        }
+    }
+
+    /// The metric a check of this target feeds: 1 = the command was not applied.
+    pub const fn fault_metric(self) -> &'static str {
+        match self {
+            CommandTarget::Relay => "relay_fault",
+            CommandTarget::Dimming => "dimming_fault",
+            CommandTarget::Pump => "pump_fault",
+        }
+    }
+}
+
+/// A command's outcome, as observed on the equipment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCheck {
+    /// What was commanded.
+    pub target: CommandTarget,
+    /// The commanded value (relay and pump: 0 or 1; dimming: %).
+    pub requested: i32,
+    /// The value read back.
+    pub observed: i32,
+    /// The equipment took the command.
+    pub applied: bool,
+}
+
 /// Discrete events that rules turn into alarms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -388,6 +455,8 @@ impl Report {
             Report::WasteBin(_) => "waste_bin",
             Report::PowerMeter(_) => "power_meter",
             Report::ConnectionLost => "connection_lost",
+            Report::PumpStation(_) => "pump_station",
+            Report::CommandCheck(_) => "command_check",
         }
     }
 
@@ -397,7 +466,8 @@ impl Report {
             Report::Heartbeat(_)
             | Report::Battery(_)
             | Report::Status(_)
-            | Report::ConnectionLost => return None,
+            | Report::ConnectionLost
+            | Report::CommandCheck(_) => return None,
             Report::Pendant(_) => DeviceKind::Pendant,
             Report::Bed(_) => DeviceKind::Bed,
             Report::Door(_) => DeviceKind::Door,
@@ -410,6 +480,7 @@ impl Report {
             Report::WaterLevel(_) => DeviceKind::WaterLevel,
             Report::WasteBin(_) => DeviceKind::WasteBin,
             Report::PowerMeter(_) => DeviceKind::PowerMeter,
+            Report::PumpStation(_) => DeviceKind::PumpStation,
         })
     }
 
@@ -535,6 +606,13 @@ impl Report {
                 f("frequency_hz", f64::from(x.frequency_chz) / 100.0);
                 f("energy_import_kwh", f64::from(x.import_wh) / 1000.0);
             }
+            Report::PumpStation(x) => {
+                f("water_level_m", f64::from(x.level_mm) / 1000.0);
+                f("pump_on", b(x.pump_on));
+                f("pump_current_a", f64::from(x.pump_current_ca) / 100.0);
+                f("flow_lps", f64::from(x.flow_dlps) / 10.0);
+            }
+            Report::CommandCheck(x) => f(x.target.fault_metric(), b(!x.applied)),
         }
     }
 

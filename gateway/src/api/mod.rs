@@ -1,6 +1,7 @@
 //! HTTP API (axum): health, Prometheus metrics, device views, (in `series`) the
 //! time-series store's queries, and (in `alarms`) alarms, people's actions on them and
-//! rule reloads.
+//! rule reloads; (in `delivery`) pages, work orders and answer times; (in `modbus`)
+//! polled equipment and commands to it.
 //!
 //! Owns routes, JSON shapes and the error envelope
 //! `{"error": {"code": "...", "message": "..."}}`. Actions go to the alarm desk, which
@@ -19,6 +20,7 @@ use serde_json::json;
 
 mod alarms;
 mod delivery;
+mod modbus;
 mod series;
 
 use crate::clock::now_ms;
@@ -104,6 +106,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/kpis", get(delivery::kpis))
         .route("/api/routing", get(delivery::routing))
         .route("/api/routing/reload", post(delivery::reload))
+        .route("/api/modbus/devices", get(modbus::devices))
+        .route("/api/modbus/devices/:id", get(modbus::device))
+        .route("/api/modbus/devices/:id/write", post(modbus::write))
+        .route("/api/modbus/commands", get(modbus::commands))
+        .route("/api/modbus/jitter", get(modbus::jitter))
         .fallback(|| async { not_found("route") })
         .with_state(shared)
 }
@@ -139,6 +146,9 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     s.store.stats.render(&mut text);
     alarms::render_metrics(&s.alarms.metrics, &mut text);
     delivery::render_metrics(&s.notify.metrics, &mut text);
+    if let Some(m) = &s.modbus {
+        m.metrics().render(&mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

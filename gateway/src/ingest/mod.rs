@@ -60,11 +60,13 @@ pub enum Rejection {
     Overload,
     /// Registry could not be read.
     RegistryError,
+    /// Published under the id of Modbus equipment the gateway polls itself.
+    PolledDevice,
 }
 
 impl Rejection {
     /// Every reason, for metrics.
-    pub const ALL: [Rejection; 18] = [
+    pub const ALL: [Rejection; 19] = [
         Rejection::BadTopic,
         Rejection::Oversized,
         Rejection::UnknownDevice,
@@ -83,6 +85,7 @@ impl Rejection {
         Rejection::JsonNotAllowed,
         Rejection::Overload,
         Rejection::RegistryError,
+        Rejection::PolledDevice,
     ];
 
     /// Stable label.
@@ -106,6 +109,7 @@ impl Rejection {
             Rejection::JsonNotAllowed => "json_not_allowed",
             Rejection::Overload => "overload",
             Rejection::RegistryError => "registry_error",
+            Rejection::PolledDevice => "polled_device",
         }
     }
 
@@ -128,6 +132,9 @@ impl Rejection {
             Rejection::Stale => "counter far older than the newest; check the device's counter",
             Rejection::JsonNotAllowed => "this device is registered as sealed; JSON is refused",
             Rejection::Overload => "ingest queue full; the device will resend",
+            Rejection::PolledDevice => {
+                "this id is Modbus equipment the gateway polls; it does not publish over MQTT"
+            }
             _ => "see docs for the wire format",
         }
     }
@@ -228,6 +235,7 @@ pub fn admit(
             })?;
             (header.counter, uplink, Trust::Sealed)
         }
+        Trust::Polled => return Err(reject(Rejection::PolledDevice, dev)),
         Trust::Integration => {
             if !policy.accept_json {
                 return Err(reject(Rejection::JsonNotAllowed, dev));
@@ -261,6 +269,7 @@ pub fn admit(
         // silence the device.
         (Verdict::Stale, Trust::Integration) => {}
         (Verdict::Stale, Trust::Sealed) => return Err(reject(Rejection::Stale, dev)),
+        (_, Trust::Polled) => return Err(reject(Rejection::PolledDevice, dev)),
     }
     Ok(Admitted::New(
         Reading {
@@ -291,7 +300,7 @@ pub fn ack(device: &DeviceRecord, counter: u32) -> (String, Vec<u8>) {
     // Writing to a String cannot fail.
     let _ = topic::write_downlink(&mut topic, &device.profile.id, DownChannel::Ack);
     let payload = match device.profile.trust {
-        Trust::Integration => format!("{{\"ack\":{counter}}}").into_bytes(),
+        Trust::Integration | Trust::Polled => format!("{{\"ack\":{counter}}}").into_bytes(),
         Trust::Sealed => {
             let mut body = [0u8; 16];
             let mut frame = [0u8; 16 + OVERHEAD];

@@ -46,6 +46,12 @@ pub const METRICS: &[&str] = &[
     "power_factor",
     "frequency_hz",
     "energy_import_kwh",
+    "pump_on",
+    "pump_current_a",
+    "flow_lps",
+    "relay_fault",
+    "dimming_fault",
+    "pump_fault",
 ];
 
 /// Every event name rules accept.
@@ -97,14 +103,16 @@ pub fn variant_bit(r: &Report) -> u32 {
         Report::WasteBin(_) => 13,
         Report::PowerMeter(_) => 14,
         Report::ConnectionLost => 15,
+        Report::PumpStation(_) => 16,
+        Report::CommandCheck(_) => 17,
     }
 }
 
 /// Every variant but the Last Will.
-pub const ANY_REPORT: u32 = (1 << 15) - 1;
+pub const ANY_REPORT: u32 = ((1 << 18) - 1) & !(1 << 15);
 
 /// One report of every kind with every field set, for finding which carry a metric.
-fn samples() -> [Report; 17] {
+fn samples() -> [Report; 21] {
     use linli_protocol::report::*;
     [
         Report::Heartbeat(Heartbeat { uptime_s: 1 }),
@@ -171,6 +179,30 @@ fn samples() -> [Report; 17] {
             power_factor_milli: 1,
             frequency_chz: 1,
             import_wh: 1,
+        }),
+        Report::PumpStation(PumpStation {
+            level_mm: 1,
+            pump_on: true,
+            pump_current_ca: 1,
+            flow_dlps: 1,
+        }),
+        Report::CommandCheck(CommandCheck {
+            target: CommandTarget::Relay,
+            requested: 1,
+            observed: 0,
+            applied: false,
+        }),
+        Report::CommandCheck(CommandCheck {
+            target: CommandTarget::Dimming,
+            requested: 1,
+            observed: 0,
+            applied: false,
+        }),
+        Report::CommandCheck(CommandCheck {
+            target: CommandTarget::Pump,
+            requested: 1,
+            observed: 0,
+            applied: false,
         }),
     ]
 }

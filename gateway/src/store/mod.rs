@@ -105,8 +105,15 @@ impl Class {
             | DeviceKind::Manhole
             | DeviceKind::WaterLevel
             | DeviceKind::WasteBin
-            | DeviceKind::PowerMeter => Class::Facility,
-            _ => Class::Care,
+            | DeviceKind::PowerMeter
+            | DeviceKind::PumpStation => Class::Facility,
+            DeviceKind::Pendant
+            | DeviceKind::Bed
+            | DeviceKind::Door
+            | DeviceKind::Motion
+            | DeviceKind::Vitals
+            | DeviceKind::Hazard
+            | DeviceKind::HomeHub => Class::Care,
         }
     }
 

@@ -3,8 +3,7 @@
 //! Decodes polled words into values (rejecting out-of-range ones), encodes values for
 //! writes, and coalesces a map into read blocks of at most 125 registers.
 //!
-//! Pure: no I/O, no tokio-modbus. Does not poll, schedule or reconnect (the poller, to
-//! come with issue 6's transport work).
+//! Pure: no I/O, no tokio-modbus. Does not poll, schedule or reconnect (`poller`).
 
 /// Most registers one read may ask for (Modbus application protocol).
 pub const MAX_READ_REGISTERS: u16 = 125;
@@ -81,8 +80,8 @@ pub enum Order {
 /// One value in a device's register map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Register {
-    /// The metric it feeds (`voltage_v`, `current_a`, …).
-    pub metric: String,
+    /// Its name in the profile (`voltage_v`, `dimming_setpoint`, …).
+    pub name: String,
     /// Table.
     pub table: Table,
     /// First register (or bit), zero-based.
@@ -105,26 +104,26 @@ pub struct Register {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
     /// Fewer words than the type needs.
-    #[error("{metric}: {got} word(s) for a {need}-register value")]
+    #[error("{name}: {got} word(s) for a {need}-register value")]
     Short {
-        /// Metric.
-        metric: String,
+        /// Register name.
+        name: String,
         /// Words given.
         got: usize,
         /// Words needed.
         need: u16,
     },
     /// Not a number (NaN or infinite float).
-    #[error("{metric}: not a number")]
+    #[error("{name}: not a number")]
     NotANumber {
-        /// Metric.
-        metric: String,
+        /// Register name.
+        name: String,
     },
     /// Outside the declared range.
-    #[error("{metric}: {value} is outside its range {min:?}..={max:?}")]
+    #[error("{name}: {value} is outside its range {min:?}..={max:?}")]
     OutOfRange {
-        /// Metric.
-        metric: String,
+        /// Register name.
+        name: String,
         /// Scaled value.
         value: f64,
         /// Lower end.
@@ -170,7 +169,7 @@ impl Register {
         let need = self.data_type.width();
         if w.len() < need as usize {
             return Err(DecodeError::Short {
-                metric: self.metric.clone(),
+                name: self.name.clone(),
                 got: w.len(),
                 need,
             });
@@ -187,7 +186,7 @@ impl Register {
         };
         if !raw.is_finite() {
             return Err(DecodeError::NotANumber {
-                metric: self.metric.clone(),
+                name: self.name.clone(),
             });
         }
         let value = raw * self.scale + self.offset;
@@ -195,7 +194,7 @@ impl Register {
         let above = self.max.is_some_and(|m| value > m);
         if below || above {
             return Err(DecodeError::OutOfRange {
-                metric: self.metric.clone(),
+                name: self.name.clone(),
                 value,
                 min: self.min,
                 max: self.max,
@@ -244,11 +243,12 @@ pub struct Block {
     pub registers: Vec<usize>,
 }
 
-/// Coalesces a register map into reads: per table, registers in address order join a
-/// block while the block stays within the read limit and the gap to the previous one is
-/// at most `max_gap` unread registers (reading a few extra beats another round trip).
-pub fn blocks(map: &[Register], max_gap: u16) -> Vec<Block> {
-    let mut order: Vec<usize> = (0..map.len()).collect();
+/// Coalesces the registers `members` of a map into reads: per table, registers in
+/// address order join a block while the block stays within the read limit and the gap to
+/// the previous one is at most `max_gap` unread registers (reading a few extra beats
+/// another round trip).
+pub fn blocks(map: &[Register], members: &[usize], max_gap: u16) -> Vec<Block> {
+    let mut order: Vec<usize> = members.to_vec();
     order.sort_by_key(|&i| (map[i].table, map[i].address));
     let mut out: Vec<Block> = Vec::new();
     for i in order {
@@ -288,15 +288,9 @@ pub fn blocks(map: &[Register], max_gap: u16) -> Vec<Block> {
 mod tests {
     use super::*;
 
-    fn reg(
-        metric: &str,
-        table: Table,
-        address: u16,
-        data_type: DataType,
-        order: Order,
-    ) -> Register {
+    fn reg(name: &str, table: Table, address: u16, data_type: DataType, order: Order) -> Register {
         Register {
-            metric: metric.into(),
+            name: name.into(),
             table,
             address,
             data_type,
@@ -377,7 +371,7 @@ mod tests {
             .map(|a| reg("m", Table::Input, a, DataType::F32, Order::Abcd))
             .chain([reg("relay", Table::Coil, 0, DataType::Bool, Order::Abcd)])
             .collect();
-        let b = blocks(&eastron, 16);
+        let b = blocks(&eastron, &(0..eastron.len()).collect::<Vec<_>>(), 16);
         assert_eq!(b.len(), 3, "{b:?}");
         assert_eq!(
             (b[0].table, b[0].start, b[0].count),
@@ -390,7 +384,7 @@ mod tests {
         let long: Vec<Register> = (0..200)
             .map(|a| reg("m", Table::Holding, a, DataType::U16, Order::Abcd))
             .collect();
-        let b = blocks(&long, 0);
+        let b = blocks(&long, &(0..long.len()).collect::<Vec<_>>(), 0);
         assert_eq!(b.iter().map(|x| x.count).collect::<Vec<_>>(), [125, 75]);
         assert!(b.iter().all(|x| x.count <= MAX_READ_REGISTERS));
     }

@@ -1,0 +1,669 @@
+//! One Modbus link's task: a TCP connection to one device, or a serial bus whose units it
+//! polls one at a time. Keeps each device's schedule (per poll group), reads its blocks
+//! under a timeout, decodes, builds the device's report and hands it to ingest; writes
+//! commands and checks their read-back.
+//!
+//! A timeout, transport or protocol error drops the connection (a late reply would answer
+//! the next request) and backs the device off; a Modbus exception keeps it. A value out
+//! of its range or a failed read gives no report: last values are never sent again as
+//! if fresh. Does not decide what a device is (`poller`) or how words decode
+//! (`registers`).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_modbus::client::{Context, Reader, Writer};
+use tokio_modbus::prelude::{Slave, SlaveContext};
+
+use super::audit::CommandRecord;
+use super::config::{Parity, RtuBus};
+use super::poller::{CommandError, DeviceState, Shared};
+use super::registers::{blocks, Block, DecodeError, Table};
+use super::stats::{LinkState, RegisterValue};
+use super::verify::{target_of, Pending, Verifier};
+use crate::clock::now_ms;
+use crate::reading::{Inbound, Reading};
+use crate::registry::Trust;
+
+/// How a link reaches its devices.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Modbus TCP to `host:port`.
+    Tcp(String),
+    /// Modbus RTU on a serial line.
+    Rtu(RtuBus),
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tcp(a) => write!(f, "tcp://{a}"),
+            Transport::Rtu(b) => write!(f, "rtu://{}@{}", b.port.display(), b.baud),
+        }
+    }
+}
+
+/// A command for a device of this link.
+#[derive(Debug)]
+pub struct Command {
+    /// Index of the device in the link.
+    pub unit: usize,
+    /// Index of the register in its profile.
+    pub register: usize,
+    /// Value to write.
+    pub value: f64,
+    /// Audit id.
+    pub audit: i64,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<CommandRecord, CommandError>>,
+}
+
+/// Registers polled at one interval.
+#[derive(Debug)]
+struct Group {
+    period: Duration,
+    next_due: Instant,
+    blocks: Vec<Block>,
+}
+
+/// One device's poll state.
+#[derive(Debug)]
+struct Unit {
+    dev: Arc<DeviceState>,
+    groups: Vec<Group>,
+    /// Each register's last value and when it was read.
+    values: Vec<Option<(f64, Instant)>>,
+    /// How long a value stays current: its group's period and a half.
+    fresh_for: Vec<Duration>,
+    verifier: Verifier,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    counter: u32,
+}
+
+/// Why a poll or a write failed in a way that drops the connection.
+#[derive(Debug)]
+enum LinkError {
+    Timeout,
+    Transport(String),
+    Protocol(String),
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Timeout => write!(f, "no answer within the timeout"),
+            LinkError::Transport(e) => write!(f, "transport: {e}"),
+            LinkError::Protocol(e) => write!(f, "protocol: {e}"),
+        }
+    }
+}
+
+/// A link and its devices.
+pub struct Link {
+    transport: Transport,
+    units: Vec<Unit>,
+    ctx: Option<Context>,
+    shared: Arc<Shared>,
+    connected_once: bool,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("transport", &self.transport)
+            .field("devices", &self.units.len())
+            .field("connected", &self.ctx.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// A link polling `devices` over `transport`.
+    pub fn new(transport: Transport, devices: Vec<Arc<DeviceState>>, shared: Arc<Shared>) -> Link {
+        let start = Instant::now();
+        let seed = (now_ms() / 100) as u32;
+        let units = devices
+            .into_iter()
+            .map(|dev| {
+                let map = dev.profile.map();
+                let mut periods: Vec<u64> = dev
+                    .profile
+                    .registers
+                    .iter()
+                    .map(|r| r.poll_ms.unwrap_or(dev.poll_ms))
+                    .collect();
+                let fresh_for = periods
+                    .iter()
+                    .map(|p| Duration::from_millis(p + p / 2))
+                    .collect();
+                let per_register = periods.clone();
+                periods.sort_unstable();
+                periods.dedup();
+                let groups = periods
+                    .into_iter()
+                    .map(|p| {
+                        let members: Vec<usize> =
+                            (0..map.len()).filter(|i| per_register[*i] == p).collect();
+                        Group {
+                            period: Duration::from_millis(p),
+                            next_due: start,
+                            blocks: blocks(&map, &members, shared.config.max_gap),
+                        }
+                    })
+                    .collect();
+                Unit {
+                    values: vec![None; map.len()],
+                    fresh_for,
+                    groups,
+                    verifier: Verifier::default(),
+                    retry_at: None,
+                    backoff: Duration::from_millis(shared.config.backoff_min_ms),
+                    counter: seed,
+                    dev,
+                }
+            })
+            .collect();
+        Link {
+            transport,
+            units,
+            ctx: None,
+            shared,
+            connected_once: false,
+        }
+    }
+
+    /// Polls and takes commands until `stop`.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                Some(c) = commands.recv() => self.command(c).await,
+                _ = tokio::time::sleep_until(wake) => self.poll_due().await,
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        self.units
+            .iter()
+            .flat_map(|u| {
+                u.groups
+                    .iter()
+                    .map(move |g| u.retry_at.map_or(g.next_due, |r| r.max(g.next_due)))
+            })
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    async fn poll_due(&mut self) {
+        for i in 0..self.units.len() {
+            let now = Instant::now();
+            let due: Vec<usize> = (0..self.units[i].groups.len())
+                .filter(|g| self.units[i].groups[*g].next_due <= now)
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let backing_off = self.units[i].retry_at.is_some_and(|t| now < t);
+            self.advance(i, &due, now, !backing_off);
+            if backing_off {
+                continue;
+            }
+            if let Err(e) = self.connect(i).await {
+                self.failed(i, e);
+                continue;
+            }
+            let started = now_ms();
+            match self.poll_unit(i, &due).await {
+                Ok(()) => {}
+                Err(e) => self.failed(i, e),
+            }
+            tracing::trace!(device = %self.units[i].dev.id, took_ms = now_ms() - started, "polled");
+        }
+    }
+
+    /// Moves the due groups' schedule on, noting how late this poll starts; polls that
+    /// fell wholly behind are counted as missed, not run in a burst.
+    fn advance(&mut self, i: usize, due: &[usize], now: Instant, polling: bool) {
+        let metrics = &self.shared.metrics;
+        for g in due {
+            let group = &mut self.units[i].groups[*g];
+            if polling {
+                metrics.jitter(now - group.next_due);
+            } else {
+                metrics.missed.fetch_add(1, Relaxed);
+            }
+            group.next_due += group.period;
+            if group.next_due <= now {
+                let behind = (now - group.next_due).as_nanos() / group.period.as_nanos().max(1) + 1;
+                metrics.missed.fetch_add(behind as u64, Relaxed);
+                group.next_due += group.period * behind as u32;
+            }
+        }
+    }
+
+    async fn connect(&mut self, i: usize) -> Result<(), LinkError> {
+        if self.ctx.is_some() {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.shared.config.timeout_ms);
+        let unit = Slave(self.units[i].dev.unit);
+        let ctx = match &self.transport {
+            Transport::Tcp(addr) => {
+                let connect = async {
+                    let mut last = None;
+                    for a in tokio::net::lookup_host(addr.as_str()).await? {
+                        match tokio_modbus::client::tcp::connect_slave(a, unit).await {
+                            Ok(c) => return Ok(c),
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    Err(last.unwrap_or_else(|| std::io::Error::other("resolves to no address")))
+                };
+                tokio::time::timeout(timeout, connect)
+                    .await
+                    .map_err(|_| LinkError::Timeout)?
+                    .map_err(|e| LinkError::Transport(format!("connect {addr}: {e}")))?
+            }
+            Transport::Rtu(bus) => {
+                let port = open_serial(bus).map_err(|e| {
+                    LinkError::Transport(format!("open {}: {e}", bus.port.display()))
+                })?;
+                tokio_modbus::client::rtu::attach_slave(port, unit)
+            }
+        };
+        let m = &self.shared.metrics;
+        m.connects.fetch_add(1, Relaxed);
+        if self.connected_once {
+            for u in &self.units {
+                u.dev.status.lock().reconnects += 1;
+            }
+        }
+        self.connected_once = true;
+        tracing::debug!(link = %self.transport, "modbus connected");
+        self.ctx = Some(ctx);
+        Ok(())
+    }
+
+    /// Drops the connection and backs the device off (a failed connect backs every
+    /// device of the link off: they share it).
+    fn failed(&mut self, i: usize, e: LinkError) {
+        self.ctx = None;
+        let m = &self.shared.metrics;
+        match &e {
+            LinkError::Timeout => m.timeouts.fetch_add(1, Relaxed),
+            LinkError::Transport(_) => m.transport_errors.fetch_add(1, Relaxed),
+            LinkError::Protocol(_) => m.protocol_errors.fetch_add(1, Relaxed),
+        };
+        let max = Duration::from_millis(self.shared.config.backoff_max_ms);
+        let now = Instant::now();
+        let u = &mut self.units[i];
+        u.retry_at = Some(now + u.backoff);
+        let mut st = u.dev.status.lock();
+        let first = st.consecutive_failures == 0;
+        st.state = LinkState::Down;
+        st.failures += 1;
+        st.consecutive_failures += 1;
+        if matches!(e, LinkError::Timeout) {
+            st.timeouts += 1;
+        }
+        st.last_error = Some(e.to_string());
+        drop(st);
+        if first {
+            tracing::warn!(
+                device = %u.dev.id,
+                link = %self.transport,
+                error = %e,
+                retry_in_ms = u.backoff.as_millis() as u64,
+                "modbus device not answering: connection dropped, retrying with backoff"
+            );
+        }
+        u.backoff = (u.backoff * 2).min(max);
+    }
+
+    async fn poll_unit(&mut self, i: usize, due: &[usize]) -> Result<(), LinkError> {
+        let timeout = Duration::from_millis(self.shared.config.timeout_ms);
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        metrics.polls.fetch_add(1, Relaxed);
+        let unit = &mut self.units[i];
+        unit.dev.status.lock().polls += 1;
+        let Some(ctx) = self.ctx.as_mut() else {
+            return Err(LinkError::Transport("not connected".into()));
+        };
+        ctx.set_slave(Slave(unit.dev.unit));
+        let profile = unit.dev.profile.clone();
+        let mut read: Vec<usize> = Vec::new();
+        let mut clean = true;
+        let mut exception = None;
+        for g in due {
+            for b in &unit.groups[*g].blocks {
+                let words = match tokio::time::timeout(timeout, read_block(ctx, b)).await {
+                    Err(_) => return Err(LinkError::Timeout),
+                    Ok(Err(e)) => return Err(link_error(e)),
+                    Ok(Ok(Err(code))) => {
+                        let code = u8::from(code);
+                        metrics.exception(code);
+                        exception = Some(code);
+                        clean = false;
+                        let now = now_ms();
+                        let mut st = unit.dev.status.lock();
+                        *st.exceptions.entry(format!("{code:#04x}")).or_default() += 1;
+                        for r in &b.registers {
+                            unit.values[*r] = None;
+                            st.registers.insert(
+                                profile.registers[*r].reg.name.clone(),
+                                RegisterValue {
+                                    value: None,
+                                    unit: profile.registers[*r].unit.clone(),
+                                    error: Some(format!("exception {code:#04x}")),
+                                    at_ms: now,
+                                },
+                            );
+                        }
+                        continue;
+                    }
+                    Ok(Ok(Ok(w))) => w,
+                };
+                let now = now_ms();
+                let at = Instant::now();
+                let mut st = unit.dev.status.lock();
+                for r in &b.registers {
+                    let pr = &profile.registers[*r];
+                    let off = usize::from(pr.reg.address - b.start);
+                    let decoded = pr.reg.decode(words.get(off..).unwrap_or(&[]));
+                    let (value, error) = match decoded {
+                        Ok(v) => {
+                            unit.values[*r] = Some((v, at));
+                            read.push(*r);
+                            (Some(v), None)
+                        }
+                        Err(e) => {
+                            clean = false;
+                            unit.values[*r] = None;
+                            st.rejected += 1;
+                            match e {
+                                DecodeError::OutOfRange { .. } => &metrics.out_of_range,
+                                DecodeError::NotANumber { .. } => &metrics.not_a_number,
+                                DecodeError::Short { .. } => &metrics.protocol_errors,
+                            }
+                            .fetch_add(1, Relaxed);
+                            tracing::debug!(device = %unit.dev.id, error = %e, "modbus value rejected");
+                            (None, Some(e.to_string()))
+                        }
+                    };
+                    st.registers.insert(
+                        pr.reg.name.clone(),
+                        RegisterValue {
+                            value,
+                            unit: pr.unit.clone(),
+                            error,
+                            at_ms: now,
+                        },
+                    );
+                }
+            }
+        }
+        unit.retry_at = None;
+        unit.backoff = Duration::from_millis(self.shared.config.backoff_min_ms);
+        {
+            let mut st = unit.dev.status.lock();
+            if st.state == LinkState::Down {
+                tracing::info!(device = %unit.dev.id, "modbus device answering again");
+            }
+            st.state = LinkState::Up;
+            if clean {
+                st.last_ok_ms = Some(now_ms());
+                st.consecutive_failures = 0;
+                st.last_error = None;
+            } else {
+                st.failures += 1;
+                st.consecutive_failures += 1;
+                st.last_error = Some(match exception {
+                    Some(code) => format!("exception {code:#04x}"),
+                    None => "a value was rejected (see registers)".into(),
+                });
+            }
+        }
+        self.deliver(i, &read);
+        Ok(())
+    }
+
+    /// Builds the device's report when this poll read any register that feeds it and
+    /// every such register is current; then checks pending commands' read-backs.
+    fn deliver(&mut self, i: usize, read: &[usize]) {
+        let now = Instant::now();
+        let unit = &mut self.units[i];
+        let profile = unit.dev.profile.clone();
+        let mut out = Vec::new();
+        let feeds_read = read.iter().any(|r| profile.registers[*r].feeds.is_some());
+        let current = |r: usize| {
+            unit.values[r].filter(|(_, at)| now.duration_since(*at) <= unit.fresh_for[r])
+        };
+        if feeds_read {
+            let all_current = profile
+                .registers
+                .iter()
+                .enumerate()
+                .all(|(r, pr)| pr.feeds.is_none() || current(r).is_some());
+            if all_current {
+                let value = |m: &str| {
+                    profile
+                        .registers
+                        .iter()
+                        .position(|pr| pr.feeds == Some(m))
+                        .and_then(current)
+                        .map_or(f64::NAN, |(v, _)| v)
+                };
+                match super::assemble::assemble(profile.kind, value) {
+                    Ok(report) => out.push(report),
+                    Err(e) => {
+                        self.shared.metrics.unfit.fetch_add(1, Relaxed);
+                        unit.dev.status.lock().rejected += 1;
+                        tracing::warn!(device = %unit.dev.id, error = %e, "polled values do not fit the report: fix the profile's range");
+                    }
+                }
+            }
+        }
+        for r in read {
+            let Some((v, _)) = unit.values[*r] else {
+                continue;
+            };
+            if let Some(o) = unit.verifier.observe(*r, v) {
+                let m = &self.shared.metrics;
+                if o.applied {
+                    &m.verified
+                } else {
+                    &m.not_applied
+                }
+                .fetch_add(1, Relaxed);
+                if !o.applied {
+                    tracing::warn!(device = %unit.dev.id, command = o.command, observed = o.observed, "command not applied: the read-back does not show it");
+                }
+                let outcome = if o.applied { "verified" } else { "not_applied" };
+                if let Err(e) = tokio::task::block_in_place(|| {
+                    self.shared
+                        .audit
+                        .verified(o.command, outcome, Some(o.observed), now_ms())
+                }) {
+                    tracing::error!(error = %e, "cannot record a command's verification");
+                }
+                if let Some(c) = o.check {
+                    out.push(linli_protocol::Report::CommandCheck(c));
+                }
+            }
+        }
+        for report in out {
+            unit.counter = unit.counter.wrapping_add(1);
+            let reading = Reading {
+                device: unit.dev.id.clone(),
+                counter: unit.counter,
+                device_time: 0,
+                received_ms: now_ms(),
+                trust: Trust::Polled,
+                report,
+            };
+            self.shared.ingest_metrics.queue_depth.fetch_add(1, Relaxed);
+            if self
+                .shared
+                .ingest
+                .try_send(Inbound::Polled(reading, std::time::Instant::now()))
+                .is_err()
+            {
+                self.shared.ingest_metrics.queue_depth.fetch_sub(1, Relaxed);
+                self.shared
+                    .ingest_metrics
+                    .reject(crate::ingest::Rejection::Overload);
+                self.shared.metrics.overload.fetch_add(1, Relaxed);
+            } else {
+                self.shared.metrics.readings.fetch_add(1, Relaxed);
+                unit.dev.status.lock().readings += 1;
+            }
+        }
+    }
+
+    async fn command(&mut self, c: Command) {
+        let result = self.write(&c).await;
+        let audit = &self.shared.audit;
+        let record = tokio::task::block_in_place(|| {
+            let (error, verifying) = match &result {
+                Ok(v) => (None, *v),
+                Err(e) => (Some(e.to_string()), false),
+            };
+            audit.written(c.audit, error.as_deref(), verifying)?;
+            audit.get(c.audit)
+        });
+        let m = &self.shared.metrics;
+        if result.is_ok() {
+            &m.commands_written
+        } else {
+            &m.commands_failed
+        }
+        .fetch_add(1, Relaxed);
+        let reply = match (record, result) {
+            (Err(e), _) => Err(CommandError::Audit(e.to_string())),
+            (Ok(None), _) => Err(CommandError::Audit("record vanished".into())),
+            (Ok(Some(r)), Ok(_)) => Ok(r),
+            (Ok(Some(r)), Err(e)) => Err(CommandError::Write {
+                error: e.to_string(),
+                record: Box::new(r),
+            }),
+        };
+        let _ = c.reply.send(reply);
+    }
+
+    /// Writes; true when a read-back will verify it.
+    async fn write(&mut self, c: &Command) -> Result<bool, LinkError> {
+        if let Err(e) = self.connect(c.unit).await {
+            self.failed(c.unit, LinkError::Transport(e.to_string()));
+            return Err(e);
+        }
+        let timeout = Duration::from_millis(self.shared.config.timeout_ms);
+        let unit = &mut self.units[c.unit];
+        let pr = unit.dev.profile.registers[c.register].clone();
+        let words = pr
+            .reg
+            .encode(c.value)
+            .ok_or_else(|| LinkError::Protocol("value does not encode".into()))?;
+        let Some(ctx) = self.ctx.as_mut() else {
+            return Err(LinkError::Transport("not connected".into()));
+        };
+        ctx.set_slave(Slave(unit.dev.unit));
+        let a = pr.reg.address;
+        let write = async {
+            match (pr.reg.table, words.as_slice()) {
+                (Table::Coil, [w]) => ctx.write_single_coil(a, *w != 0).await,
+                (Table::Holding, [w]) => ctx.write_single_register(a, *w).await,
+                (Table::Holding, ws) => ctx.write_multiple_registers(a, ws).await,
+                _ => Ok(Err(tokio_modbus::ExceptionCode::IllegalFunction)),
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, write).await;
+        let result = match outcome {
+            Err(_) => Err(LinkError::Timeout),
+            Ok(Err(e)) => Err(link_error(e)),
+            Ok(Ok(Err(code))) => {
+                self.shared.metrics.exception(u8::from(code));
+                return Err(LinkError::Protocol(format!(
+                    "exception {:#04x} ({code})",
+                    u8::from(code)
+                )));
+            }
+            Ok(Ok(Ok(()))) => Ok(()),
+        };
+        if let Err(e) = result {
+            let msg = e.to_string();
+            self.failed(c.unit, e);
+            return Err(LinkError::Transport(msg));
+        }
+        let Some(readback) = pr.verifies else {
+            return Ok(false);
+        };
+        let rb = &unit.dev.profile.registers[readback];
+        let superseded = unit.verifier.expect(Pending {
+            command: c.audit,
+            readback,
+            requested: c.value,
+            tolerance: pr.tolerance,
+            polls_left: self.shared.config.verify_polls,
+            target: target_of(rb.feeds),
+            failed: false,
+        });
+        if let Some(old) = superseded {
+            let audit = &self.shared.audit;
+            if let Err(e) =
+                tokio::task::block_in_place(|| audit.verified(old, "superseded", None, now_ms()))
+            {
+                tracing::error!(error = %e, "cannot record a superseded command");
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn link_error(e: tokio_modbus::Error) -> LinkError {
+    match e {
+        tokio_modbus::Error::Transport(e) => LinkError::Transport(e.to_string()),
+        tokio_modbus::Error::Protocol(e) => LinkError::Protocol(e.to_string()),
+    }
+}
+
+async fn read_block(ctx: &mut Context, b: &Block) -> tokio_modbus::Result<Vec<u16>> {
+    let bits = |r: tokio_modbus::Result<Vec<bool>>| {
+        r.map(|x| x.map(|v| v.into_iter().map(u16::from).collect()))
+    };
+    match b.table {
+        Table::Holding => ctx.read_holding_registers(b.start, b.count).await,
+        Table::Input => ctx.read_input_registers(b.start, b.count).await,
+        Table::Coil => bits(ctx.read_coils(b.start, b.count).await),
+        Table::Discrete => bits(ctx.read_discrete_inputs(b.start, b.count).await),
+    }
+}
+
+fn open_serial(bus: &RtuBus) -> std::io::Result<tokio_serial::SerialStream> {
+    use tokio_serial::SerialPortBuilderExt;
+    tokio_serial::new(bus.port.to_string_lossy(), bus.baud)
+        .parity(match bus.parity {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Even => tokio_serial::Parity::Even,
+            Parity::Odd => tokio_serial::Parity::Odd,
+        })
+        .stop_bits(if bus.stop_bits == 2 {
+            tokio_serial::StopBits::Two
+        } else {
+            tokio_serial::StopBits::One
+        })
+        .data_bits(tokio_serial::DataBits::Eight)
+        .open_native_async()
+        .map_err(std::io::Error::other)
+}

@@ -1,0 +1,426 @@
+//! The Modbus poller as the gateway sees it: builds the links from `[modbus]` (one task
+//! per TCP device, one per RS-485 bus), registers each device in the registry as a polled
+//! device of its profile's kind, and answers the API: device status, commands, the
+//! audit trail.
+//!
+//! Owns start-up checks (profiles exist, ids are not taken by MQTT devices) and command
+//! validation. Does not poll itself (`link`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::audit::{Audit, AuditError, CommandRecord};
+use super::config::ModbusConfig;
+use super::link::{Command, Link, Transport};
+use super::profile::{Profile, Profiles};
+use super::stats::{PollerMetrics, Status};
+use crate::clock::now_ms;
+use crate::metrics::Metrics;
+use crate::reading::Inbound;
+use crate::registry::{DeviceProfile, Registry, SubjectKind, Trust};
+
+/// Why the poller could not start. Names the config key to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ModbusStartError {
+    /// The profiles file could not be read.
+    #[error("cannot read modbus.profiles {path}: {source}")]
+    ProfilesFile {
+        /// Path.
+        path: String,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// Profiles are invalid.
+    #[error("modbus profiles have {} problem(s):\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Profiles(Vec<super::profile::ProfileIssue>),
+    /// A device names an unknown profile.
+    #[error("modbus.device[{index}].profile: no profile `{name}`; known: {known}")]
+    UnknownProfile {
+        /// Device index.
+        index: usize,
+        /// Name given.
+        name: String,
+        /// Known names.
+        known: String,
+    },
+    /// The id belongs to a device registered otherwise.
+    #[error("modbus.device[{index}].id: `{id}` is already registered as a {kind} ({trust}) device; pick another id")]
+    IdTaken {
+        /// Device index.
+        index: usize,
+        /// Id.
+        id: String,
+        /// Its kind.
+        kind: &'static str,
+        /// Its trust.
+        trust: &'static str,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The audit database failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No such Modbus device.
+    #[error("no Modbus device `{0}`")]
+    UnknownDevice(String),
+    /// No such register in the device's profile.
+    #[error("profile {profile} has no register `{register}`; writable: {writable}")]
+    UnknownRegister {
+        /// Profile.
+        profile: String,
+        /// Name asked for.
+        register: String,
+        /// The writable ones.
+        writable: String,
+    },
+    /// The register is read-only.
+    #[error("register `{0}` is read-only")]
+    ReadOnly(String),
+    /// The value is out of the register's range or does not fit its type.
+    #[error("{value} is not a valid value for `{register}` (range {min:?}..={max:?})")]
+    BadValue {
+        /// Register.
+        register: String,
+        /// Value.
+        value: f64,
+        /// Lower end.
+        min: Option<f64>,
+        /// Upper end.
+        max: Option<f64>,
+    },
+    /// The device's link task is gone (the gateway is stopping).
+    #[error("the device's poller has stopped")]
+    Stopped,
+    /// The write failed (timeout, transport, exception); the command is audited as failed.
+    #[error("write failed: {error}")]
+    Write {
+        /// What happened.
+        error: String,
+        /// The audit record.
+        record: Box<CommandRecord>,
+    },
+    /// The audit trail could not be written: the command was not sent.
+    #[error("command audit failed: {0}")]
+    Audit(String),
+}
+
+/// A polled device as the API shows it.
+#[derive(Debug)]
+pub struct DeviceState {
+    /// Device id.
+    pub id: String,
+    /// Its profile.
+    pub profile: Arc<Profile>,
+    /// Unit id.
+    pub unit: u8,
+    /// Poll interval, ms.
+    pub poll_ms: u64,
+    /// How it is reached.
+    pub transport: String,
+    /// Poll status.
+    pub status: Mutex<Status>,
+    link: mpsc::Sender<Command>,
+    index: usize,
+}
+
+/// What the links share.
+#[derive(Debug)]
+pub struct Shared {
+    /// `[modbus]`.
+    pub config: ModbusConfig,
+    /// Poller counters.
+    pub metrics: PollerMetrics,
+    /// Command audit.
+    pub audit: Audit,
+    /// Ingest's queue.
+    pub ingest: mpsc::Sender<Inbound>,
+    /// Ingest's counters (queue depth, overload rejections).
+    pub ingest_metrics: Arc<Metrics>,
+}
+
+/// A device's status for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    /// Id.
+    pub id: String,
+    /// Profile name.
+    pub profile: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// Transport.
+    pub transport: String,
+    /// Unit id.
+    pub unit: u8,
+    /// Poll interval, ms.
+    pub poll_ms: u64,
+    /// Status.
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+/// The running poller.
+#[derive(Debug)]
+pub struct Modbus {
+    devices: BTreeMap<String, Arc<DeviceState>>,
+    shared: Arc<Shared>,
+}
+
+impl Modbus {
+    /// Checks the devices against the profiles and the registry, registers new ones,
+    /// and starts one task per link. `profiles_text` is the site's profiles file, if any.
+    pub fn start(
+        config: &ModbusConfig,
+        profiles_text: Option<&str>,
+        data_dir: &std::path::Path,
+        registry: &Registry,
+        ingest: mpsc::Sender<Inbound>,
+        ingest_metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Arc<Modbus>, ModbusStartError> {
+        let profiles = Profiles::build(profiles_text).map_err(ModbusStartError::Profiles)?;
+        let mut chosen = Vec::new();
+        for (index, d) in config.device.iter().enumerate() {
+            let p = profiles
+                .get(&d.profile)
+                .ok_or_else(|| ModbusStartError::UnknownProfile {
+                    index,
+                    name: d.profile.clone(),
+                    known: profiles.names().join(", "),
+                })?;
+            register(registry, index, d, &p)?;
+            chosen.push(p);
+        }
+        let audit = Audit::open(data_dir)?;
+        let stale = audit.close_pending()?;
+        if stale > 0 {
+            tracing::info!(
+                commands = stale,
+                "command checks left open by the last run marked superseded"
+            );
+        }
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            metrics: PollerMetrics::default(),
+            audit,
+            ingest,
+            ingest_metrics,
+        });
+        // Group devices into links: each TCP device alone, each bus with its units.
+        let mut links: Vec<(Transport, Vec<usize>)> = Vec::new();
+        for (i, d) in config.device.iter().enumerate() {
+            match (&d.tcp, &d.bus) {
+                (Some(addr), _) => links.push((Transport::Tcp(addr.clone()), vec![i])),
+                (None, Some(bus)) => {
+                    match links
+                        .iter_mut()
+                        .find(|(t, _)| matches!(t, Transport::Rtu(b) if &b.name == bus))
+                    {
+                        Some((_, members)) => members.push(i),
+                        None => {
+                            if let Some(b) = config.bus.iter().find(|b| &b.name == bus) {
+                                links.push((Transport::Rtu(b.clone()), vec![i]));
+                            }
+                        }
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        let mut devices = BTreeMap::new();
+        for (transport, members) in links {
+            let (tx, rx) = mpsc::channel(64);
+            let states: Vec<Arc<DeviceState>> = members
+                .iter()
+                .enumerate()
+                .map(|(index, i)| {
+                    let d = &config.device[*i];
+                    Arc::new(DeviceState {
+                        id: d.id.clone(),
+                        profile: chosen[*i].clone(),
+                        unit: d.unit,
+                        poll_ms: d.poll_ms,
+                        transport: transport.to_string(),
+                        status: Mutex::new(Status::default()),
+                        link: tx.clone(),
+                        index,
+                    })
+                })
+                .collect();
+            for s in &states {
+                devices.insert(s.id.clone(), s.clone());
+            }
+            let link = Link::new(transport, states, shared.clone());
+            tokio::spawn(link.run(rx, stop.clone()));
+        }
+        if !devices.is_empty() {
+            tracing::info!(devices = devices.len(), "modbus poller started");
+        }
+        Ok(Arc::new(Modbus { devices, shared }))
+    }
+
+    /// Every device's status.
+    pub fn devices(&self) -> Vec<DeviceView> {
+        self.devices.values().map(|d| view(d)).collect()
+    }
+
+    /// One device's status.
+    pub fn device(&self, id: &str) -> Option<DeviceView> {
+        self.devices.get(id).map(|d| view(d))
+    }
+
+    /// Counters and jitter.
+    pub fn metrics(&self) -> &PollerMetrics {
+        &self.shared.metrics
+    }
+
+    /// Recent commands, newest first.
+    pub fn commands(
+        &self,
+        device: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, AuditError> {
+        self.shared.audit.list(device, limit)
+    }
+
+    /// Writes `value` to `register` of `device`: validated, audited (`source`, `by`),
+    /// written, and — for a register with a read-back — verified by the next polls.
+    pub async fn command(
+        &self,
+        device: &str,
+        register: &str,
+        value: f64,
+        source: &str,
+        by: &str,
+    ) -> Result<CommandRecord, CommandError> {
+        let d = self
+            .devices
+            .get(device)
+            .ok_or_else(|| CommandError::UnknownDevice(device.into()))?;
+        let p = &d.profile;
+        let writable = || {
+            p.registers
+                .iter()
+                .filter(|r| r.writable)
+                .map(|r| r.reg.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let index = p
+            .index(register)
+            .ok_or_else(|| CommandError::UnknownRegister {
+                profile: p.name.clone(),
+                register: register.into(),
+                writable: writable(),
+            })?;
+        let r = &p.registers[index];
+        if !r.writable {
+            return Err(CommandError::ReadOnly(register.into()));
+        }
+        let in_range = r.reg.min.is_none_or(|m| value >= m) && r.reg.max.is_none_or(|m| value <= m);
+        if !in_range || r.reg.encode(value).is_none() {
+            return Err(CommandError::BadValue {
+                register: register.into(),
+                value,
+                min: r.reg.min,
+                max: r.reg.max,
+            });
+        }
+        let audit = &self.shared.audit;
+        let id = tokio::task::block_in_place(|| {
+            audit.request(device, register, value, source, by, now_ms())
+        })
+        .map_err(|e| CommandError::Audit(e.to_string()))?;
+        tracing::info!(
+            device,
+            register,
+            value,
+            source,
+            by,
+            command = id,
+            "modbus command"
+        );
+        let (reply, rx) = oneshot::channel();
+        d.link
+            .send(Command {
+                unit: d.index,
+                register: index,
+                value,
+                audit: id,
+                reply,
+            })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        rx.await.map_err(|_| CommandError::Stopped)?
+    }
+}
+
+fn view(d: &DeviceState) -> DeviceView {
+    DeviceView {
+        id: d.id.clone(),
+        profile: d.profile.name.clone(),
+        kind: d.profile.kind.as_str(),
+        transport: d.transport.clone(),
+        unit: d.unit,
+        poll_ms: d.poll_ms,
+        status: d.status.lock().clone(),
+    }
+}
+
+/// Registers a configured device, or checks that the registered one is this polled
+/// device. Its heartbeat is its poll interval, so supervision marks it late and lost
+/// when polls stop answering.
+fn register(
+    registry: &Registry,
+    index: usize,
+    d: &super::config::ModbusDevice,
+    p: &Profile,
+) -> Result<(), ModbusStartError> {
+    let heartbeat_s = d.poll_ms.div_ceil(1000).max(1);
+    match registry.get(&d.id)? {
+        Some(r) if r.profile.trust != Trust::Polled || r.profile.kind != p.kind => {
+            Err(ModbusStartError::IdTaken {
+                index,
+                id: d.id.clone(),
+                kind: r.profile.kind.as_str(),
+                trust: match r.profile.trust {
+                    Trust::Sealed => "sealed",
+                    Trust::Integration => "integration",
+                    Trust::Polled => "polled",
+                },
+            })
+        }
+        Some(r) => {
+            if r.profile.zone != d.zone || r.profile.heartbeat_s != Some(heartbeat_s) {
+                tracing::warn!(
+                    device = %d.id,
+                    registered_zone = %r.profile.zone,
+                    "modbus device registered earlier with another zone or poll interval: the registry's entry is kept"
+                );
+            }
+            Ok(())
+        }
+        None => {
+            registry.provision(&DeviceProfile {
+                id: d.id.clone(),
+                kind: p.kind,
+                site: d.site.clone(),
+                zone: d.zone.clone(),
+                subject: d.asset.clone().map(|a| (SubjectKind::Asset, a)),
+                heartbeat_s: Some(heartbeat_s),
+                trust: Trust::Polled,
+            })?;
+            tracing::info!(device = %d.id, profile = %p.name, "modbus device registered");
+            Ok(())
+        }
+    }
+}

@@ -12,6 +12,12 @@ command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
 # bundled copy, used when a zone is missing here).
 [ -e /usr/share/zoneinfo/Asia/Shanghai ] || need_apt+=(tzdata)
 /usr/bin/python3 -c "import aiosmtpd" 2>/dev/null || need_apt+=(python3-aiosmtpd)
+# Modbus peers: Debian's pymodbus (TCP, and RTU over a socat pty pair; its serial server
+# needs pyserial and pyserial-asyncio) and mbpoll, which reads the project's simulator.
+/usr/bin/python3 -c "import pymodbus.server" 2>/dev/null \
+  || need_apt+=(python3-pymodbus python3-serial python3-serial-asyncio)
+command -v socat >/dev/null || need_apt+=(socat)
+command -v mbpoll >/dev/null || need_apt+=(mbpoll)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,8 +1,9 @@
 //! Linli simulators: stand-ins for devices that speak the real wire protocol.
 //!
 //! Owns simulated device identities ([`device`]), raw MQTT load generation ([`load`]),
-//! the time-series corpus ([`corpus`]) and the benchmarks built on them ([`bench`],
-//! [`bench_store`], [`bench_alarms`], [`bench_delivery`]). The firmware's state machines
+//! simulated Modbus equipment ([`modbus`]), the time-series corpus ([`corpus`]) and the
+//! benchmarks built on them ([`bench`], [`bench_store`], [`bench_alarms`],
+//! [`bench_delivery`]). The firmware's state machines
 //! are not here yet (see the firmware issue); devices here build reports directly.
 
 pub mod bench;
@@ -12,4 +13,5 @@ pub mod bench_store;
 pub mod corpus;
 pub mod device;
 pub mod load;
+pub mod modbus;
 pub mod process;

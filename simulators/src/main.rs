@@ -28,6 +28,121 @@ enum Command {
     },
     /// Prints the stats of the storage-benchmark corpus (devices, series, points, span).
     Corpus(CorpusArgs),
+    /// Simulated Modbus TCP equipment: street-light controllers, power meters and pump
+    /// stations with the register maps of the gateway's `modbus.profiles.toml`.
+    ///
+    /// Prints one JSON line per device on stdout
+    /// (`{"id":"lamp-0001","addr":"127.0.0.1:40000","unit":1,"kind":"lamp","profile":"street-light"}`),
+    /// then `ready`, then reads commands on stdin, one a line, each answered with one
+    /// line: `fault <id> <silent|broken|deaf|supply_lost|none>` (`ok`), `state <id>` (the
+    /// actual state as JSON), `quit`. Exits on `quit` or end of input (keep stdin open,
+    /// e.g. `sleep infinity | linli-sim modbus ...`). Units 1..=247 on each listener;
+    /// unknown units get exception 0x0B (gateway target device failed to respond).
+    #[command(verbatim_doc_comment)]
+    Modbus(ModbusArgs),
+}
+
+#[derive(Args, Debug)]
+struct ModbusArgs {
+    /// Street-light controllers (ids lamp-0001, ...): 100 W at 230 V, relay on, 100 %.
+    #[arg(long, default_value_t = 0)]
+    lamps: usize,
+    /// Eastron SDM-style power meters (ids meter-001, ...).
+    #[arg(long, default_value_t = 0)]
+    meters: usize,
+    /// Pump / level stations (ids pump-01, ...).
+    #[arg(long, default_value_t = 0)]
+    pumps: usize,
+    /// Address of the first listener; further listeners take the following ports
+    /// (PORT+1, ...). Port 0: every listener gets a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Units per listener (1..=247): lamps first, then meters, then pumps fill the
+    /// listeners in order.
+    #[arg(long, default_value_t = 247, value_parser = clap::value_parser!(u8).range(1..=247))]
+    units_per_listener: u8,
+    /// Every meter's load, W.
+    #[arg(long, default_value_t = 2000.0)]
+    meter_load_w: f64,
+    /// Every sump's inflow, mm of level per minute (a running pump takes 60 mm/min).
+    #[arg(long, default_value_t = 10.0)]
+    inflow_mm_per_min: f64,
+    /// Milliseconds from a relay, dimming or pump command to the actual state following.
+    #[arg(long, default_value_t = 0)]
+    command_delay_ms: u64,
+}
+
+impl ModbusArgs {
+    fn run(self) -> Result<()> {
+        use anyhow::Context as _;
+        use linli_sim::modbus::{Control, Fleet, FleetConfig, LampConfig, MeterConfig, PumpConfig};
+        use std::io::{BufRead as _, Write as _};
+
+        let delay = Duration::from_millis(self.command_delay_ms);
+        let cfg = FleetConfig {
+            lamps: self.lamps,
+            meters: self.meters,
+            pumps: self.pumps,
+            listen: self.listen,
+            units_per_listener: self.units_per_listener,
+            lamp: LampConfig {
+                command_delay: delay,
+                ..LampConfig::default()
+            },
+            meter: MeterConfig {
+                load_w: self.meter_load_w,
+                ..MeterConfig::default()
+            },
+            pump: PumpConfig {
+                inflow_mm_per_min: self.inflow_mm_per_min,
+                command_delay: delay,
+                ..PumpConfig::default()
+            },
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let fleet = rt
+            .block_on(Fleet::start(&cfg))
+            .context("starting the Modbus equipment")?;
+        eprintln!(
+            "linli-sim modbus: {} devices on {} listeners ({})",
+            fleet.devices().len(),
+            fleet.listeners().len(),
+            fleet
+                .listeners()
+                .iter()
+                .map(|l| l.addr.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for device in fleet.devices() {
+            writeln!(out, "{}", serde_json::to_string(device)?)?;
+        }
+        writeln!(out, "ready")?;
+        out.flush()?;
+        for line in std::io::stdin().lock().lines() {
+            let line = line.context("reading commands from stdin")?;
+            match fleet.control(&line) {
+                Control::Quit => break,
+                Control::Nothing => {}
+                Control::Reply(reply) => {
+                    if reply.starts_with("error:") {
+                        eprintln!("linli-sim modbus: {line:?}: {reply}");
+                    }
+                    writeln!(out, "{reply}")?;
+                    out.flush()?;
+                }
+            }
+        }
+        eprintln!("linli-sim modbus: stopping");
+        rt.block_on(fleet.shutdown())
+            .context("a Modbus listener failed")?;
+        Ok(())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -395,6 +510,7 @@ impl IngestArgs {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Modbus(args) => args.run()?,
         Command::Corpus(args) => {
             let corpus = Corpus::new(args.config()?)?;
             println!("{}", corpus.stats());

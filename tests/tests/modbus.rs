@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use linli_gateway::config::Config;
 use linli_gateway::ingest::modbus::config::{ModbusDevice, RtuBus};
-use linli_system_tests::{eventually, free_port, get_json, scrape, TestGateway};
+use linli_sim::modbus::{Fault, Fleet, FleetConfig, LampState, State};
+use linli_system_tests::{eventually, free_port, get_json, post_json, scrape, TestGateway};
 use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -308,5 +309,263 @@ async fn pymodbus_rtu_two_units_on_one_bus_are_polled_in_turn() -> Result<()> {
         connects,
         "both units polled over the one open connection"
     );
+    Ok(())
+}
+
+async fn alarm(http: &str, rule: &str, device: &str) -> Option<Value> {
+    let v = get_json(&format!("{http}/api/alarms")).await.ok()?;
+    v["alarms"]
+        .as_array()?
+        .iter()
+        .find(|a| a["kind"] == rule && a["device"] == device)
+        .cloned()
+}
+
+/// The simulator's fleet, each device on its own TCP listener, polled every 200 ms.
+async fn simulated(lamps: usize, meters: usize) -> Result<(Fleet, TestGateway)> {
+    let fleet = Fleet::start(&FleetConfig {
+        lamps,
+        meters,
+        units_per_listener: 1,
+        ..FleetConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let profiles = dir.path().join("none.toml");
+    std::fs::write(&profiles, "")?;
+    let devices: Vec<ModbusDevice> = fleet
+        .devices()
+        .iter()
+        .map(|d| {
+            let mut m = device(&d.id, d.profile, 200);
+            m.tcp = Some(d.addr.to_string());
+            m.unit = d.unit;
+            m
+        })
+        .collect();
+    let gw = TestGateway::start(|c| {
+        modbus_defaults(c, &profiles);
+        c.modbus.device = devices;
+    })
+    .await?;
+    Ok((fleet, gw))
+}
+
+fn lamp(fleet: &Fleet, id: &str) -> Result<LampState> {
+    match fleet.state(id)? {
+        State::Lamp(l) => Ok(l),
+        other => bail!("{id} is not a lamp: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_others_keep_polling(
+) -> Result<()> {
+    let (fleet, gw) = simulated(2, 1).await?;
+    let http = gw.http();
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let l = registers_read(
+        &http,
+        "lamp-0001",
+        &names(&[
+            "dimming_pct",
+            "current_a",
+            "power_w",
+            "relay_on",
+            "supply_v",
+        ]),
+    )
+    .await?;
+    let s = lamp(&fleet, "lamp-0001")?;
+    let near = |got: Option<f64>, want: f64, tol: f64| got.is_some_and(|g| (g - want).abs() <= tol);
+    assert!(
+        near(reg(&l, "dimming_pct"), f64::from(s.dimming_pct), 0.0),
+        "{l:#}"
+    );
+    assert!(near(reg(&l, "power_w"), s.power_w, 2.0), "{l:#} vs {s:?}");
+    assert!(
+        near(reg(&l, "current_a"), s.current_a, 0.01),
+        "{l:#} vs {s:?}"
+    );
+    assert!(near(reg(&l, "supply_v"), s.supply_v, 0.1), "{l:#} vs {s:?}");
+    let m = registers_read(
+        &http,
+        "meter-001",
+        &names(&[
+            "voltage_v",
+            "frequency_hz",
+            "power_factor",
+            "energy_import_kwh",
+        ]),
+    )
+    .await?;
+    assert!(near(reg(&m, "voltage_v"), 230.0, 5.0), "{m:#}");
+    assert!(near(reg(&m, "frequency_hz"), 50.0, 0.5), "{m:#}");
+    assert!(near(reg(&m, "power_factor"), 0.95, 0.05), "{m:#}");
+
+    // lamp-0001 stops answering; lamp-0002 and the meter go on.
+    let quiet = |d: &Value| d["liveness"].as_str().map(str::to_owned);
+    let ok = eventually(Duration::from_secs(10), || async {
+        device_json(&http, "lamp-0001")
+            .await
+            .ok()
+            .and_then(|d| quiet(&d))
+            .as_deref()
+            == Some("ok")
+    })
+    .await;
+    assert!(ok, "lamp-0001 live before the outage");
+    fleet.set_fault("lamp-0001", Some(Fault::Silent))?;
+    let readings_at_outage = device_json(&http, "lamp-0001").await?["readings"].as_u64();
+    let other_polls = device_json(&http, "lamp-0002").await?["polls"]
+        .as_u64()
+        .unwrap_or(0);
+    let mut seen_late = false;
+    let mut other_always_ok = true;
+    let mut lost = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !lost && std::time::Instant::now() < deadline {
+        let d = device_json(&http, "lamp-0001").await.unwrap_or(Value::Null);
+        let o = device_json(&http, "lamp-0002").await.unwrap_or(Value::Null);
+        other_always_ok &= quiet(&o).as_deref() == Some("ok");
+        seen_late |= quiet(&d).as_deref() == Some("late");
+        lost = quiet(&d).as_deref() == Some("lost");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        lost && seen_late,
+        "lamp-0001 went late ({seen_late}) then lost ({lost})"
+    );
+    let a = eventually(Duration::from_secs(20), || async {
+        alarm(&http, "equipment_silent", "lamp-0001")
+            .await
+            .is_some()
+    })
+    .await;
+    assert!(a, "the lost lamp raised the supervision alarm");
+    let d = device_json(&http, "lamp-0001").await?;
+    assert_eq!(d["state"], "down", "{d:#}");
+    assert!(d["timeouts"].as_u64().unwrap_or(0) >= 1, "{d:#}");
+    assert_eq!(
+        d["readings"].as_u64(),
+        readings_at_outage,
+        "no reading while silent: nothing stale stored"
+    );
+    let o = device_json(&http, "lamp-0002").await?;
+    // ~6 s of outage at 5 polls/s: the neighbour was never held up by the silent lamp.
+    assert!(
+        o["polls"].as_u64().unwrap_or(0) >= other_polls + 15,
+        "{o:#}"
+    );
+    assert!(other_always_ok, "lamp-0002 stayed live throughout");
+    assert_eq!(o["consecutive_failures"], 0);
+
+    // It answers again: reconnected, fresh readings, live.
+    fleet.set_fault("lamp-0001", None)?;
+    let back = eventually(Duration::from_secs(20), || async {
+        device_json(&http, "lamp-0001").await.ok().is_some_and(|d| {
+            quiet(&d).as_deref() == Some("ok")
+                && d["state"] == "up"
+                && d["readings"].as_u64() > readings_at_outage
+        })
+    })
+    .await;
+    assert!(back, "lamp-0001 back after the outage");
+    assert!(
+        device_json(&http, "lamp-0001").await?["reconnects"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimming_fault(
+) -> Result<()> {
+    let (fleet, gw) = simulated(2, 0).await?;
+    let http = gw.http();
+    let write = |id: &str, register: &str, value: f64| {
+        let url = format!("{http}/api/modbus/devices/{id}/write");
+        let body = serde_json::json!({"register": register, "value": value, "by": "ops-li"});
+        async move { post_json(&url, body).await }
+    };
+    registers_read(&http, "lamp-0001", &["dimming_pct".to_string()]).await?;
+    let (status, rec) = write("lamp-0001", "dimming_setpoint", 40.0).await?;
+    assert_eq!(status, 200, "{rec:#}");
+    assert_eq!(rec["result"], "written");
+    assert_eq!(rec["by"], "ops-li");
+    let id = rec["id"].as_i64().context("command id")?;
+    let verified = eventually(Duration::from_secs(10), || async {
+        get_json(&format!("{http}/api/modbus/commands?device=lamp-0001"))
+            .await
+            .ok()
+            .and_then(|v| {
+                v["commands"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["id"] == id)
+                    .cloned()
+            })
+            .is_some_and(|c| c["verify"] == "verified" && c["observed"].as_f64() == Some(40.0))
+    })
+    .await;
+    assert!(verified, "the next polls verified the dimming");
+    let s = lamp(&fleet, "lamp-0001")?;
+    assert_eq!(s.dimming_pct, 40);
+    assert!(s.power_w < 45.0, "a dimmed lamp draws less: {s:?}");
+
+    // A lamp that takes the write but does not dim: not applied, and an alarm.
+    registers_read(&http, "lamp-0002", &["dimming_pct".to_string()]).await?;
+    fleet.set_fault("lamp-0002", Some(Fault::Deaf))?;
+    let (status, rec) = write("lamp-0002", "dimming_setpoint", 30.0).await?;
+    assert_eq!(status, 200, "{rec:#}");
+    let id = rec["id"].as_i64().context("command id")?;
+    let failed = eventually(Duration::from_secs(10), || async {
+        get_json(&format!("{http}/api/modbus/commands?device=lamp-0002"))
+            .await
+            .ok()
+            .and_then(|v| {
+                v["commands"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["id"] == id)
+                    .cloned()
+            })
+            .is_some_and(|c| c["verify"] == "not_applied" && c["observed"].as_f64() == Some(100.0))
+    })
+    .await;
+    assert!(failed, "the deaf lamp's command is not applied");
+    let raised = eventually(Duration::from_secs(10), || async {
+        alarm(&http, "dimming_fault", "lamp-0002").await.is_some()
+    })
+    .await;
+    assert!(raised, "dimming_fault raised for the deaf lamp");
+    assert!(alarm(&http, "dimming_fault", "lamp-0001").await.is_none());
+    assert!(
+        scrape(
+            &http,
+            "linli_modbus_commands_total{outcome=\"not_applied\"}"
+        )
+        .await?
+            >= 1.0
+    );
+
+    // Bad commands are refused with a reason, and never reach the lamp.
+    let (status, e) = write("lamp-0001", "dimming_setpoint", 150.0).await?;
+    assert_eq!(status, 400, "{e:#}");
+    let (status, e) = write("lamp-0001", "power_w", 1.0).await?;
+    assert_eq!(status, 400, "{e:#}");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("read-only"));
+    let (status, e) = write("lamp-0001", "brightness", 1.0).await?;
+    assert_eq!(status, 400);
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("dimming_setpoint"));
+    assert_eq!(lamp(&fleet, "lamp-0001")?.dimming_setpoint, 40);
     Ok(())
 }

@@ -102,7 +102,7 @@ mod tests {
         let fleet = Fleet::new(200);
         let rs = rule_set(&fleet).unwrap();
         assert!(rs.rule("sos").is_some() && rs.rule("bed_exit_night").is_some());
-        // 13 built-in + 3 care rules + 6 overrides.
-        assert_eq!(rs.rules.len(), 13 + 3 + 6, "{:?}", rs.rules.len());
+        // 19 built-in (6 of them for polled equipment) + 3 care rules + 6 overrides.
+        assert_eq!(rs.rules.len(), 19 + 3 + 6, "{:?}", rs.rules.len());
     }
 }

@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bench_alarms;
 pub mod bench_delivery;
+pub mod bench_modbus;
 pub mod bench_store;
 pub mod corpus;
 pub mod device;

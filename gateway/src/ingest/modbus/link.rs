@@ -150,7 +150,7 @@ impl Link {
                             (0..map.len()).filter(|i| per_register[*i] == p).collect();
                         Group {
                             period: Duration::from_millis(p),
-                            next_due: start,
+                            next_due: start + phase(&dev.id, p),
                             blocks: blocks(&map, &members, shared.config.max_gap),
                         }
                     })
@@ -629,6 +629,21 @@ impl Link {
         }
         Ok(true)
     }
+}
+
+/// Poll phases are multiples of this: devices sharing a slot wake together (one timer
+/// wake-up serves them all), devices in different slots do not pile up.
+const PHASE_SLOT_MS: u64 = 50;
+
+/// Where in its period a device's polls fall: spread over the period's slots by its id,
+/// so a street of lamps polled every second is not all asked in the same millisecond (and
+/// keeps its phase across restarts).
+fn phase(id: &str, period_ms: u64) -> Duration {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let slots = (period_ms / PHASE_SLOT_MS).max(1);
+    Duration::from_millis(h % slots * PHASE_SLOT_MS)
 }
 
 fn link_error(e: tokio_modbus::Error) -> LinkError {

@@ -1,0 +1,204 @@
+//! `linli-sim bench modbus`: the real gateway (a child process) polling a simulated
+//! street — N lamp controllers and M power meters, each its own Modbus TCP connection —
+//! every second. Prints, per run and as medians: the gateway's CPU (% of one core), how
+//! late polls started (jitter p50/p99/max, from the gateway's own schedule), and readings
+//! per second into the pipeline. Targets: ≤ 10 % of one core, p99 jitter ≤ 50 ms.
+//!
+//! Owns the bench's set-up and report; the simulator is `modbus`, the poller the
+//! gateway's.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::bench::{cpu_seconds, free_addr, wait_port, Server};
+use crate::bench_alarms::latency::scrape;
+use crate::modbus::{Fleet, FleetConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ModbusBenchConfig {
+    /// The `linli` binary.
+    pub gateway_bin: PathBuf,
+    /// Lamp controllers.
+    pub lamps: usize,
+    /// Power meters.
+    pub meters: usize,
+    /// Poll interval, ms.
+    pub poll_ms: u64,
+    /// Seconds before measuring (connections, first polls).
+    pub warmup_s: f64,
+    /// Seconds measured.
+    pub seconds: f64,
+    /// Runs (medians over them).
+    pub runs: usize,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModbusRun {
+    /// Gateway CPU, % of one core.
+    pub gateway_cpu_pct: f64,
+    /// This process's CPU (the simulated street), % of one core.
+    pub simulator_cpu_pct: f64,
+    /// Poll jitter, ms.
+    pub jitter_p50_ms: f64,
+    /// Poll jitter p99, ms.
+    pub jitter_p99_ms: f64,
+    /// Worst jitter, ms.
+    pub jitter_max_ms: f64,
+    /// Polls measured.
+    pub polls: usize,
+    /// Readings per second into the pipeline.
+    pub readings_per_s: f64,
+    /// Poll errors (timeouts, transport, protocol) while measuring.
+    pub errors: f64,
+}
+
+fn gateway_config(
+    dir: &Path,
+    fleet: &Fleet,
+    poll_ms: u64,
+) -> Result<(PathBuf, std::net::SocketAddr)> {
+    let (mqtt, http) = (free_addr()?, free_addr()?);
+    let mut s = format!(
+        "data_dir = \"{}\"\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"{}\"\n[http]\nlisten = \"{http}\"\n[log]\nlevel = \"warn\"\n[modbus]\ntimeout_ms = 1000\n",
+        dir.join("data").display(),
+        free_addr()?
+    );
+    for d in fleet.devices() {
+        let _ = write!(
+            s,
+            "[[modbus.device]]\nid = \"{}\"\nprofile = \"{}\"\ntcp = \"{}\"\nunit = {}\npoll_ms = {poll_ms}\nsite = \"city\"\nzone = \"main-street\"\n",
+            d.id, d.profile, d.addr, d.unit
+        );
+    }
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, s)?;
+    Ok((path, http))
+}
+
+fn errors(m: &std::collections::HashMap<String, f64>) -> f64 {
+    ["timeout", "transport", "protocol", "connect"]
+        .iter()
+        .map(|k| {
+            m.get(&format!("linli_modbus_errors_total{{kind=\"{k}\"}}"))
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .sum()
+}
+
+async fn jitter(http: std::net::SocketAddr, reset: bool) -> Result<serde_json::Value> {
+    tokio::task::block_in_place(|| {
+        let body = ureq::get(&format!("http://{http}/api/modbus/jitter?reset={reset}"))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .context("GET /api/modbus/jitter")?
+            .into_string()?;
+        Ok(serde_json::from_str(&body)?)
+    })
+}
+
+/// One run: a fresh fleet and a fresh gateway.
+pub async fn run_once(cfg: &ModbusBenchConfig, dir: &Path) -> Result<ModbusRun> {
+    std::fs::create_dir_all(dir)?;
+    let fleet = Fleet::start(&FleetConfig {
+        lamps: cfg.lamps,
+        meters: cfg.meters,
+        ..FleetConfig::default()
+    })
+    .await?;
+    let (config, http) = gateway_config(dir, &fleet, cfg.poll_ms)?;
+    let child = Command::new(&cfg.gateway_bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))?;
+    let server = Server { child };
+    let pid = server.child.id().to_string();
+    let me = std::process::id().to_string();
+    wait_port(http, Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_secs_f64(cfg.warmup_s)).await;
+    jitter(http, true).await?;
+    let m0 = tokio::task::block_in_place(|| scrape(http))?;
+    let (gw0, me0, t0) = (cpu_seconds(&pid)?, cpu_seconds(&me)?, Instant::now());
+    let mut left = cfg.seconds;
+    while left > 0.0 {
+        let step = left.min(5.0);
+        tokio::time::sleep(Duration::from_secs_f64(step)).await;
+        left -= step;
+        eprintln!(
+            "  {:.0} s of {:.0} s measured",
+            cfg.seconds - left,
+            cfg.seconds
+        );
+    }
+    let (gw1, me1, dt) = (
+        cpu_seconds(&pid)?,
+        cpu_seconds(&me)?,
+        t0.elapsed().as_secs_f64(),
+    );
+    let m1 = tokio::task::block_in_place(|| scrape(http))?;
+    let j = jitter(http, false).await?;
+    drop(server);
+    fleet.shutdown().await?;
+    let readings = |m: &std::collections::HashMap<String, f64>| {
+        m.get("linli_modbus_readings_total").copied().unwrap_or(0.0)
+    };
+    Ok(ModbusRun {
+        gateway_cpu_pct: (gw1 - gw0) / dt * 100.0,
+        simulator_cpu_pct: (me1 - me0) / dt * 100.0,
+        jitter_p50_ms: j["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        jitter_p99_ms: j["p99_ms"].as_f64().unwrap_or(f64::NAN),
+        jitter_max_ms: j["max_ms"].as_f64().unwrap_or(f64::NAN),
+        polls: j["samples"].as_u64().unwrap_or(0) as usize,
+        readings_per_s: (readings(&m1) - readings(&m0)) / dt,
+        errors: errors(&m1) - errors(&m0),
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs the bench and prints the figures.
+pub async fn run_bench(cfg: &ModbusBenchConfig) -> Result<Vec<ModbusRun>> {
+    println!(
+        "modbus bench: {} lamps + {} meters, each its own TCP connection, polled every {} ms; {} run(s) of {:.0} s after {:.0} s warm-up",
+        cfg.lamps, cfg.meters, cfg.poll_ms, cfg.runs, cfg.seconds, cfg.warmup_s
+    );
+    let work = std::env::temp_dir().join(format!("linli-bench-modbus-{}", std::process::id()));
+    let mut out = Vec::new();
+    for k in 1..=cfg.runs.max(1) {
+        eprintln!(
+            "run {k}/{}: starting the fleet and the gateway ...",
+            cfg.runs.max(1)
+        );
+        let r = run_once(cfg, &work.join(format!("run-{k}"))).await;
+        let _ = std::fs::remove_dir_all(work.join(format!("run-{k}")));
+        let r = r?;
+        println!(
+            "run {k}: gateway CPU {:.1} % of a core (target <= 10), jitter p50 {:.2} ms p99 {:.2} ms (target <= 50) max {:.2} ms over {} polls, {:.0} readings/s, {} poll errors; simulator CPU {:.1} %",
+            r.gateway_cpu_pct, r.jitter_p50_ms, r.jitter_p99_ms, r.jitter_max_ms, r.polls, r.readings_per_s, r.errors, r.simulator_cpu_pct
+        );
+        out.push(r);
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let med = |f: fn(&ModbusRun) -> f64| median(out.iter().map(f).collect());
+    println!(
+        "median of {} run(s): gateway CPU {:.1} % of a core, jitter p99 {:.2} ms, {:.0} readings/s (expected {:.0})",
+        out.len(),
+        med(|r| r.gateway_cpu_pct),
+        med(|r| r.jitter_p99_ms),
+        med(|r| r.readings_per_s),
+        (cfg.lamps + cfg.meters) as f64 * 1000.0 / cfg.poll_ms as f64
+    );
+    Ok(out)
+}

@@ -252,8 +252,8 @@ pub async fn start(
                 text.as_deref(),
                 &config.data_dir,
                 &registry,
-                tx.clone(),
-                metrics.clone(),
+                (tx.clone(), metrics.clone()),
+                config.rule_defaults().local,
                 stop_rx.clone(),
             )
         })?)

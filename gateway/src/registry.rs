@@ -195,9 +195,11 @@ fn allow_polled(conn: &Connection) -> Result<(), RegistryError> {
     if sql.contains("'polled'") {
         return Ok(());
     }
+    // The devices table's statement only, whatever follows it in the schema.
     let create = SCHEMA
         .split_once("CREATE TABLE IF NOT EXISTS devices")
-        .map(|(_, rest)| format!("CREATE TABLE devices_new{rest}"))
+        .and_then(|(_, rest)| rest.split_once(");"))
+        .map(|(columns, _)| format!("CREATE TABLE devices_new{columns});"))
         .unwrap_or_default();
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = OFF;
@@ -336,6 +338,47 @@ impl Registry {
             key_id: 0,
             key_hex: hex::encode(key),
         })
+    }
+
+    /// Moves a polled device (Modbus equipment, whose config is the truth) to another
+    /// site, zone or asset, or changes its heartbeat. Other devices are left alone.
+    pub fn relocate_polled(
+        &self,
+        id: &str,
+        site: &str,
+        zone: &str,
+        subject: Option<&(SubjectKind, String)>,
+        heartbeat_s: u64,
+    ) -> Result<(), RegistryError> {
+        check_ref("site", site)?;
+        check_ref("zone", zone)?;
+        if let Some((_, s)) = subject {
+            check_ref("resident/asset", s)?;
+        }
+        if !(1..=MAX_HEARTBEAT_S).contains(&heartbeat_s) {
+            return Err(RegistryError::BadHeartbeat(heartbeat_s));
+        }
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        tx.execute("INSERT OR IGNORE INTO sites (id) VALUES (?1)", [site])?;
+        tx.execute(
+            "INSERT OR IGNORE INTO zones (id, site_id) VALUES (?1, ?2)",
+            [zone, site],
+        )?;
+        if let Some((kind, s)) = subject {
+            tx.execute(
+                "INSERT OR IGNORE INTO subjects (id, zone_id, kind) VALUES (?1, ?2, ?3)",
+                params![s, zone, kind.as_str()],
+            )?;
+        }
+        tx.execute(
+            "UPDATE devices SET zone_id = ?2, subject_id = ?3, heartbeat_s = ?4
+             WHERE id = ?1 AND trust = 'polled'",
+            params![id, zone, subject.map(|s| &s.1), heartbeat_s as i64],
+        )?;
+        tx.commit()?;
+        self.cache.lock().known.remove(id);
+        Ok(())
     }
 
     /// Looks a device up, from memory when possible.
@@ -488,6 +531,46 @@ impl RawRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registry_from_before_polled_devices_takes_them_and_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SCHEMA.replace("'integration', 'polled'", "'integration'");
+        Connection::open(dir.path().join("registry.sqlite3"))
+            .unwrap()
+            .execute_batch(&old)
+            .unwrap();
+        let r = Registry::open(dir.path()).unwrap();
+        let creds = r.provision(&new("pendant-1")).unwrap();
+        drop(r);
+        // Reopened after the table was rebuilt with the new check.
+        let r = Registry::open(dir.path()).unwrap();
+        let lamp = DeviceProfile {
+            id: "lamp-1".into(),
+            kind: DeviceKind::StreetLight,
+            subject: None,
+            trust: Trust::Polled,
+            ..new("lamp-1")
+        };
+        r.provision(&lamp).unwrap();
+        let p = r.get("pendant-1").unwrap().unwrap();
+        assert!(p.password_matches(&creds.password));
+        assert_eq!(
+            r.get("lamp-1").unwrap().unwrap().profile.trust,
+            Trust::Polled
+        );
+        r.relocate_polled("lamp-1", "city", "main-street", None, 2)
+            .unwrap();
+        let moved = r.get("lamp-1").unwrap().unwrap();
+        assert_eq!(
+            (moved.profile.zone.as_str(), moved.profile.heartbeat_s),
+            ("main-street", Some(2))
+        );
+        // Only polled devices follow the config.
+        r.relocate_polled("pendant-1", "city", "main-street", None, 2)
+            .unwrap();
+        assert_eq!(r.get("pendant-1").unwrap().unwrap().profile.zone, "wing-a");
+    }
 
     fn new(id: &str) -> DeviceProfile {
         DeviceProfile {

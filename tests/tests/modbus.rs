@@ -10,8 +10,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use linli_gateway::config::Config;
 use linli_gateway::ingest::modbus::config::{ModbusDevice, RtuBus};
+use linli_gateway::registry::Trust;
+use linli_protocol::DeviceKind;
 use linli_sim::modbus::{Fault, Fleet, FleetConfig, LampState, State};
-use linli_system_tests::{eventually, free_port, get_json, post_json, scrape, TestGateway};
+use linli_system_tests::{
+    eventually, free_port, get_json, mosquitto_pub, post_json, scrape, TestGateway,
+};
 use serde_json::Value;
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -83,6 +87,19 @@ type = "bool"
 name = "input"
 table = "input"
 address = 0
+type = "u16"
+
+# pymodbus holds 100 holding registers: one read spanning 99..104 is refused (0x02).
+[[profile.register]]
+name = "edge"
+table = "holding"
+address = 99
+type = "u16"
+
+[[profile.register]]
+name = "missing"
+table = "holding"
+address = 104
 type = "u16"
 "#,
     );
@@ -202,6 +219,17 @@ async fn pymodbus_tcp_every_type_and_word_order_decodes_and_the_reading_is_store
     let d = registers_read(&http, "tank-1", &all_type_names()).await?;
     assert_all_types(&d, 1);
     assert_eq!(d["kind"], "water_level");
+    // The refused block is split: the register that exists is read, the one that does
+    // not keeps its exception, counted by code, and the connection stays up.
+    let d = registers_read(&http, "tank-1", &["edge".to_string()]).await?;
+    assert_eq!(reg(&d, "edge"), Some(0.0));
+    assert_eq!(
+        d["registers"]["missing"]["error"], "exception 0x02",
+        "{d:#}"
+    );
+    assert!(d["exceptions"]["0x02"].as_u64().unwrap_or(0) >= 1, "{d:#}");
+    assert_eq!(d["state"], "up");
+    assert_eq!(d["reconnects"], 0, "exceptions keep the connection");
     // The reading went through ingest into the store, under the polled device.
     let ok = eventually(Duration::from_secs(10), || async {
         get_json(&format!("{http}/api/devices/tank-1/latest"))
@@ -264,7 +292,7 @@ async fn pymodbus_rtu_two_units_on_one_bus_are_polled_in_turn() -> Result<()> {
         c.modbus.timeout_ms = 1000;
         c.modbus.bus.push(RtuBus {
             name: "rs485-1".into(),
-            port: gw_end.into(),
+            port: gw_end.clone().into(),
             baud: 19200,
             parity: Default::default(),
             stop_bits: 1,
@@ -286,7 +314,6 @@ async fn pymodbus_rtu_two_units_on_one_bus_are_polled_in_turn() -> Result<()> {
     }
     // Both keep being polled, in turn, on the one connection.
     let polls = |d: &Value| d["polls"].as_u64().unwrap_or(0);
-    let connects = scrape(&http, "linli_modbus_connects_total").await?;
     let before = [
         polls(&device_json(&http, "sump-1").await?),
         polls(&device_json(&http, "sump-2").await?),
@@ -304,11 +331,11 @@ async fn pymodbus_rtu_two_units_on_one_bus_are_polled_in_turn() -> Result<()> {
     })
     .await;
     assert!(ok, "both units polled again");
-    assert_eq!(
-        scrape(&http, "linli_modbus_connects_total").await?,
-        connects,
-        "both units polled over the one open connection"
-    );
+    for id in ["sump-1", "sump-2"] {
+        let d = device_json(&http, id).await?;
+        assert_eq!(d["state"], "up", "{d:#}");
+        assert_eq!(d["transport"], format!("rtu://{gw_end}@19200"));
+    }
     Ok(())
 }
 
@@ -415,11 +442,19 @@ async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_oth
     })
     .await;
     assert!(ok, "lamp-0001 live before the outage");
-    fleet.set_fault("lamp-0001", Some(Fault::Silent))?;
-    let readings_at_outage = device_json(&http, "lamp-0001").await?["readings"].as_u64();
     let other_polls = device_json(&http, "lamp-0002").await?["polls"]
         .as_u64()
         .unwrap_or(0);
+    fleet.set_fault("lamp-0001", Some(Fault::Silent))?;
+    // Once the poller has seen it fail, no reading of it may follow until it answers.
+    let down = eventually(Duration::from_secs(10), || async {
+        device_json(&http, "lamp-0001")
+            .await
+            .is_ok_and(|d| d["state"] == "down")
+    })
+    .await;
+    assert!(down, "the silent lamp's polls time out");
+    let readings_at_outage = device_json(&http, "lamp-0001").await?["readings"].as_u64();
     let mut seen_late = false;
     let mut other_always_ok = true;
     let mut lost = false;
@@ -567,5 +602,120 @@ async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimm
         .unwrap_or("")
         .contains("dimming_setpoint"));
     assert_eq!(lamp(&fleet, "lamp-0001")?.dimming_setpoint, 40);
+
+    // Nobody may publish as polled equipment: an integration client that tries is refused.
+    let hub = gw.provision("hub-x", DeviceKind::StreetLight, Trust::Integration)?;
+    let forged = br#"{"counter":1,"device_time":0,"report":{"street_light":{"relay_on":false,"current_ma":0,"power_dw":0,"dimming_pct":0}}}"#;
+    mosquitto_pub(
+        gw.gw.mqtt_v4,
+        &hub,
+        "linli/v1/lamp-0001/up/telemetry",
+        forged,
+    )?;
+    let refused = eventually(Duration::from_secs(10), || async {
+        scrape(&http, "linli_rejected_total{reason=\"polled_device\"}")
+            .await
+            .ok()
+            == Some(1.0)
+    })
+    .await;
+    assert!(
+        refused,
+        "a publish under a polled device's id is refused and counted"
+    );
+    Ok(())
+}
+
+/// `HH:MM` in UTC, `minutes` from now.
+fn utc_clock(minutes: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let m = (now / 60 + minutes).rem_euclid(24 * 60);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_switches_and_dims_its_lamps_with_audited_verified_commands() -> Result<()> {
+    let fleet = Fleet::start(&FleetConfig {
+        lamps: 2,
+        units_per_listener: 1,
+        lamp: linli_sim::modbus::LampConfig {
+            relay_on: false,
+            ..Default::default()
+        },
+        ..FleetConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let profiles = dir.path().join("none.toml");
+    std::fs::write(&profiles, "")?;
+    let gw = TestGateway::start(|c| {
+        modbus_defaults(c, &profiles);
+        c.alarms.timezone = Some("UTC".into());
+        c.modbus.schedule_tick_ms = 200;
+        for d in fleet.devices() {
+            let mut m = device(&d.id, d.profile, 200);
+            m.tcp = Some(d.addr.to_string());
+            m.unit = d.unit;
+            // lamp-0001 on main-street (by zone), lamp-0002 elsewhere and unscheduled.
+            if d.id == "lamp-0002" {
+                m.zone = "park".into();
+            } else {
+                m.zone = "main-street".into();
+            }
+            c.modbus.device.push(m);
+        }
+        c.modbus
+            .schedule
+            .push(linli_gateway::ingest::modbus::config::ScheduleDef {
+                name: "night".into(),
+                devices: vec![],
+                zones: vec!["main-street".into()],
+                // On from an hour ago to an hour from now; dimmed to 60 % around now.
+                on: utc_clock(-60),
+                off: utc_clock(60),
+                dim: vec![linli_gateway::ingest::modbus::config::DimDef {
+                    window: format!("{}-{}", utc_clock(-30), utc_clock(30)),
+                    level: 60,
+                }],
+            });
+    })
+    .await?;
+    let http = gw.http();
+    let switched = eventually(Duration::from_secs(20), || async {
+        lamp(&fleet, "lamp-0001").is_ok_and(|l| l.relay_on && l.dimming_pct == 60)
+    })
+    .await;
+    assert!(
+        switched,
+        "the scheduled lamp is on and dimmed: {:?}",
+        lamp(&fleet, "lamp-0001")
+    );
+    let verified = eventually(Duration::from_secs(10), || async {
+        get_json(&format!("{http}/api/modbus/commands?device=lamp-0001"))
+            .await
+            .ok()
+            .and_then(|v| v["commands"].as_array().cloned())
+            .is_some_and(|c| {
+                c.len() == 2
+                    && c.iter().all(|c| {
+                        c["by"] == "schedule:night"
+                            && c["source"] == "schedule"
+                            && c["verify"] == "verified"
+                    })
+            })
+    })
+    .await;
+    assert!(
+        verified,
+        "one relay and one dimming command, audited and verified"
+    );
+    // Nothing changes, so nothing more is sent; the unscheduled lamp is left alone.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = get_json(&format!("{http}/api/modbus/commands")).await?;
+    assert_eq!(all["commands"].as_array().map(Vec::len), Some(2), "{all:#}");
+    assert!(!lamp(&fleet, "lamp-0002")?.relay_on);
     Ok(())
 }

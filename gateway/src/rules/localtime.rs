@@ -158,12 +158,14 @@ impl LocalTime {
             .to_string()
     }
 
-    fn date_of(&self, t_ms: u64) -> Date {
+    /// The local date at `t_ms`.
+    pub fn date_of(&self, t_ms: u64) -> Date {
         let ts = Timestamp::from_millisecond(t_ms as i64).unwrap_or(Timestamp::UNIX_EPOCH);
         self.tz.to_datetime(ts).date()
     }
 
-    fn at(&self, d: Date, t: Time) -> u64 {
+    /// `t` on local date `d`, in ms (a time in a daylight-saving gap moves forward).
+    pub fn at(&self, d: Date, t: Time) -> u64 {
         let dt = DateTime::from_parts(d, t);
         self.tz
             .to_ambiguous_timestamp(dt)

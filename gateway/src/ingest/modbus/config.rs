@@ -34,6 +34,45 @@ pub struct ModbusConfig {
     pub device: Vec<ModbusDevice>,
     /// RS-485 buses.
     pub bus: Vec<RtuBus>,
+    /// Degrees north, for sunrise and sunset in schedules.
+    pub latitude: Option<f64>,
+    /// Degrees east.
+    pub longitude: Option<f64>,
+    /// How often schedules are evaluated, ms.
+    pub schedule_tick_ms: u64,
+    /// Lamp schedules.
+    pub schedule: Vec<ScheduleDef>,
+}
+
+/// `[[modbus.schedule]]`: when a set of lamps is on, and dimmed.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDef {
+    /// Name (commands are audited as `schedule:NAME`).
+    pub name: String,
+    /// Lamps by device id.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Lamps by zone (every Modbus street light in it).
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// On at: `"sunset+10m"`, `"18:30"`.
+    pub on: String,
+    /// Off at: `"sunrise-15m"`, `"06:30"`.
+    pub off: String,
+    /// Dimming windows.
+    #[serde(default)]
+    pub dim: Vec<DimDef>,
+}
+
+/// `[[modbus.schedule.dim]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DimDef {
+    /// Local window, `"23:00-05:00"`.
+    pub window: String,
+    /// Level, %.
+    pub level: u8,
 }
 
 impl Default for ModbusConfig {
@@ -47,6 +86,10 @@ impl Default for ModbusConfig {
             verify_polls: 3,
             device: Vec::new(),
             bus: Vec::new(),
+            latitude: None,
+            longitude: None,
+            schedule_tick_ms: 30_000,
+            schedule: Vec::new(),
         }
     }
 }
@@ -148,6 +191,11 @@ impl ModbusConfig {
             "must be at least 10 and at most backoff_max_ms",
         );
         check(
+            self.backoff_max_ms <= 3_600_000,
+            "modbus.backoff_max_ms".into(),
+            "must be at most 3600000 (an hour)",
+        );
+        check(
             self.max_gap <= 64,
             "modbus.max_gap".into(),
             "must be at most 64",
@@ -157,6 +205,63 @@ impl ModbusConfig {
             "modbus.verify_polls".into(),
             "must be between 1 and 100",
         );
+        check(
+            self.latitude.is_none_or(|l| (-90.0..=90.0).contains(&l)),
+            "modbus.latitude".into(),
+            "must be between -90 and 90",
+        );
+        check(
+            self.longitude.is_none_or(|l| (-180.0..=180.0).contains(&l)),
+            "modbus.longitude".into(),
+            "must be between -180 and 180",
+        );
+        check(
+            (100..=3_600_000).contains(&self.schedule_tick_ms),
+            "modbus.schedule_tick_ms".into(),
+            "must be between 100 and 3600000",
+        );
+        let mut names = HashSet::new();
+        for (i, s) in self.schedule.iter().enumerate() {
+            let k = |f: &str| format!("modbus.schedule[{i}].{f}");
+            check(
+                !s.name.is_empty() && names.insert(s.name.as_str()),
+                k("name"),
+                "must be set and unique",
+            );
+            check(
+                !s.devices.is_empty() || !s.zones.is_empty(),
+                k("devices"),
+                "name the lamps: `devices`, `zones` or both",
+            );
+            for d in &s.devices {
+                check(
+                    self.device.iter().any(|x| &x.id == d),
+                    k("devices"),
+                    &format!("`{d}` is no [[modbus.device]]"),
+                );
+            }
+            for (f, text) in [("on", &s.on), ("off", &s.off)] {
+                match super::schedule::Moment::parse(text) {
+                    Ok(m) => check(
+                        matches!(m, super::schedule::Moment::At(_))
+                            || (self.latitude.is_some() && self.longitude.is_some()),
+                        k(f),
+                        "sunrise and sunset need modbus.latitude and modbus.longitude",
+                    ),
+                    Err(e) => check(false, k(f), &e),
+                }
+            }
+            for (j, d) in s.dim.iter().enumerate() {
+                if let Err(e) = crate::rules::localtime::Window::parse(&d.window) {
+                    check(false, k(&format!("dim[{j}].window")), &e);
+                }
+                check(
+                    d.level <= 100,
+                    k(&format!("dim[{j}].level")),
+                    "must be 0-100",
+                );
+            }
+        }
         let mut buses = HashSet::new();
         for (i, b) in self.bus.iter().enumerate() {
             let k = |f: &str| format!("modbus.bus[{i}].{f}");

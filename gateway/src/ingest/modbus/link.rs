@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_modbus::client::{Context, Reader, Writer};
-use tokio_modbus::prelude::{Slave, SlaveContext};
+use tokio_modbus::client::{Client, Context, Writer};
+use tokio_modbus::prelude::{Request, Response, Slave, SlaveContext};
 
 use super::audit::CommandRecord;
 use super::config::{Parity, RtuBus};
@@ -82,6 +82,9 @@ struct Unit {
     retry_at: Option<Instant>,
     backoff: Duration,
     counter: u32,
+    /// Command checks ingest had no room for: sent with the next poll's report (a lost
+    /// check would leave a fault alarm raised, or never raise it).
+    unsent: Vec<linli_protocol::Report>,
 }
 
 /// Why a poll or a write failed in a way that drops the connection.
@@ -163,6 +166,7 @@ impl Link {
                     retry_at: None,
                     backoff: Duration::from_millis(shared.config.backoff_min_ms),
                     counter: seed,
+                    unsent: Vec::new(),
                     dev,
                 }
             })
@@ -215,7 +219,10 @@ impl Link {
                 continue;
             }
             let backing_off = self.units[i].retry_at.is_some_and(|t| now < t);
-            self.advance(i, &due, now, !backing_off);
+            // The first poll after a failure starts when the backoff ends, not on schedule:
+            // not jitter.
+            let recovering = self.units[i].retry_at.is_some();
+            self.advance(i, &due, now, !backing_off, !recovering);
             if backing_off {
                 continue;
             }
@@ -234,13 +241,13 @@ impl Link {
 
     /// Moves the due groups' schedule on, noting how late this poll starts; polls that
     /// fell wholly behind are counted as missed, not run in a burst.
-    fn advance(&mut self, i: usize, due: &[usize], now: Instant, polling: bool) {
+    fn advance(&mut self, i: usize, due: &[usize], now: Instant, polling: bool, on_time: bool) {
         let metrics = &self.shared.metrics;
         for g in due {
             let group = &mut self.units[i].groups[*g];
-            if polling {
+            if polling && on_time {
                 metrics.jitter(now - group.next_due);
-            } else {
+            } else if !polling {
                 metrics.missed.fetch_add(1, Relaxed);
             }
             group.next_due += group.period;
@@ -256,6 +263,14 @@ impl Link {
         if self.ctx.is_some() {
             return Ok(());
         }
+        let r = self.open(i).await;
+        if r.is_err() {
+            self.shared.metrics.connect_failures.fetch_add(1, Relaxed);
+        }
+        r
+    }
+
+    async fn open(&mut self, i: usize) -> Result<(), LinkError> {
         let timeout = Duration::from_millis(self.shared.config.timeout_ms);
         let unit = Slave(self.units[i].dev.unit);
         let ctx = match &self.transport {
@@ -279,15 +294,22 @@ impl Link {
                 let port = open_serial(bus).map_err(|e| {
                     LinkError::Transport(format!("open {}: {e}", bus.port.display()))
                 })?;
+                if self.connected_once {
+                    // Reopening after a failure: let a late reply from the unit that timed
+                    // out arrive, then drop it, so it cannot answer the next unit's request.
+                    tokio::time::sleep(RTU_QUIET).await;
+                    use tokio_serial::SerialPort;
+                    if let Err(e) = port.clear(tokio_serial::ClearBuffer::Input) {
+                        tracing::debug!(error = %e, "cannot clear the serial input buffer");
+                    }
+                }
                 tokio_modbus::client::rtu::attach_slave(port, unit)
             }
         };
         let m = &self.shared.metrics;
         m.connects.fetch_add(1, Relaxed);
         if self.connected_once {
-            for u in &self.units {
-                u.dev.status.lock().reconnects += 1;
-            }
+            self.units[i].dev.status.lock().reconnects += 1;
         }
         self.connected_once = true;
         tracing::debug!(link = %self.transport, "modbus connected");
@@ -346,13 +368,18 @@ impl Link {
         let mut read: Vec<usize> = Vec::new();
         let mut clean = true;
         let mut exception = None;
+        // Blocks a device refused as a whole (0x02: it does not implement some address the
+        // block spans): read register by register from the next poll on.
+        let mut split: Vec<(usize, usize)> = Vec::new();
         for g in due {
-            for b in &unit.groups[*g].blocks {
+            for (bi, b) in unit.groups[*g].blocks.iter().enumerate() {
                 let words = match tokio::time::timeout(timeout, read_block(ctx, b)).await {
                     Err(_) => return Err(LinkError::Timeout),
-                    Ok(Err(e)) => return Err(link_error(e)),
+                    Ok(Err(e)) => return Err(e),
                     Ok(Ok(Err(code))) => {
-                        let code = u8::from(code);
+                        if code == ILLEGAL_DATA_ADDRESS && b.registers.len() > 1 {
+                            split.push((*g, bi));
+                        }
                         metrics.exception(code);
                         exception = Some(code);
                         clean = false;
@@ -412,6 +439,15 @@ impl Link {
                         },
                     );
                 }
+            }
+        }
+        for (g, bi) in split.into_iter().rev() {
+            let group = &mut unit.groups[g];
+            let b = group.blocks.remove(bi);
+            tracing::info!(device = %unit.dev.id, start = b.start, count = b.count, "device refused a coalesced read (exception 0x02): reading its registers one by one");
+            let map = profile.map();
+            for r in b.registers {
+                group.blocks.extend(blocks(&map, &[r], 0));
             }
         }
         unit.retry_at = None;
@@ -475,10 +511,20 @@ impl Link {
                 }
             }
         }
+        // A lamp that is off may report any dimming level: dimming is judged while lit.
+        let dark = profile
+            .registers
+            .iter()
+            .position(|pr| pr.feeds == Some("relay_on"))
+            .and_then(current)
+            .is_some_and(|(v, _)| v < 0.5);
         for r in read {
             let Some((v, _)) = unit.values[*r] else {
                 continue;
             };
+            if dark && profile.registers[*r].feeds == Some("dimming_pct") {
+                continue;
+            }
             if let Some(o) = unit.verifier.observe(*r, v) {
                 let m = &self.shared.metrics;
                 if o.applied {
@@ -503,6 +549,7 @@ impl Link {
                 }
             }
         }
+        out.append(&mut unit.unsent);
         for report in out {
             unit.counter = unit.counter.wrapping_add(1);
             let reading = Reading {
@@ -525,6 +572,9 @@ impl Link {
                     .ingest_metrics
                     .reject(crate::ingest::Rejection::Overload);
                 self.shared.metrics.overload.fetch_add(1, Relaxed);
+                if matches!(report, linli_protocol::Report::CommandCheck(_)) {
+                    unit.unsent.push(report);
+                }
             } else {
                 self.shared.metrics.readings.fetch_add(1, Relaxed);
                 unit.dev.status.lock().readings += 1;
@@ -610,10 +660,12 @@ impl Link {
             return Ok(false);
         };
         let rb = &unit.dev.profile.registers[readback];
+        // What the register holds after the write (a value rounded to its type and scale).
+        let written = pr.reg.decode(&words).unwrap_or(c.value);
         let superseded = unit.verifier.expect(Pending {
             command: c.audit,
             readback,
-            requested: c.value,
+            requested: written,
             tolerance: pr.tolerance,
             polls_left: self.shared.config.verify_polls,
             target: target_of(rb.feeds),
@@ -646,6 +698,12 @@ fn phase(id: &str, period_ms: u64) -> Duration {
     Duration::from_millis(h % slots * PHASE_SLOT_MS)
 }
 
+/// How long a reopened serial line is left quiet before its input is dropped.
+const RTU_QUIET: Duration = Duration::from_millis(50);
+
+/// Modbus exception 0x02.
+const ILLEGAL_DATA_ADDRESS: u8 = 0x02;
+
 fn link_error(e: tokio_modbus::Error) -> LinkError {
     match e {
         tokio_modbus::Error::Transport(e) => LinkError::Transport(e.to_string()),
@@ -653,16 +711,40 @@ fn link_error(e: tokio_modbus::Error) -> LinkError {
     }
 }
 
-async fn read_block(ctx: &mut Context, b: &Block) -> tokio_modbus::Result<Vec<u16>> {
-    let bits = |r: tokio_modbus::Result<Vec<bool>>| {
-        r.map(|x| x.map(|v| v.into_iter().map(u16::from).collect()))
+/// Reads a block through `Client::call`, so a reply of the wrong length is our protocol
+/// error rather than tokio-modbus's debug assertion (which would end the link task).
+async fn read_block(ctx: &mut Context, b: &Block) -> Result<Result<Vec<u16>, u8>, LinkError> {
+    let request = match b.table {
+        Table::Holding => Request::ReadHoldingRegisters(b.start, b.count),
+        Table::Input => Request::ReadInputRegisters(b.start, b.count),
+        Table::Coil => Request::ReadCoils(b.start, b.count),
+        Table::Discrete => Request::ReadDiscreteInputs(b.start, b.count),
     };
-    match b.table {
-        Table::Holding => ctx.read_holding_registers(b.start, b.count).await,
-        Table::Input => ctx.read_input_registers(b.start, b.count).await,
-        Table::Coil => bits(ctx.read_coils(b.start, b.count).await),
-        Table::Discrete => bits(ctx.read_discrete_inputs(b.start, b.count).await),
+    let words = match ctx.call(request).await.map_err(link_error)? {
+        Err(code) => return Ok(Err(u8::from(code))),
+        Ok(Response::ReadHoldingRegisters(w) | Response::ReadInputRegisters(w)) => w,
+        Ok(Response::ReadCoils(bits) | Response::ReadDiscreteInputs(bits)) => {
+            bits.into_iter().map(u16::from).collect()
+        }
+        Ok(other) => {
+            return Err(LinkError::Protocol(format!(
+                "asked for {:?} {}+{}, got {other:?}",
+                b.table, b.start, b.count
+            )))
+        }
+    };
+    // Bits come padded to whole bytes; registers must be exactly what was asked for.
+    if words.len() < usize::from(b.count)
+        || (!b.table.is_bits() && words.len() != usize::from(b.count))
+    {
+        return Err(LinkError::Protocol(format!(
+            "asked for {} values at {}, got {}",
+            b.count,
+            b.start,
+            words.len()
+        )));
     }
+    Ok(Ok(words))
 }
 
 fn open_serial(bus: &RtuBus) -> std::io::Result<tokio_serial::SerialStream> {

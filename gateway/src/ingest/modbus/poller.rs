@@ -17,11 +17,15 @@ use super::audit::{Audit, AuditError, CommandRecord};
 use super::config::ModbusConfig;
 use super::link::{Command, Link, Transport};
 use super::profile::{Profile, Profiles};
+use super::registers::DataType;
+use super::schedule::{Moment, Place, Schedule};
 use super::stats::{PollerMetrics, Status};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::reading::Inbound;
 use crate::registry::{DeviceProfile, Registry, SubjectKind, Trust};
+use crate::rules::localtime::{LocalTime, Window};
+use linli_protocol::DeviceKind;
 
 /// Why the poller could not start. Names the config key to fix.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,14 @@ pub enum ModbusStartError {
     /// The audit database failed.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A schedule drives something it cannot.
+    #[error("modbus.schedule[{index}]: {message}")]
+    Schedule {
+        /// Schedule index.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Why a command was not carried out.
@@ -109,7 +121,8 @@ pub enum CommandError {
         /// The audit record.
         record: Box<CommandRecord>,
     },
-    /// The audit trail could not be written: the command was not sent.
+    /// The audit trail could not be written (before the write: nothing was sent; after
+    /// it: the write's outcome is not recorded — check the device before retrying).
     #[error("command audit failed: {0}")]
     Audit(String),
 }
@@ -177,14 +190,15 @@ pub struct Modbus {
 
 impl Modbus {
     /// Checks the devices against the profiles and the registry, registers new ones,
-    /// and starts one task per link. `profiles_text` is the site's profiles file, if any.
+    /// and starts one task per link and the schedules. `profiles_text` is the site's
+    /// profiles file, if any; `ingest` is the ingest worker's queue and its counters.
     pub fn start(
         config: &ModbusConfig,
         profiles_text: Option<&str>,
         data_dir: &std::path::Path,
         registry: &Registry,
-        ingest: mpsc::Sender<Inbound>,
-        ingest_metrics: Arc<Metrics>,
+        (ingest, ingest_metrics): (mpsc::Sender<Inbound>, Arc<Metrics>),
+        local: LocalTime,
         stop: watch::Receiver<bool>,
     ) -> Result<Arc<Modbus>, ModbusStartError> {
         let profiles = Profiles::build(profiles_text).map_err(ModbusStartError::Profiles)?;
@@ -200,6 +214,7 @@ impl Modbus {
             register(registry, index, d, &p)?;
             chosen.push(p);
         }
+        let schedules = schedules(config, &chosen)?;
         let audit = Audit::open(data_dir)?;
         let stale = audit.close_pending()?;
         if stale > 0 {
@@ -265,7 +280,86 @@ impl Modbus {
         if !devices.is_empty() {
             tracing::info!(devices = devices.len(), "modbus poller started");
         }
-        Ok(Arc::new(Modbus { devices, shared }))
+        let modbus = Arc::new(Modbus { devices, shared });
+        if !schedules.is_empty() {
+            let place = config
+                .latitude
+                .zip(config.longitude)
+                .map(|(latitude, longitude)| Place {
+                    latitude,
+                    longitude,
+                });
+            let tick = std::time::Duration::from_millis(config.schedule_tick_ms);
+            tokio::spawn(
+                modbus
+                    .clone()
+                    .run_schedules(schedules, local, place, tick, stop),
+            );
+        }
+        Ok(modbus)
+    }
+
+    /// Applies the schedules: each tick, every lamp whose desired relay or dimming differs
+    /// from what the schedule last commanded gets a command (audited as
+    /// `schedule:NAME`, verified like any other). At start, everything is commanded once.
+    /// A lamp that is not answering is retried on a later tick.
+    async fn run_schedules(
+        self: Arc<Self>,
+        schedules: Vec<Schedule>,
+        local: LocalTime,
+        place: Option<Place>,
+        tick: std::time::Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut applied: std::collections::HashMap<(String, &'static str), f64> =
+            Default::default();
+        let mut warned = std::collections::HashSet::new();
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let now = now_ms();
+            for s in &schedules {
+                let Some(want) = s.desired(&local, place, now) else {
+                    if warned.insert(s.name.clone()) {
+                        tracing::warn!(schedule = %s.name, "no sunrise or sunset today at these coordinates: schedule not applied");
+                    }
+                    continue;
+                };
+                let by = format!("schedule:{}", s.name);
+                for id in &s.devices {
+                    let Some(d) = self.devices.get(id) else {
+                        continue;
+                    };
+                    if d.status.lock().state == super::stats::LinkState::Down {
+                        continue;
+                    }
+                    for (metric, value) in [
+                        ("relay_on", f64::from(u8::from(want.relay_on))),
+                        ("dimming_pct", f64::from(want.dimming_pct)),
+                    ] {
+                        let key = (id.clone(), metric);
+                        if applied.get(&key) == Some(&value) {
+                            continue;
+                        }
+                        let Some(register) = d.profile.command_register(metric) else {
+                            continue;
+                        };
+                        match self.command(id, register, value, "schedule", &by).await {
+                            Ok(_) => {
+                                applied.insert(key, value);
+                            }
+                            Err(e) => {
+                                tracing::warn!(device = %id, schedule = %s.name, error = %e, "scheduled command failed; retried next tick");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Every device's status.
@@ -326,7 +420,9 @@ impl Modbus {
         if !r.writable {
             return Err(CommandError::ReadOnly(register.into()));
         }
-        let in_range = r.reg.min.is_none_or(|m| value >= m) && r.reg.max.is_none_or(|m| value <= m);
+        let in_range = r.reg.min.is_none_or(|m| value >= m)
+            && r.reg.max.is_none_or(|m| value <= m)
+            && (r.reg.data_type != DataType::Bool || value == 0.0 || value == 1.0);
         if !in_range || r.reg.encode(value).is_none() {
             return Err(CommandError::BadValue {
                 register: register.into(),
@@ -364,6 +460,58 @@ impl Modbus {
     }
 }
 
+/// Validated schedules with their lamps resolved (by id and by zone); every lamp must
+/// have relay and dimming commands, and belong to one schedule only.
+fn schedules(
+    config: &ModbusConfig,
+    profiles: &[Arc<Profile>],
+) -> Result<Vec<Schedule>, ModbusStartError> {
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (index, s) in config.schedule.iter().enumerate() {
+        let err = |message: String| ModbusStartError::Schedule { index, message };
+        let mut devices = Vec::new();
+        for (i, d) in config.device.iter().enumerate() {
+            let named = s.devices.contains(&d.id);
+            let zoned = s.zones.contains(&d.zone) && profiles[i].kind == DeviceKind::StreetLight;
+            if !(named || zoned) {
+                continue;
+            }
+            for metric in ["relay_on", "dimming_pct"] {
+                if profiles[i].command_register(metric).is_none() {
+                    return Err(err(format!(
+                        "device `{}` (profile {}) has no writable register verified by `{metric}`",
+                        d.id, profiles[i].name
+                    )));
+                }
+            }
+            if let Some(other) = owner.insert(&d.id, &s.name) {
+                return Err(err(format!(
+                    "device `{}` is also in schedule `{other}`",
+                    d.id
+                )));
+            }
+            devices.push(d.id.clone());
+        }
+        if devices.is_empty() {
+            return Err(err("names no lamp (check `devices` and `zones`)".into()));
+        }
+        let moment = |m: &str| Moment::parse(m).map_err(err);
+        let mut dims = Vec::new();
+        for d in &s.dim {
+            dims.push((Window::parse(&d.window).map_err(err)?, d.level));
+        }
+        out.push(Schedule {
+            name: s.name.clone(),
+            on: moment(&s.on)?,
+            off: moment(&s.off)?,
+            dims,
+            devices,
+        });
+    }
+    Ok(out)
+}
+
 fn view(d: &DeviceState) -> DeviceView {
     DeviceView {
         id: d.id.clone(),
@@ -376,6 +524,19 @@ fn view(d: &DeviceState) -> DeviceView {
     }
 }
 
+/// A polled device's heartbeat: twice the slowest interval of the registers that feed
+/// its report, so one late poll is not `late` (supervision counts missed heartbeats).
+fn heartbeat_s(d: &super::config::ModbusDevice, p: &Profile) -> u64 {
+    let slowest = p
+        .registers
+        .iter()
+        .filter(|r| r.feeds.is_some())
+        .map(|r| r.poll_ms.unwrap_or(d.poll_ms))
+        .max()
+        .unwrap_or(d.poll_ms);
+    (2 * slowest).div_ceil(1000).max(1)
+}
+
 /// Registers a configured device, or checks that the registered one is this polled
 /// device. Its heartbeat is its poll interval, so supervision marks it late and lost
 /// when polls stop answering.
@@ -385,7 +546,7 @@ fn register(
     d: &super::config::ModbusDevice,
     p: &Profile,
 ) -> Result<(), ModbusStartError> {
-    let heartbeat_s = d.poll_ms.div_ceil(1000).max(1);
+    let heartbeat_s = heartbeat_s(d, p);
     match registry.get(&d.id)? {
         Some(r) if r.profile.trust != Trust::Polled || r.profile.kind != p.kind => {
             Err(ModbusStartError::IdTaken {
@@ -400,12 +561,15 @@ fn register(
             })
         }
         Some(r) => {
-            if r.profile.zone != d.zone || r.profile.heartbeat_s != Some(heartbeat_s) {
-                tracing::warn!(
-                    device = %d.id,
-                    registered_zone = %r.profile.zone,
-                    "modbus device registered earlier with another zone or poll interval: the registry's entry is kept"
-                );
+            let subject = d.asset.clone().map(|a| (SubjectKind::Asset, a));
+            if r.profile.zone != d.zone
+                || r.profile.site != d.site
+                || r.profile.heartbeat_s != Some(heartbeat_s)
+                || r.profile.subject != subject
+            {
+                // The config is the truth for polled equipment: follow its changes.
+                registry.relocate_polled(&d.id, &d.site, &d.zone, subject.as_ref(), heartbeat_s)?;
+                tracing::info!(device = %d.id, zone = %d.zone, heartbeat_s, "modbus device's registration updated from the config");
             }
             Ok(())
         }

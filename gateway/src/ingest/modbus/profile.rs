@@ -66,6 +66,18 @@ impl Profile {
         self.registers.iter().position(|r| r.reg.name == name)
     }
 
+    /// The writable register whose read-back feeds `metric`: how a command sets it
+    /// (`relay_on` → `relay_command`, `dimming_pct` → `dimming_setpoint`).
+    pub fn command_register(&self, metric: &str) -> Option<&str> {
+        self.registers
+            .iter()
+            .find(|r| {
+                r.verifies
+                    .is_some_and(|v| self.registers[v].feeds == Some(metric))
+            })
+            .map(|r| r.reg.name.as_str())
+    }
+
     /// The plain register map, in profile order.
     pub fn map(&self) -> Vec<Register> {
         self.registers.iter().map(|r| r.reg.clone()).collect()

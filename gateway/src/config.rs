@@ -1095,6 +1095,62 @@ give_up_after_s = 86400
 #url = "http://127.0.0.1:9000/linli"
 #secret_env = "LINLI_PLATFORM_SECRET"
 #receives = "events"
+
+[modbus]
+# Equipment the gateway polls (gateway/MODBUS.md). Each [[modbus.device]] is registered
+# as a device of its profile's kind and its readings go through the same journal, store,
+# rules and alarms as MQTT ones. Shipped profiles: street-light, eastron-sdm,
+# pump-station (`linli modbus-profiles` prints them); add your own in a file:
+#profiles = "/etc/linli/modbus-profiles.toml"
+# Every request's timeout; a timeout drops the connection and backs the device off.
+timeout_ms = 1000
+backoff_min_ms = 500
+backoff_max_ms = 30000
+# Unread registers one read may span to join two values (a device that refuses such a
+# read is then read register by register).
+max_gap = 8
+# Polls after a command within which its read-back must show it (else `not_applied`,
+# and a relay_fault / dimming_fault / pump_fault alarm).
+verify_polls = 3
+# Where the sun rises and sets, for schedules (degrees north, east).
+#latitude = 31.23
+#longitude = 121.47
+schedule_tick_ms = 30000
+#
+#[[modbus.device]]
+#id = "lamp-0413"
+#profile = "street-light"
+#tcp = "10.20.0.13:502"
+#unit = 1
+#poll_ms = 1000
+#site = "city"
+#zone = "main-street"
+#asset = "L-0413"
+#
+#[[modbus.bus]]
+#name = "pump-house"
+#port = "/dev/ttyUSB0"
+#baud = 9600
+#parity = "none"
+#stop_bits = 1
+#
+#[[modbus.device]]
+#id = "sump-1"
+#profile = "pump-station"
+#bus = "pump-house"
+#unit = 3
+#poll_ms = 2000
+#site = "city"
+#zone = "underpass-7"
+#
+#[[modbus.schedule]]
+#name = "main-street-night"
+#zones = ["main-street"]
+#on = "sunset+10m"
+#off = "sunrise-15m"
+#[[modbus.schedule.dim]]
+#window = "23:00-05:00"
+#level = 50
 "#;
 
 #[cfg(test)]
@@ -1162,6 +1218,29 @@ mod tests {
             "the template shows the defaults"
         );
         assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn modbus_section_from_the_template_parses_and_validates() {
+        let section: String = TEMPLATE
+            .split("\n[modbus]")
+            .nth(1)
+            .expect("template documents [modbus]")
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .filter(|l| !l.starts_with(' ') && !l.starts_with("profiles"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&format!("[modbus]{section}"), Path::new("x.toml")).expect("parses");
+        assert_eq!(c.modbus.device.len(), 2);
+        assert_eq!(c.modbus.schedule[0].dim[0].level, 50);
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let d = crate::ingest::modbus::config::ModbusConfig::default();
+        assert_eq!(
+            (c.modbus.timeout_ms, c.modbus.max_gap, c.modbus.verify_polls),
+            (d.timeout_ms, d.max_gap, d.verify_polls),
+            "the template shows the defaults"
+        );
     }
 
     #[test]

@@ -55,6 +55,13 @@ enum Command {
     },
     /// Print the built-in routing (a starting point for your own routing file).
     DefaultRouting,
+    /// Check the config's Modbus equipment against the profiles (shipped and
+    /// `modbus.profiles`) and print each device, and each schedule with its lamps and
+    /// what it wants of them now.
+    CheckModbus,
+    /// Print the shipped Modbus profiles (street-light, eastron-sdm, pump-station): the
+    /// form for your own `modbus.profiles` file.
+    ModbusProfiles,
 }
 
 #[derive(Subcommand, Debug)]
@@ -216,6 +223,11 @@ fn run_cli(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::ModbusProfiles => {
+            print!("{}", linli_gateway::ingest::modbus::profile::SHIPPED);
+            Ok(())
+        }
+        Command::CheckModbus => check_modbus(cli.config.as_deref()),
         Command::DefaultRouting => {
             print!("{}", linli_gateway::notify::routing::DEFAULT_ROUTING);
             Ok(())
@@ -400,4 +412,68 @@ fn run(config_path: Option<&Path>) -> Result<()> {
     })?;
     // rumqttd has no shutdown; its threads end with the process.
     std::process::exit(0);
+}
+
+/// `linli check-modbus`.
+fn check_modbus(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use linli_gateway::ingest::modbus::{poller, schedule::Place};
+    let (config, source) = load_config(path)?;
+    let m = &config.modbus;
+    let text = match &m.profiles {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading modbus.profiles {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let plan = poller::plan(m, text.as_deref())?;
+    println!(
+        "{source}: ok ({} Modbus device(s), {} schedule(s))",
+        m.device.len(),
+        plan.schedules.len()
+    );
+    for (d, p) in m.device.iter().zip(&plan.profiles) {
+        let link = match (&d.tcp, &d.bus) {
+            (Some(a), _) => format!("tcp {a}"),
+            (None, Some(b)) => format!("bus {b}"),
+            (None, None) => "-".into(),
+        };
+        println!(
+            "  {} {} ({}) {link} unit {} every {} ms, zone {}",
+            d.id,
+            p.name,
+            p.kind.as_str(),
+            d.unit,
+            d.poll_ms,
+            d.zone
+        );
+    }
+    let local = config.rule_defaults().local;
+    let place = m
+        .latitude
+        .zip(m.longitude)
+        .map(|(latitude, longitude)| Place {
+            latitude,
+            longitude,
+        });
+    let now = linli_gateway::clock::now_ms();
+    for s in &plan.schedules {
+        let want = s.desired(&local, place, now).map_or_else(
+            || "no sunrise or sunset today here".to_string(),
+            |w| {
+                format!(
+                    "now: {} at {} %",
+                    if w.relay_on { "on" } else { "off" },
+                    w.dimming_pct
+                )
+            },
+        );
+        println!(
+            "  schedule {}: {} lamp(s); {want} ({})",
+            s.name,
+            s.devices.len(),
+            local.name()
+        );
+    }
+    Ok(())
 }

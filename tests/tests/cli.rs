@@ -202,3 +202,53 @@ fn check_routing_validates_against_the_configs_channels_and_names_every_bad_key(
     assert!(out.contains("no [[delivery.webhook]] named `sms`"), "{out}");
     Ok(())
 }
+
+#[test]
+fn check_modbus_lists_equipment_and_schedules_and_names_a_bad_profile() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (ok, shipped) = linli(&["modbus-profiles"], dir.path())?;
+    assert!(ok);
+    assert!(
+        linli_gateway::ingest::modbus::profile::parse(&shipped).is_ok_and(|p| p.len() == 3),
+        "the printed profiles are a valid profiles file"
+    );
+    // A site's own profile beside the shipped ones.
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        shipped
+            .replace("name = \"street-light\"", "name = \"acme-lamp\"")
+            .replace("name = \"eastron-sdm\"", "name = \"acme-meter\"")
+            .replace("name = \"pump-station\"", "name = \"acme-pump\""),
+    )?;
+    let config = "[modbus]\nprofiles = \"mine.toml\"\nlatitude = 31.23\nlongitude = 121.47\n\
+         [[modbus.device]]\nid = \"lamp-1\"\nprofile = \"acme-lamp\"\ntcp = \"127.0.0.1:1502\"\n\
+         site = \"city\"\nzone = \"main-street\"\n\
+         [[modbus.device]]\nid = \"meter-1\"\nprofile = \"eastron-sdm\"\ntcp = \"127.0.0.1:1502\"\n\
+         unit = 2\nsite = \"city\"\nzone = \"main-street\"\n\
+         [[modbus.schedule]]\nname = \"night\"\nzones = [\"main-street\"]\n\
+         on = \"sunset+10m\"\noff = \"sunrise-15m\"\n";
+    std::fs::write(dir.path().join("linli.toml"), config)?;
+    let (ok, out) = linli(&["check-modbus"], dir.path())?;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("linli.toml: ok (2 Modbus device(s), 1 schedule(s))"),
+        "{out}"
+    );
+    assert!(
+        out.contains("lamp-1 acme-lamp (street_light) tcp 127.0.0.1:1502"),
+        "{out}"
+    );
+    assert!(out.contains("schedule night: 1 lamp(s); now: "), "{out}");
+
+    std::fs::write(
+        dir.path().join("linli.toml"),
+        config.replace("eastron-sdm", "eastron"),
+    )?;
+    let (ok, out) = linli(&["check-modbus"], dir.path())?;
+    assert!(!ok);
+    assert!(
+        out.contains("modbus.device[1].profile: no profile `eastron`; known: acme-lamp"),
+        "{out}"
+    );
+    Ok(())
+}

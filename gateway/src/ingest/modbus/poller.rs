@@ -201,20 +201,13 @@ impl Modbus {
         local: LocalTime,
         stop: watch::Receiver<bool>,
     ) -> Result<Arc<Modbus>, ModbusStartError> {
-        let profiles = Profiles::build(profiles_text).map_err(ModbusStartError::Profiles)?;
-        let mut chosen = Vec::new();
-        for (index, d) in config.device.iter().enumerate() {
-            let p = profiles
-                .get(&d.profile)
-                .ok_or_else(|| ModbusStartError::UnknownProfile {
-                    index,
-                    name: d.profile.clone(),
-                    known: profiles.names().join(", "),
-                })?;
-            register(registry, index, d, &p)?;
-            chosen.push(p);
+        let Plan {
+            profiles: chosen,
+            schedules,
+        } = plan(config, profiles_text)?;
+        for (index, (d, p)) in config.device.iter().zip(&chosen).enumerate() {
+            register(registry, index, d, p)?;
         }
-        let schedules = schedules(config, &chosen)?;
         let audit = Audit::open(data_dir)?;
         let stale = audit.close_pending()?;
         if stale > 0 {
@@ -458,6 +451,39 @@ impl Modbus {
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)?
     }
+}
+
+/// What `[modbus]` asks for, checked against the profiles (no I/O): each device's
+/// profile, in config order, and the schedules with their lamps.
+#[derive(Debug)]
+pub struct Plan {
+    /// Profile of `config.device[i]`.
+    pub profiles: Vec<Arc<Profile>>,
+    /// Schedules.
+    pub schedules: Vec<Schedule>,
+}
+
+/// Checks the devices' profiles and the schedules; `profiles_text` is the site's
+/// profiles file, if any.
+pub fn plan(config: &ModbusConfig, profiles_text: Option<&str>) -> Result<Plan, ModbusStartError> {
+    let profiles = Profiles::build(profiles_text).map_err(ModbusStartError::Profiles)?;
+    let mut chosen = Vec::new();
+    for (index, d) in config.device.iter().enumerate() {
+        chosen.push(
+            profiles
+                .get(&d.profile)
+                .ok_or_else(|| ModbusStartError::UnknownProfile {
+                    index,
+                    name: d.profile.clone(),
+                    known: profiles.names().join(", "),
+                })?,
+        );
+    }
+    let schedules = schedules(config, &chosen)?;
+    Ok(Plan {
+        profiles: chosen,
+        schedules,
+    })
 }
 
 /// Validated schedules with their lamps resolved (by id and by zone); every lamp must

@@ -515,6 +515,24 @@ async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_oth
     Ok(())
 }
 
+/// Waits until command `id` of `device` has verification `verify` with read-back `observed`.
+async fn checked(http: &str, device: &str, id: i64, verify: &str, observed: f64) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        get_json(&format!("{http}/api/modbus/commands?device={device}"))
+            .await
+            .ok()
+            .and_then(|v| {
+                v["commands"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["id"] == id)
+                    .cloned()
+            })
+            .is_some_and(|c| c["verify"] == verify && c["observed"].as_f64() == Some(observed))
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimming_fault(
 ) -> Result<()> {
@@ -531,20 +549,7 @@ async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimm
     assert_eq!(rec["result"], "written");
     assert_eq!(rec["by"], "ops-li");
     let id = rec["id"].as_i64().context("command id")?;
-    let verified = eventually(Duration::from_secs(10), || async {
-        get_json(&format!("{http}/api/modbus/commands?device=lamp-0001"))
-            .await
-            .ok()
-            .and_then(|v| {
-                v["commands"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["id"] == id)
-                    .cloned()
-            })
-            .is_some_and(|c| c["verify"] == "verified" && c["observed"].as_f64() == Some(40.0))
-    })
-    .await;
+    let verified = checked(&http, "lamp-0001", id, "verified", 40.0).await;
     assert!(verified, "the next polls verified the dimming");
     let s = lamp(&fleet, "lamp-0001")?;
     assert_eq!(s.dimming_pct, 40);
@@ -556,20 +561,7 @@ async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimm
     let (status, rec) = write("lamp-0002", "dimming_setpoint", 30.0).await?;
     assert_eq!(status, 200, "{rec:#}");
     let id = rec["id"].as_i64().context("command id")?;
-    let failed = eventually(Duration::from_secs(10), || async {
-        get_json(&format!("{http}/api/modbus/commands?device=lamp-0002"))
-            .await
-            .ok()
-            .and_then(|v| {
-                v["commands"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["id"] == id)
-                    .cloned()
-            })
-            .is_some_and(|c| c["verify"] == "not_applied" && c["observed"].as_f64() == Some(100.0))
-    })
-    .await;
+    let failed = checked(&http, "lamp-0002", id, "not_applied", 100.0).await;
     assert!(failed, "the deaf lamp's command is not applied");
     let raised = eventually(Duration::from_secs(10), || async {
         alarm(&http, "dimming_fault", "lamp-0002").await.is_some()
@@ -717,5 +709,79 @@ async fn a_schedule_switches_and_dims_its_lamps_with_audited_verified_commands()
     let all = get_json(&format!("{http}/api/modbus/commands")).await?;
     assert_eq!(all["commands"].as_array().map(Vec::len), Some(2), "{all:#}");
     assert!(!lamp(&fleet, "lamp-0002")?.relay_on);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_unit_on_an_rtu_bus_does_not_stop_its_neighbour() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (_socat, gw_end, dev_end) = pty_pair(dir.path())?;
+    let equipment = linli_sim::modbus::Equipment::new();
+    for unit in [1, 2] {
+        equipment.insert(unit, linli_sim::modbus::Lamp::new(Default::default()))?;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        linli_sim::modbus::serve_rtu(Path::new(&dev_end), 19200, equipment.clone(), async {
+            let _ = stopped.await;
+        })?;
+    let server = tokio::spawn(server);
+    let profiles = dir.path().join("none.toml");
+    std::fs::write(&profiles, "")?;
+    let gw = TestGateway::start(|c| {
+        modbus_defaults(c, &profiles);
+        c.modbus.bus.push(RtuBus {
+            name: "rs485-1".into(),
+            port: gw_end.clone().into(),
+            baud: 19200,
+            parity: Default::default(),
+            stop_bits: 1,
+        });
+        for unit in [1u8, 2] {
+            let mut d = device(&format!("lamp-{unit}"), "street-light", 500);
+            d.bus = Some("rs485-1".into());
+            d.unit = unit;
+            c.modbus.device.push(d);
+        }
+    })
+    .await?;
+    let http = gw.http();
+    for id in ["lamp-1", "lamp-2"] {
+        registers_read(&http, id, &["power_w".to_string()]).await?;
+    }
+    equipment.set_fault(1, Some(Fault::Silent))?;
+    let down = eventually(Duration::from_secs(10), || async {
+        device_json(&http, "lamp-1")
+            .await
+            .is_ok_and(|d| d["state"] == "down")
+    })
+    .await;
+    assert!(down, "the silent unit times out");
+    let count = |d: &Value, k: &str| d[k].as_u64().unwrap_or(0);
+    let before = device_json(&http, "lamp-2").await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = device_json(&http, "lamp-2").await?;
+    // 8 polls due in 4 s; the dead unit's timeouts (backed off) only slow the bus down.
+    assert!(
+        count(&after, "readings") >= count(&before, "readings") + 4,
+        "{before:#} {after:#}"
+    );
+    assert_eq!(
+        count(&after, "failures"),
+        count(&before, "failures"),
+        "{after:#}"
+    );
+    assert!(count(&device_json(&http, "lamp-1").await?, "timeouts") >= 2);
+
+    equipment.set_fault(1, None)?;
+    let back = eventually(Duration::from_secs(20), || async {
+        device_json(&http, "lamp-1")
+            .await
+            .is_ok_and(|d| d["state"] == "up" && d["consecutive_failures"] == 0)
+    })
+    .await;
+    assert!(back, "the unit is polled again once it answers");
+    let _ = stop.send(());
+    let _ = server.await;
     Ok(())
 }

@@ -439,7 +439,8 @@ impl Modbus {
             "modbus command"
         );
         let (reply, rx) = oneshot::channel();
-        d.link
+        let sent = d
+            .link
             .send(Command {
                 unit: d.index,
                 register: index,
@@ -447,9 +448,17 @@ impl Modbus {
                 audit: id,
                 reply,
             })
-            .await
-            .map_err(|_| CommandError::Stopped)?;
-        rx.await.map_err(|_| CommandError::Stopped)?
+            .await;
+        match (sent, rx.await) {
+            (Ok(()), Ok(outcome)) => outcome,
+            _ => {
+                // The link is gone (the gateway is stopping): say so in the audit too.
+                let _ = tokio::task::block_in_place(|| {
+                    audit.written(id, Some("not sent: the poller stopped"), false)
+                });
+                Err(CommandError::Stopped)
+            }
+        }
     }
 }
 

@@ -133,6 +133,24 @@ fn samples() -> Vec<(Uplink, &'static str)> {
             "808aa0c906 0e fd11 8028 fc11 ec0e 8927 c0c407",
         ),
         (u(Report::ConnectionLost), "808aa0c9060f"),
+        (
+            u(Report::PumpStation(PumpStation {
+                level_mm: 820,
+                pump_on: true,
+                pump_current_ca: 850,
+                flow_dlps: 250,
+            })),
+            "808aa0c906 10 b406 01 d206 fa01",
+        ),
+        (
+            u(Report::CommandCheck(CommandCheck {
+                target: CommandTarget::Dimming,
+                requested: 40,
+                observed: 100,
+                applied: false,
+            })),
+            "808aa0c906 11 01 50 c801 00",
+        ),
     ]
 }
 

@@ -785,3 +785,72 @@ async fn a_silent_unit_on_an_rtu_bus_does_not_stop_its_neighbour() -> Result<()>
     let _ = server.await;
     Ok(())
 }
+
+async fn stored_power_times(http: &str) -> Result<std::collections::BTreeSet<i64>> {
+    let r = get_json(&format!(
+        "{http}/api/series?device=lamp-0001&metric=power_w&from=0&to=now"
+    ))
+    .await?;
+    let points = r["points"].as_array().cloned().unwrap_or_default();
+    Ok(points.iter().filter_map(|p| p[0].as_i64()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_keeps_stored_polled_readings_and_the_command_audit() -> Result<()> {
+    let fleet = Fleet::start(&FleetConfig {
+        lamps: 1,
+        units_per_listener: 1,
+        ..FleetConfig::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let lamp = &fleet.devices()[0];
+    let extra = format!(
+        "[modbus]\ntimeout_ms = 300\nbackoff_min_ms = 100\nbackoff_max_ms = 400\n\
+         [[modbus.device]]\nid = \"{}\"\nprofile = \"street-light\"\ntcp = \"{}\"\nunit = {}\n\
+         poll_ms = 200\nsite = \"city\"\nzone = \"main-street\"\n",
+        lamp.id, lamp.addr, lamp.unit
+    );
+    let (config, mqtt, http_addr) = linli_system_tests::write_process_config(dir.path(), &extra)?;
+    let mut gw = linli_system_tests::spawn_gateway(&config, mqtt, http_addr).await?;
+    let http = gw.http.clone();
+    let (status, rec) = post_json(
+        &format!("{http}/api/modbus/devices/lamp-0001/write"),
+        serde_json::json!({"register": "dimming_setpoint", "value": 70, "by": "ops-li"}),
+    )
+    .await?;
+    assert_eq!(status, 200, "{rec:#}");
+    let id = rec["id"].as_i64().context("id")?;
+    assert!(checked(&http, "lamp-0001", id, "verified", 70.0).await);
+    let stored = eventually(Duration::from_secs(20), || async {
+        stored_power_times(&http).await.is_ok_and(|t| t.len() >= 10)
+    })
+    .await;
+    assert!(stored, "polled readings stored");
+    let before = stored_power_times(&http).await?;
+    gw.child.kill()?; // SIGKILL
+    let _ = gw.child.wait();
+
+    let gw = linli_system_tests::spawn_gateway(&config, mqtt, http_addr).await?;
+    let after = stored_power_times(&gw.http).await?;
+    let lost: Vec<&i64> = before.difference(&after).collect();
+    assert!(
+        lost.is_empty(),
+        "stored before the kill, gone after: {lost:?}"
+    );
+    let audit = get_json(&format!("{}/api/modbus/commands?device=lamp-0001", gw.http)).await?;
+    let c = &audit["commands"][0];
+    assert_eq!(
+        (c["id"].as_i64(), &c["verify"], &c["by"]),
+        (Some(id), &Value::from("verified"), &Value::from("ops-li"))
+    );
+    // And polling goes on after the restart.
+    let more = eventually(Duration::from_secs(20), || async {
+        stored_power_times(&gw.http)
+            .await
+            .is_ok_and(|t| t.len() > after.len())
+    })
+    .await;
+    assert!(more, "polling resumed");
+    Ok(())
+}

@@ -33,8 +33,13 @@ fi
 # InfluxDB v2 write API); the tests start their own on a free port.
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# The device firmware's no_std logic is built for a Cortex-M4F as well as tested on the host.
+rustup target list --installed | grep -qx thumbv7em-none-eabihf \
+  || rustup target add thumbv7em-none-eabihf
 
 echo "==> building"
 cargo build --workspace --all-targets --locked
+echo "==> building the firmware for thumbv7em-none-eabihf"
+cargo build -p linli-firmware --target thumbv7em-none-eabihf --locked
 echo "==> testing"
 cargo nextest run --workspace --locked --no-fail-fast

@@ -549,7 +549,8 @@ impl Link {
                 }
             }
         }
-        out.append(&mut unit.unsent);
+        // Checks held back go first: an older outcome must not land after a newer one.
+        out.splice(0..0, unit.unsent.drain(..));
         for report in out {
             unit.counter = unit.counter.wrapping_add(1);
             let reading = Reading {

@@ -33,23 +33,26 @@ impl Moment {
                 if rest.is_empty() {
                     return Ok(make(0));
                 }
-                let (sign, num) = match rest.split_at(1) {
-                    ("+", n) => (1, n),
-                    ("-", n) => (-1, n),
-                    _ => return Err(format!("`{s}`: write {name}, {name}+10m or {name}-1h")),
+                let (sign, num) = if let Some(n) = rest.strip_prefix('+') {
+                    (1, n)
+                } else if let Some(n) = rest.strip_prefix('-') {
+                    (-1, n)
+                } else {
+                    return Err(format!("`{s}`: write {name}, {name}+10m or {name}-1h"));
                 };
                 let (n, per) = match num.strip_suffix('h') {
                     Some(h) => (h, 60),
                     None => (num.strip_suffix('m').unwrap_or(num), 1),
                 };
                 let n: i64 = n
-                    .parse()
+                    .parse::<u16>()
                     .ok()
-                    .filter(|n: &i64| *n * per <= 720)
+                    .map(|n| i64::from(n) * per)
+                    .filter(|n| *n <= 720)
                     .ok_or_else(|| {
                         format!("`{s}`: the offset is whole minutes (m) or hours (h), at most 12 h")
                     })?;
-                return Ok(make(sign * n * per));
+                return Ok(make(sign * n));
             }
         }
         s.parse::<Time>()

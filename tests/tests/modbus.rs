@@ -260,6 +260,24 @@ async fn pymodbus_tcp_every_type_and_word_order_decodes_and_the_reading_is_store
     Ok(())
 }
 
+/// Units 1 and 2 (`{prefix}-1`, `{prefix}-2`, polled every 500 ms) on the serial bus
+/// `rs485-1` at `port`.
+fn two_units_on_a_bus(c: &mut Config, port: &str, prefix: &str, profile: &str) {
+    c.modbus.bus.push(RtuBus {
+        name: "rs485-1".into(),
+        port: port.into(),
+        baud: 19200,
+        parity: Default::default(),
+        stop_bits: 1,
+    });
+    for unit in [1u8, 2] {
+        let mut d = device(&format!("{prefix}-{unit}"), profile, 500);
+        d.bus = Some("rs485-1".into());
+        d.unit = unit;
+        c.modbus.device.push(d);
+    }
+}
+
 /// A socat pty pair: the gateway opens one end, pymodbus the other.
 fn pty_pair(dir: &Path) -> Result<(Peer, String, String)> {
     let (a, b) = (dir.join("gw"), dir.join("dev"));
@@ -290,19 +308,7 @@ async fn pymodbus_rtu_two_units_on_one_bus_are_polled_in_turn() -> Result<()> {
     let gw = TestGateway::start(|c| {
         modbus_defaults(c, &profiles);
         c.modbus.timeout_ms = 1000;
-        c.modbus.bus.push(RtuBus {
-            name: "rs485-1".into(),
-            port: gw_end.clone().into(),
-            baud: 19200,
-            parity: Default::default(),
-            stop_bits: 1,
-        });
-        for unit in [1, 2] {
-            let mut d = device(&format!("sump-{unit}"), "all-types", 500);
-            d.bus = Some("rs485-1".into());
-            d.unit = unit;
-            c.modbus.device.push(d);
-        }
+        two_units_on_a_bus(c, &gw_end, "sump", "all-types");
     })
     .await?;
     let http = gw.http();
@@ -732,19 +738,7 @@ async fn a_silent_unit_on_an_rtu_bus_does_not_stop_its_neighbour() -> Result<()>
     std::fs::write(&profiles, "")?;
     let gw = TestGateway::start(|c| {
         modbus_defaults(c, &profiles);
-        c.modbus.bus.push(RtuBus {
-            name: "rs485-1".into(),
-            port: gw_end.clone().into(),
-            baud: 19200,
-            parity: Default::default(),
-            stop_bits: 1,
-        });
-        for unit in [1u8, 2] {
-            let mut d = device(&format!("lamp-{unit}"), "street-light", 500);
-            d.bus = Some("rs485-1".into());
-            d.unit = unit;
-            c.modbus.device.push(d);
-        }
+        two_units_on_a_bus(c, &gw_end, "lamp", "street-light");
     })
     .await?;
     let http = gw.http();

@@ -18,6 +18,8 @@ command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
   || need_apt+=(python3-pymodbus python3-serial python3-serial-asyncio)
 command -v socat >/dev/null || need_apt+=(socat)
 command -v mbpoll >/dev/null || need_apt+=(mbpoll)
+# The pendant firmware's on-target test runs on an emulated Cortex-M4 (mps2-an386).
+command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -37,9 +39,14 @@ command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 rustup target list --installed | grep -qx thumbv7em-none-eabihf \
   || rustup target add thumbv7em-none-eabihf
 
+# No incremental caches: a one-off build does not reuse them, and they cost gigabytes.
+export CARGO_INCREMENTAL=0
 echo "==> building"
 cargo build --workspace --all-targets --locked
 echo "==> building the firmware for thumbv7em-none-eabihf"
 cargo build -p linli-firmware --target thumbv7em-none-eabihf --locked
+# The on-target test binary (cortex-m-rt + semihosting) that tests/firmware_qemu.rs runs
+# under QEMU; built here, so the test finds it ready and runs what this commit builds.
+cargo build -p linli-firmware-qemu --target thumbv7em-none-eabihf --release --locked
 echo "==> testing"
 cargo nextest run --workspace --locked --no-fail-fast

@@ -124,7 +124,7 @@ impl SimDevice {
         let (h, body) = seal::open(&self.key, FrameClass::Ack, &self.id, &mut f).ok()?;
         match decode_downlink(body).ok()? {
             Downlink::Ack { counter } if counter == h.counter => Some(counter),
-            Downlink::Ack { .. } => None,
+            _ => None,
         }
     }
 }

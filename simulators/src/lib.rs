@@ -11,6 +11,7 @@ pub mod bench_alarms;
 pub mod bench_delivery;
 pub mod bench_modbus;
 pub mod bench_store;
+pub mod board;
 pub mod corpus;
 pub mod device;
 pub mod load;

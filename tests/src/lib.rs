@@ -1,10 +1,11 @@
 //! Support for the black-box system tests: start a gateway (in-process or as the real
 //! `linli` binary) on free loopback ports, provision devices, talk MQTT with real clients
-//! and read the HTTP API.
+//! and read the HTTP API; build device firmware and run it under QEMU ([`qemu`]).
 //!
 //! Owns test plumbing only; every assertion lives in `tests/*.rs`.
 
 pub mod fixture;
+pub mod qemu;
 pub mod receivers;
 
 use std::net::{SocketAddr, TcpListener};
@@ -395,6 +396,13 @@ pub fn write_process_config(dir: &Path, extra: &str) -> Result<(PathBuf, SocketA
 
 /// Runs `linli provision` against `config` and returns the device.
 pub fn provision_cli(config: &Path, id: &str, kind: &str) -> Result<SimDevice> {
+    Ok(SimDevice::from_credentials_json(&provision_json(
+        config, id, kind,
+    )?)?)
+}
+
+/// Runs `linli provision --format json` against `config`; the credentials JSON it printed.
+pub fn provision_json(config: &Path, id: &str, kind: &str) -> Result<String> {
     let out = Command::new(linli_bin()?)
         .args([
             "provision",
@@ -415,9 +423,7 @@ pub fn provision_cli(config: &Path, id: &str, kind: &str) -> Result<SimDevice> {
     if !out.status.success() {
         bail!("provision failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(SimDevice::from_credentials_json(std::str::from_utf8(
-        &out.stdout,
-    )?)?)
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Starts `linli run` with `config` and waits for `/healthz`.

@@ -7,17 +7,31 @@
 //! events it decides on; none touches a HAL, a clock or the network, so host tests drive
 //! them at simulated speed. Sensor adapters, application loops, the outbox and the MQTT
 //! publisher build on these (issue 7, still to come).
+//!
+//! [`sensors`] adapts the embedded-hal 1.0 driver crates (LIS3DH, MAX30102, INA219,
+//! VL53L0X) and our own ADC and echo-timer traits to the units these machines take;
+//! [`virtual_sensors`] simulates those chips at register level, so the real drivers run
+//! on the host, in simulators and under QEMU.
 
 #![no_std]
 
+pub mod app;
+pub mod backoff;
 pub mod bed;
 pub mod debounce;
 pub mod door;
 pub mod fall;
 pub mod manhole;
 pub mod motion;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+pub mod node;
+pub mod outbox;
+pub mod publish;
+pub mod sensors;
 pub mod sos;
 pub mod street_light;
+pub mod virtual_sensors;
 pub mod vitals;
 pub mod waste_bin;
 pub mod water_level;

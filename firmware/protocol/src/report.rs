@@ -348,6 +348,8 @@ pub enum CommandTarget {
     Dimming,
     /// A pump's run command.
     Pump,
+    /// A device's settings (`requested` and `observed` carry the config frame's counter).
+    Config,
 }
 
 impl CommandTarget {
@@ -357,6 +359,7 @@ impl CommandTarget {
             CommandTarget::Relay => "relay",
             CommandTarget::Dimming => "dimming",
             CommandTarget::Pump => "pump",
+            CommandTarget::Config => "config",
         }
     }
 
@@ -366,6 +369,7 @@ impl CommandTarget {
             CommandTarget::Relay => "relay_fault",
             CommandTarget::Dimming => "dimming_fault",
             CommandTarget::Pump => "pump_fault",
+            CommandTarget::Config => "config_fault",
         }
     }
 }
@@ -433,6 +437,71 @@ pub enum Downlink {
         /// The acknowledged uplink frame counter.
         counter: u32,
     },
+    /// New settings (`down/config`); the device applies them and answers with a
+    /// [`CommandCheck`] of target [`CommandTarget::Config`].
+    Config(Settings),
+    /// Do something now (`down/cmd`); the device answers with a [`CommandCheck`] of the
+    /// command's target, saying what it observed afterwards.
+    Command(Command),
+}
+
+/// Device settings sent by the gateway. `None` keeps the device's current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Heartbeat interval, seconds.
+    pub heartbeat_s: Option<u16>,
+    /// Telemetry interval in normal times, seconds.
+    pub report_s: Option<u16>,
+    /// Telemetry interval while an alarm condition lasts, seconds.
+    pub alarm_report_s: Option<u16>,
+    /// One detection threshold of the device's kind.
+    pub threshold: Option<Threshold>,
+}
+
+/// A detection threshold; each belongs to the device kinds that detect it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Threshold {
+    /// Pendant: impact that can start a fall, mg.
+    ImpactMg(u16),
+    /// Water-level gauge and manhole: alarm level, mm.
+    WaterAlarmMm(u16),
+    /// Manhole: tilt from the installed baseline that means "open", 0.01°.
+    TiltAlarmCdeg(u16),
+    /// Waste bin: fill that means "full", %.
+    BinFullPct(u8),
+}
+
+/// A command to equipment a device drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Switch a lamp circuit's relay.
+    Relay {
+        /// Lamp on.
+        on: bool,
+    },
+    /// Set a lamp's dimming level.
+    Dim {
+        /// Light output, % of full.
+        percent: u8,
+    },
+    /// Run or stop a pump.
+    Pump {
+        /// Pump runs.
+        on: bool,
+    },
+}
+
+impl Command {
+    /// What the command sets and the value it asks for, as a [`CommandCheck`] states it.
+    pub const fn target(&self) -> (CommandTarget, i32) {
+        match *self {
+            Command::Relay { on } => (CommandTarget::Relay, on as i32),
+            Command::Dim { percent } => (CommandTarget::Dimming, percent as i32),
+            Command::Pump { on } => (CommandTarget::Pump, on as i32),
+        }
+    }
 }
 
 impl Report {

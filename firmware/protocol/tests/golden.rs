@@ -289,3 +289,30 @@ fn every_json_example_in_wire_md_parses_and_names_its_channel() {
         assert_eq!(m.report.channel().as_str(), channel, "{row}");
     }
 }
+
+#[test]
+fn golden_bytes_of_every_downlink() {
+    use linli_protocol::report::{Command, Settings, Threshold};
+    let cases: [(Downlink, &str); 5] = [
+        (Downlink::Ack { counter: 300 }, "00ac02"),
+        (
+            Downlink::Config(Settings {
+                heartbeat_s: Some(600),
+                report_s: None,
+                alarm_report_s: Some(10),
+                threshold: Some(Threshold::WaterAlarmMm(150)),
+            }),
+            "01 01d804 00 010a 01019601",
+        ),
+        (Downlink::Config(Settings::default()), "0100000000"),
+        (Downlink::Command(Command::Dim { percent: 40 }), "020128"),
+        (Downlink::Command(Command::Pump { on: true }), "020201"),
+    ];
+    for (downlink, golden) in cases {
+        let mut buf = [0u8; 32];
+        let bytes = encode_downlink(&downlink, &mut buf).unwrap();
+        let golden: String = golden.chars().filter(|c| !c.is_whitespace()).collect();
+        assert_eq!(hex(bytes), golden, "{downlink:?}");
+        assert_eq!(decode_downlink(bytes).unwrap(), downlink);
+    }
+}

@@ -1,0 +1,363 @@
+//! The outbox: every report a device made, kept until the gateway's application-level
+//! ack for its frame counter, in a fixed number of slots (heapless, no alloc).
+//!
+//! Alarms (reports on the `event` channel: falls, SOS, hazards, tamper) have `ALARMS`
+//! reserved slots that telemetry never takes; when those are full an alarm may also take
+//! a shared slot, evicting the oldest telemetry. Telemetry that finds the shared slots
+//! full evicts the oldest telemetry (a newer reading is worth more). An alarm that finds
+//! every slot held by alarms is refused, and the caller counts it: nothing leaves the
+//! outbox silently. Every eviction is counted.
+//!
+//! Sending order is alarms first, then telemetry, each oldest counter first. A frame
+//! is sent again when unacked after `resend_ms`, and every frame is due again after a
+//! reconnect. Entries keep the report, not the sealed bytes: sealing again with the same
+//! key and counter gives the same frame, and a frame that fell too far behind the
+//! gateway's anti-replay window gets a new counter (see [`Outbox::renumber_stale`]).
+//!
+//! Does not own sealing, the counter source or the connection (see [`crate::node`]).
+
+use heapless::Vec;
+use linli_protocol::replay::{is_after, WINDOW};
+use linli_protocol::topic::UpChannel;
+use linli_protocol::Uplink;
+
+/// How urgent an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Falls, SOS, hazards, tamper: reserved slots, sent first.
+    Alarm,
+    /// Everything else.
+    Telemetry,
+}
+
+impl Priority {
+    /// The priority of an uplink: alarms are what travels on the `event` channel.
+    pub fn of(uplink: &Uplink) -> Priority {
+        if uplink.report.channel() == UpChannel::Event {
+            Priority::Alarm
+        } else {
+            Priority::Telemetry
+        }
+    }
+}
+
+/// One report waiting for its ack.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entry {
+    /// Frame counter it is sealed under.
+    pub counter: u32,
+    /// What it says.
+    pub uplink: Uplink,
+    /// Alarm or telemetry.
+    pub priority: Priority,
+    /// When it was last handed to the publisher, ms since boot.
+    pub sent_ms: Option<u64>,
+}
+
+/// Why [`Outbox::push`] refused an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every slot holds an unacked alarm.
+    FullOfAlarms,
+}
+
+/// What [`Outbox::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pushed {
+    /// Stored in a free slot.
+    Stored,
+    /// Stored in place of this older telemetry entry, which is lost.
+    Evicted(Entry),
+}
+
+/// Counters since boot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Entries acked by the gateway.
+    pub acked: u32,
+    /// Telemetry entries evicted by newer ones.
+    pub evicted: u32,
+    /// Alarms refused because every slot held an alarm.
+    pub refused: u32,
+    /// Entries given a new counter because the old one fell behind the replay window.
+    pub renumbered: u32,
+}
+
+/// `N` slots in all, `ALARMS` of them reserved for alarms.
+#[derive(Debug)]
+pub struct Outbox<const N: usize, const ALARMS: usize> {
+    entries: Vec<Entry, N>,
+    resend_ms: u64,
+    stats: OutboxStats,
+}
+
+impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
+    const CHECK: () = assert!(ALARMS < N, "an outbox needs at least one shared slot");
+
+    /// An empty outbox that resends unacked frames after `resend_ms`.
+    pub fn new(resend_ms: u64) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHECK;
+        Outbox {
+            entries: Vec::new(),
+            resend_ms,
+            stats: OutboxStats::default(),
+        }
+    }
+
+    /// Entries waiting for their ack.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Nothing waits for an ack.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Unacked alarms.
+    pub fn alarms(&self) -> usize {
+        self.count(Priority::Alarm)
+    }
+
+    /// Counters since boot.
+    pub fn stats(&self) -> OutboxStats {
+        self.stats
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    fn count(&self, p: Priority) -> usize {
+        self.entries.iter().filter(|e| e.priority == p).count()
+    }
+
+    /// Keeps `uplink`, sealed under `counter`, until its ack.
+    pub fn push(&mut self, counter: u32, uplink: Uplink) -> Result<Pushed, Refused> {
+        let priority = Priority::of(&uplink);
+        let entry = Entry {
+            counter,
+            uplink,
+            priority,
+            sent_ms: None,
+        };
+        let telemetry = self.count(Priority::Telemetry);
+        let room = match priority {
+            // An alarm may use any free slot.
+            Priority::Alarm => self.entries.len() < N,
+            // Telemetry may not eat into the alarms' reserve.
+            Priority::Telemetry => telemetry < N - ALARMS && self.entries.len() < N,
+        };
+        if room {
+            // Cannot fail: room was checked above.
+            let _ = self.entries.push(entry);
+            return Ok(Pushed::Stored);
+        }
+        let Some(oldest) = self.oldest(Priority::Telemetry) else {
+            self.stats.refused += 1;
+            return Err(Refused::FullOfAlarms);
+        };
+        let evicted = core::mem::replace(&mut self.entries[oldest], entry);
+        self.stats.evicted += 1;
+        Ok(Pushed::Evicted(evicted))
+    }
+
+    /// The newest counter held, in wrapping counter order.
+    fn newest(&self) -> Option<u32> {
+        self.entries.iter().map(|e| e.counter).max_by(|a, b| {
+            if is_after(*a, *b) {
+                core::cmp::Ordering::Greater
+            } else {
+                core::cmp::Ordering::Less
+            }
+        })
+    }
+
+    fn oldest(&self, p: Priority) -> Option<usize> {
+        // Oldest = the one whose counter is furthest behind the newest.
+        let newest = self.newest()?;
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.priority == p)
+            .max_by_key(|(_, e)| newest.wrapping_sub(e.counter))
+            .map(|(i, _)| i)
+    }
+
+    /// The gateway journaled the frame with `counter`: forget it. False if unknown
+    /// (already acked, or an ack for another boot's frame).
+    pub fn ack(&mut self, counter: u32) -> bool {
+        match self.entries.iter().position(|e| e.counter == counter) {
+            Some(i) => {
+                self.entries.swap_remove(i);
+                self.stats.acked += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After a reconnect every unacked frame is due again.
+    pub fn reconnected(&mut self) {
+        for e in &mut self.entries {
+            e.sent_ms = None;
+        }
+    }
+
+    /// The next entry to send at `now_ms`: never sent, or unacked for `resend_ms`;
+    /// alarms before telemetry, older counters first. Call [`Outbox::mark_sent`] once it
+    /// is handed to the publisher.
+    pub fn next_due(&self, now_ms: u64) -> Option<&Entry> {
+        let due = |e: &&Entry| match e.sent_ms {
+            None => true,
+            Some(t) => now_ms.saturating_sub(t) >= self.resend_ms,
+        };
+        let newest = self.newest()?;
+        self.entries.iter().filter(due).min_by_key(|e| {
+            (
+                e.priority,
+                core::cmp::Reverse(newest.wrapping_sub(e.counter)),
+            )
+        })
+    }
+
+    /// The entry with `counter` was handed to the publisher at `now_ms`.
+    pub fn mark_sent(&mut self, counter: u32, now_ms: u64) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.counter == counter) {
+            e.sent_ms = Some(now_ms);
+        }
+    }
+
+    /// Gives a new counter (from `next`) to every entry so far behind `current` that
+    /// the gateway would refuse it as stale; half the window is kept as margin. Returns
+    /// how many were renumbered.
+    pub fn renumber_stale(&mut self, current: u32, mut next: impl FnMut() -> u32) -> usize {
+        let mut n = 0;
+        for e in &mut self.entries {
+            if current.wrapping_sub(e.counter) >= WINDOW / 2 {
+                e.counter = next();
+                e.sent_ms = None;
+                n += 1;
+            }
+        }
+        self.stats.renumbered += n as u32;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use linli_protocol::report::{Heartbeat, Pendant};
+    use linli_protocol::Report;
+
+    use super::*;
+
+    fn hb(uptime_s: u32) -> Uplink {
+        Uplink {
+            device_time: 0,
+            report: Report::Heartbeat(Heartbeat { uptime_s }),
+        }
+    }
+
+    fn fall() -> Uplink {
+        Uplink {
+            device_time: 0,
+            report: Report::Pendant(Pendant::Fall {
+                impact_mg: 3000,
+                still_s: 20,
+            }),
+        }
+    }
+
+    fn order(o: &mut Outbox<6, 2>, now: u64) -> std::vec::Vec<u32> {
+        let mut v = std::vec::Vec::new();
+        while let Some(e) = o.next_due(now).copied() {
+            o.mark_sent(e.counter, now);
+            v.push(e.counter);
+        }
+        v
+    }
+
+    extern crate std;
+
+    #[test]
+    fn telemetry_never_takes_the_alarm_reserve() {
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        for c in 1..=10 {
+            o.push(c, hb(c)).unwrap();
+        }
+        // 4 shared slots: the 4 newest heartbeats remain, 6 evicted.
+        assert_eq!(o.len(), 4);
+        assert_eq!(o.stats().evicted, 6);
+        let mut kept: std::vec::Vec<u32> = o.entries().iter().map(|e| e.counter).collect();
+        kept.sort();
+        assert_eq!(kept, [7, 8, 9, 10]);
+        // Alarms still find their reserve.
+        assert_eq!(o.push(11, fall()), Ok(Pushed::Stored));
+        assert_eq!(o.push(12, fall()), Ok(Pushed::Stored));
+        // A third alarm evicts the oldest telemetry rather than being lost.
+        assert!(matches!(o.push(13, fall()), Ok(Pushed::Evicted(e)) if e.counter == 7));
+        assert_eq!(o.alarms(), 3);
+    }
+
+    #[test]
+    fn an_outbox_full_of_alarms_refuses_and_counts() {
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        for c in 1..=6 {
+            o.push(c, fall()).unwrap();
+        }
+        assert_eq!(o.push(7, fall()), Err(Refused::FullOfAlarms));
+        assert_eq!(o.push(8, hb(1)), Err(Refused::FullOfAlarms));
+        assert_eq!(o.stats().refused, 2);
+        assert_eq!(o.len(), 6);
+    }
+
+    #[test]
+    fn alarms_go_first_then_oldest_first_and_acks_clear() {
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        o.push(1, hb(1)).unwrap();
+        o.push(2, hb(2)).unwrap();
+        o.push(3, fall()).unwrap();
+        o.push(4, hb(4)).unwrap();
+        assert_eq!(order(&mut o, 0), [3, 1, 2, 4]);
+        // Nothing is due again before the resend time.
+        assert_eq!(o.next_due(4_999), None);
+        assert!(o.ack(3));
+        assert!(o.ack(1));
+        assert!(!o.ack(1), "a second ack for the same frame finds nothing");
+        assert_eq!(order(&mut o, 5_000), [2, 4]);
+        // A reconnect makes every unacked frame due at once.
+        o.reconnected();
+        assert_eq!(order(&mut o, 5_001), [2, 4]);
+        assert_eq!(o.stats().acked, 2);
+    }
+
+    #[test]
+    fn order_survives_counter_wrap() {
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        o.push(u32::MAX - 1, hb(1)).unwrap();
+        o.push(u32::MAX, hb(2)).unwrap();
+        o.push(0, hb(3)).unwrap();
+        o.push(1, hb(4)).unwrap();
+        o.push(2, hb(5)).unwrap(); // evicts the oldest: u32::MAX - 1
+        assert_eq!(order(&mut o, 0), [u32::MAX, 0, 1, 2]);
+    }
+
+    #[test]
+    fn stale_entries_get_new_counters() {
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        o.push(10, fall()).unwrap();
+        o.push(600, hb(1)).unwrap();
+        let mut next = 1000;
+        let n = o.renumber_stale(1000, || {
+            next += 1;
+            next
+        });
+        assert_eq!(n, 1);
+        assert!(o.entries().iter().any(|e| e.counter == 1001));
+        assert!(o.entries().iter().all(|e| e.counter != 10));
+        assert_eq!(o.stats().renumbered, 1);
+    }
+}

@@ -1,0 +1,264 @@
+//! A device board on the host: runs a firmware [`Device`] (the real application loop,
+//! node and outbox from `linli-firmware`) with the firmware's MQTT client (minimq) over a
+//! tokio TCP socket, at real or accelerated device time.
+//!
+//! Owns the event loop a board's executor would run: the step timer, the socket, keep-
+//! alive through minimq, reconnects paced by the node's backoff. Does not own device logic
+//! (the firmware crate) or what the sensors read (the caller's sensor implementation).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use linli_firmware::app::{Application, Device};
+use linli_firmware::mqtt::{self, MqttPublisher};
+use linli_firmware::node::FrameBuf;
+use linli_firmware::outbox::Priority;
+use linli_firmware::publish::{flush, Publisher};
+use linli_protocol::topic::{parse_uplink, UpChannel};
+use linli_protocol::Header;
+use minimq::{Buffers, Session};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// A tokio TCP stream as the `embedded-io-async` byte stream minimq drives.
+#[derive(Debug)]
+pub struct TokioIo(pub TcpStream);
+
+impl embedded_io_async::ErrorType for TokioIo {
+    type Error = std::io::Error;
+}
+
+impl embedded_io_async::Read for TokioIo {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        self.0.read(buf).await
+    }
+}
+
+impl embedded_io_async::Write for TokioIo {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.0.write(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0.flush().await
+    }
+}
+
+/// Where and how a board runs.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// The gateway's MQTT 5 listener.
+    pub broker: SocketAddr,
+    /// The device's MQTT password.
+    pub password: String,
+    /// MQTT keep-alive, s.
+    pub keepalive_s: u16,
+    /// Device time between loop steps, ms (10 = a 100 Hz accelerometer).
+    pub step_ms: u64,
+    /// Device time runs this many times faster than real time.
+    pub speed: u32,
+}
+
+/// What the board's device is doing, published after every step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Device time, ms since boot.
+    pub now_ms: u64,
+    /// An MQTT session is up.
+    pub connected: bool,
+    /// Successful connects since boot.
+    pub connects: u32,
+    /// Frames waiting for their ack.
+    pub outbox: usize,
+    /// Of which alarms.
+    pub alarms: usize,
+    /// Frames acked by the gateway.
+    pub acked: u32,
+    /// Telemetry evicted by newer telemetry.
+    pub evicted: u32,
+    /// Reports refused by a full outbox.
+    pub refused: u32,
+    /// The next frame counter.
+    pub counter: u32,
+}
+
+/// One frame handed to the MQTT client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Which connection (1 = the first) it went out on.
+    pub connection: u32,
+    /// Its counter.
+    pub counter: u32,
+    /// Alarm or telemetry.
+    pub priority: Priority,
+}
+
+/// Channels a running board reports on.
+#[derive(Debug)]
+pub struct Observers {
+    /// The latest [`Snapshot`].
+    pub status: watch::Sender<Snapshot>,
+    /// Every frame sent, in order.
+    pub sent: mpsc::UnboundedSender<Sent>,
+}
+
+struct Clock {
+    start: Instant,
+    speed: u32,
+}
+
+impl Clock {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 * u64::from(self.speed)
+    }
+
+    fn real(&self, device_ms: u64) -> Duration {
+        Duration::from_millis((device_ms / u64::from(self.speed.max(1))).max(1))
+    }
+}
+
+fn snapshot<A: Application, const N: usize, const K: usize>(
+    dev: &Device<'_, A, N, K>,
+    now_ms: u64,
+    connected: bool,
+    connects: u32,
+) -> Snapshot {
+    let o = dev.node.outbox();
+    let s = dev.node.outbox_stats();
+    Snapshot {
+        now_ms,
+        connected,
+        connects,
+        outbox: o.len(),
+        alarms: o.alarms(),
+        acked: s.acked,
+        evicted: s.evicted,
+        refused: dev.node.stats().reports_refused,
+        counter: dev.node.counter(),
+    }
+}
+
+/// Runs `dev` until `stop` turns true: steps it every `step_ms` of device time,
+/// connects to the broker (again and again, paced by the node's backoff), publishes due
+/// frames and hands every downlink to the device.
+pub async fn run<A: Application, const N: usize, const K: usize>(
+    board: &Board,
+    dev: &mut Device<'_, A, N, K>,
+    sensors: &mut A::Sensors,
+    obs: &Observers,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let clock = Clock {
+        start: Instant::now(),
+        speed: board.speed.max(1),
+    };
+    let id = dev.node.id().to_owned();
+    let (mut rx, mut tx) = ([0u8; 512], [0u8; 1536]);
+    let config = mqtt::config(
+        Buffers::new(&mut rx, &mut tx),
+        &id,
+        &board.password,
+        board.keepalive_s,
+    )
+    .map_err(|e| anyhow::anyhow!("MQTT session settings: {e:?}"))?;
+    let mut session = Session::new(config);
+    let mut connects = 0;
+    let mut buf = FrameBuf::default();
+    let mut tick = tokio::time::interval(clock.real(board.step_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !*stop.borrow() {
+        let conn = async {
+            let tcp = TcpStream::connect(board.broker).await?;
+            tcp.set_nodelay(true)?;
+            session
+                .connect(TokioIo(tcp))
+                .await
+                .map_err(|e| std::io::Error::other(format!("{e:?}")))
+        };
+        let mut conn = match tokio::time::timeout(Duration::from_secs(5), conn).await {
+            Ok(Ok(c)) => c,
+            _ => {
+                // Offline: the device keeps sampling and queueing while it waits.
+                let until = tokio::time::Instant::now() + clock.real(dev.node.disconnected());
+                while tokio::time::Instant::now() < until && !*stop.borrow() {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let now = clock.now_ms();
+                            dev.step(now, 0, sensors);
+                            obs.status.send_replace(snapshot(dev, now, false, connects));
+                        }
+                        _ = stop.changed() => {}
+                    }
+                }
+                continue;
+            }
+        };
+        if mqtt::subscribe(&mut conn, &dev.node).await.is_err() {
+            continue;
+        }
+        connects += 1;
+        dev.node.connected();
+        loop {
+            let mut inbound: Option<(String, Vec<u8>)> = None;
+            tokio::select! {
+                r = conn.poll() => match r {
+                    Ok(Some(m)) => inbound = Some((m.topic().to_owned(), m.payload().to_vec())),
+                    Ok(None) => {}
+                    Err(_) => break,
+                },
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let now = clock.now_ms();
+            if let Some((topic, mut payload)) = inbound {
+                // Refusals are counted in the node's stats.
+                let _ = dev.downlink(0, &topic, &mut payload, sensors);
+            }
+            dev.step(now, 0, sensors);
+            let mut publisher = Logged {
+                inner: MqttPublisher(&mut conn),
+                obs,
+                connection: connects,
+            };
+            let flushed = flush(&mut dev.node, now, &mut buf, &mut publisher).await;
+            obs.status.send_replace(snapshot(dev, now, true, connects));
+            if flushed.is_err() {
+                break;
+            }
+        }
+        obs.status
+            .send_replace(snapshot(dev, clock.now_ms(), false, connects));
+    }
+    Ok(())
+}
+
+/// A publisher that tells the observers which frame went out, read off the frame's clear
+/// header and topic, before handing it to the real one.
+struct Logged<'o, P> {
+    inner: P,
+    obs: &'o Observers,
+    connection: u32,
+}
+
+impl<P: Publisher> Publisher for Logged<'_, P> {
+    type Error = P::Error;
+
+    async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), Self::Error> {
+        self.inner.publish(topic, payload).await?;
+        if let Ok(h) = Header::parse(payload) {
+            let priority = match parse_uplink(topic) {
+                Ok((_, UpChannel::Event)) => Priority::Alarm,
+                _ => Priority::Telemetry,
+            };
+            let _ = self.obs.sent.send(Sent {
+                connection: self.connection,
+                counter: h.counter,
+                priority,
+            });
+        }
+        Ok(())
+    }
+}

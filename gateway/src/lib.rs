@@ -10,6 +10,7 @@ pub mod broker;
 pub mod checkpoint;
 pub mod clock;
 pub mod config;
+pub mod downlink;
 pub mod follow;
 pub mod ingest;
 pub mod journal;

@@ -53,6 +53,8 @@ pub struct Shared {
     pub notify: Arc<Notifier>,
     /// The Modbus poller (None when no equipment is configured).
     pub modbus: Option<Arc<Modbus>>,
+    /// Settings and commands to firmware devices.
+    pub downlinks: Arc<crate::downlink::Downlinks>,
     /// Test and maintenance hook: while true the ingest worker takes nothing from its
     /// queue (simulates a slow stage; messages queue up unacked).
     pub paused: AtomicBool,
@@ -93,6 +95,9 @@ pub enum StartError {
     /// The Modbus poller could not start.
     #[error(transparent)]
     Modbus(#[from] ModbusStartError),
+    /// The downlink audit could not be opened.
+    #[error(transparent)]
+    Downlink(#[from] crate::downlink::DownlinkError),
     /// The InfluxDB export could not start.
     #[error(transparent)]
     Export(#[from] crate::store::influxdb::ExportError),
@@ -154,6 +159,11 @@ pub async fn start(
     followers.push(Box::new(
         alarms.follower(Duration::from_millis(config.alarms.tick_ms)),
     ));
+    // What the gateway publishes to devices (acks, settings, commands) goes through
+    // one thread holding the broker link.
+    let (acks_tx, acks_rx) = std::sync::mpsc::channel();
+    let downlinks = crate::downlink::Downlinks::open(&config.data_dir, acks_tx.clone())?;
+    followers.push(Box::new(downlinks.follower()));
     let mut export_sender = None;
     if let Some(c) = &config.export.influxdb {
         let (f, s) = crate::store::influxdb::open(c, &config.data_dir, metrics.clone())?;
@@ -268,6 +278,7 @@ pub async fn start(
         alarms,
         notify,
         modbus,
+        downlinks,
         paused: AtomicBool::new(false),
     });
     if let Some(s) = export_sender {
@@ -282,7 +293,6 @@ pub async fn start(
         stop_rx.clone(),
     ));
     tokio::spawn(broker::watch_alerts(started.alerts, metrics.clone()));
-    let (acks_tx, acks_rx) = std::sync::mpsc::channel();
     let link_tx = started.link_tx;
     let acker_metrics = metrics.clone();
     std::thread::Builder::new()

@@ -32,6 +32,17 @@ pub enum Trust {
     Polled,
 }
 
+impl Trust {
+    /// `sealed`, `integration` or `polled`, as stored and shown.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Trust::Sealed => "sealed",
+            Trust::Integration => "integration",
+            Trust::Polled => "polled",
+        }
+    }
+}
+
 /// Registry errors.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -308,11 +319,7 @@ impl Registry {
                 params![s, new.zone, kind.as_str()],
             )?;
         }
-        let trust = match new.trust {
-            Trust::Sealed => "sealed",
-            Trust::Integration => "integration",
-            Trust::Polled => "polled",
-        };
+        let trust = new.trust.as_str();
         tx.execute(
             "INSERT INTO devices (id, kind, zone_id, subject_id, heartbeat_s, trust, key_id,
                 key_hex, salt_hex, credential_hash_hex, created_ms)

@@ -66,20 +66,44 @@ impl RejectionLog {
 /// An ack to send: the device and the journaled counter.
 pub type Ack = (Arc<DeviceRecord>, u32);
 
-/// Seals and publishes acks, batch by batch, in commit order, until the worker stops.
+/// What the gateway publishes to devices.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Acks of one committed batch.
+    Acks(Vec<Ack>),
+    /// A sealed settings or command frame (see [`crate::downlink`]).
+    Frame {
+        /// Its topic.
+        topic: String,
+        /// The sealed frame.
+        payload: Vec<u8>,
+    },
+}
+
+/// Seals and publishes acks, batch by batch, in commit order, and the downlink frames
+/// handed to it, until every sender is gone.
 pub fn run_acker(
     mut link_tx: LinkTx,
-    rx: std::sync::mpsc::Receiver<Vec<Ack>>,
+    rx: std::sync::mpsc::Receiver<Outgoing>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
-    while let Ok(batch) = rx.recv() {
-        for (device, counter) in batch {
-            let (topic, payload) = ingest::ack(&device, counter);
-            match link_tx.publish(topic, payload) {
-                Ok(_) => {
-                    metrics.acks_sent.fetch_add(1, Relaxed);
+    while let Ok(out) = rx.recv() {
+        match out {
+            Outgoing::Acks(batch) => {
+                for (device, counter) in batch {
+                    let (topic, payload) = ingest::ack(&device, counter);
+                    match link_tx.publish(topic, payload) {
+                        Ok(_) => {
+                            metrics.acks_sent.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot publish ack to the broker"),
+                    }
                 }
-                Err(e) => tracing::error!(error = %e, "cannot publish ack to the broker"),
+            }
+            Outgoing::Frame { topic, payload } => {
+                if let Err(e) = link_tx.publish(topic.clone(), payload) {
+                    tracing::error!(error = %e, %topic, "cannot publish downlink to the broker");
+                }
             }
         }
     }
@@ -94,7 +118,7 @@ pub struct Worker {
     /// Replay windows, rebuilt from the journal.
     pub windows: Windows,
     /// Acks of each committed batch, to the acker.
-    pub acks: std::sync::mpsc::Sender<Vec<Ack>>,
+    pub acks: std::sync::mpsc::Sender<Outgoing>,
     /// Incoming messages.
     pub rx: mpsc::Receiver<Inbound>,
     /// Stages that consume committed readings (store, export).
@@ -258,7 +282,7 @@ impl Worker {
             }
             if !acks.is_empty() {
                 let batch = std::mem::replace(&mut acks, Vec::with_capacity(max_batch));
-                if self.acks.send(batch).is_err() {
+                if self.acks.send(Outgoing::Acks(batch)).is_err() {
                     tracing::error!("acker stopped: acks can no longer be sent");
                 }
             }

@@ -22,21 +22,19 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
-/// The release ELF of `bin` in `package` for [`THUMBV7EM`].
+/// The release ELF of `bin` in `package` for [`THUMBV7EM`], always built first (like
+/// `linli_bin`: a no-op when it is up to date, so after scripts/test.sh's build it costs
+/// nothing, and a test never runs a stale ELF).
 ///
-/// Without `features`: the one in the workspace's target directory, built first only
-/// if it is missing (scripts/test.sh builds it before the tests run). With `features`:
-/// always built (a no-op when fresh; nothing else builds it), in a target directory of
-/// its own, so it never replaces the plain ELF another test may be running.
+/// Without `features`: in the workspace's target directory, the very build
+/// scripts/test.sh makes. With `features`: in a target directory of its own, so it never
+/// replaces the plain ELF another test may be running.
 pub fn firmware_elf(package: &str, bin: &str, features: &[&str]) -> Result<PathBuf> {
     let mut dir = target_dir();
     if !features.is_empty() {
         dir = dir.join("firmware-features").join(features.join("+"));
     }
     let elf = dir.join(THUMBV7EM).join("release").join(bin);
-    if features.is_empty() && elf.is_file() {
-        return Ok(elf);
-    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut build = Command::new(cargo);

@@ -1,7 +1,10 @@
 //! The pendant's firmware on a Cortex-M4: the `pendant_fall` ELF (firmware/qemu) runs on
-//! QEMU's mps2-an386 with semihosting and its exit status is the verdict. A fall is
-//! detected, sealed, published, opened and decoded by the gateway side as sent; the
-//! look-alikes publish nothing. And a build whose frames are tampered with must fail.
+//! QEMU's mps2-an386 with semihosting and its exit status is the verdict. Through the
+//! device's real path (virtual LIS3DH, lis3dh driver, pendant application, node, outbox,
+//! publisher) a fall goes out sealed; the gateway side opens and decodes every frame as
+//! queued and acks it, and the outbox ends empty. The event channel carries exactly
+//! `[Impact, Fall]`; the look-alikes publish no event-channel report. And a build whose
+//! frames are tampered with must fail.
 
 use std::time::Duration;
 
@@ -37,8 +40,13 @@ fn pendant_fall_passes_on_a_cortex_m4() -> Result<()> {
     let status = run.status.context("QEMU hung: killed after 120 s")?;
     assert!(status.success(), "exit {status}:\n{out}{}", run.stderr);
     let fall_line = format!("ok   gateway: pendant fall from {DEVICE_ID} on the event channel");
+    let first_ack = format!("ok   device: ack #0 on linli/v1/{DEVICE_ID}/down/ack: Ok(Acked(0))");
     for want in [
         fall_line.as_str(),
+        "ok   gateway: the event-channel reports are exactly [Impact, Fall]",
+        "ok   pendant: 6000 samples through the virtual LIS3DH and the lis3dh driver, 0 bus errors",
+        "ok   device: outbox empty after the acks (0 left)",
+        first_ack.as_str(),
         "ok   gateway: a flipped bit and a moved frame are refused",
         "ok   look-alike SitHard",
         "ok   look-alike Drop",
@@ -61,6 +69,11 @@ fn tampered_frames_make_it_exit_non_zero() -> Result<()> {
     let status = run.status.context("QEMU hung: killed after 120 s")?;
     assert_eq!(status.code(), Some(1), "{out}{}", run.stderr);
     assert!(out.contains("FAIL gateway: open: Tampered"), "{out}");
+    // Nothing was acked, so the device still holds its frames.
+    assert!(
+        out.contains("FAIL device: outbox empty after the acks"),
+        "{out}"
+    );
     assert!(out.contains(FAIL_LINE) && !out.contains(PASS_LINE), "{out}");
     Ok(())
 }

@@ -406,7 +406,7 @@ mod street_light {
             } else {
                 0
             };
-            Some((230_00, ma))
+            Some((23_000, ma))
         }
         fn set_relay(&mut self, on: bool) {
             self.relay = on;

@@ -7,7 +7,7 @@ use core::cell::RefCell;
 use embedded_hal_mock::eh1::delay::NoopDelay;
 use linli_firmware::fall::scenario::{Kind, Scenario};
 use linli_firmware::fall::{Config, Detector, Event, Range};
-use linli_firmware::sensors::accel::Accelerometer;
+use linli_firmware::sensors::accel::{Accelerometer, SlaveAddr};
 use linli_firmware::sensors::analog::Transducer;
 use linli_firmware::sensors::distance::{Distance, Reading};
 use linli_firmware::sensors::power::{PowerMonitor, Shunt};
@@ -26,7 +26,7 @@ use linli_firmware::water_level::{self, WaterGauge, WaterState};
 fn through_the_chip(sc: Scenario, range: Range) -> Vec<(u64, Event)> {
     let mut cancel_at = sc.cancel_at_ms();
     let chip = VirtualLis3dh::new(0x18, sc);
-    let mut acc = Accelerometer::new(chip, false, range).expect("init");
+    let mut acc = Accelerometer::new(chip, SlaveAddr::Default, range).expect("init");
     let mut det = Detector::new(Config::default());
     let mut events = Vec::new();
     let mut t = 0;

@@ -1,12 +1,19 @@
 //! An in-memory stand-in for the MQTT broker: a fixed FIFO of (topic, payload) copies,
 //! and a fixed buffer to format a topic into. No allocator, so it runs on the target.
+//! It is the device's [`Publisher`]: `linli_firmware::publish::flush` hands it the
+//! node's sealed frames as it would hand them to the MQTT client.
 //!
 //! Owns holding published messages in order; does not own topics' meaning (see
 //! `linli_protocol::topic`), sessions, QoS or subscriptions: whoever takes a message
 //! gets it, once.
+//!
+//! With the `tamper` feature, every frame that comes in through [`Publisher`] (the
+//! device's side) has one bit flipped on its way through: a radio error, or someone on
+//! the path. [`MemoryBroker::publish`] itself stores what it is given.
 
 use core::fmt;
 
+use linli_firmware::publish::Publisher;
 use linli_protocol::codec::MAX_BODY_LEN;
 use linli_protocol::seal::OVERHEAD;
 
@@ -14,8 +21,10 @@ use linli_protocol::seal::OVERHEAD;
 pub const MAX_TOPIC_LEN: usize = 96;
 /// Longest payload held: a sealed frame of the largest uplink body.
 pub const MAX_PAYLOAD_LEN: usize = MAX_BODY_LEN + OVERHEAD;
-/// Messages held before [`MemoryBroker::publish`] says [`PublishError::Full`].
-pub const CAPACITY: usize = 4;
+/// Messages held before [`MemoryBroker::publish`] says [`PublishError::Full`]: as many
+/// as the check's device keeps in its outbox, so even one flush of every unacked frame
+/// (after a reconnect, or the resends of a run whose frames are all refused) fits.
+pub const CAPACITY: usize = crate::check::OUTBOX_SLOTS;
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +86,11 @@ impl MemoryBroker {
 
     /// Copies `payload` published to `topic` to the back of the queue.
     pub fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), PublishError> {
+        self.push(topic, payload).map(|_| ())
+    }
+
+    /// [`MemoryBroker::publish`], giving the stored copy.
+    fn push(&mut self, topic: &str, payload: &[u8]) -> Result<&mut Message, PublishError> {
         if self.len == CAPACITY {
             return Err(PublishError::Full);
         }
@@ -94,9 +108,9 @@ impl MemoryBroker {
             .get_mut(..payload.len())
             .ok_or(PublishError::PayloadTooLong)?
             .copy_from_slice(payload);
-        self.slots[(self.head + self.len) % CAPACITY] = Some(m);
+        let slot = &mut self.slots[(self.head + self.len) % CAPACITY];
         self.len += 1;
-        Ok(())
+        Ok(slot.insert(m))
     }
 
     /// The oldest message, removed from the queue.
@@ -115,6 +129,21 @@ impl MemoryBroker {
     /// No message waiting.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl Publisher for MemoryBroker {
+    type Error = PublishError;
+
+    async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), PublishError> {
+        let m = self.push(topic, payload)?;
+        if cfg!(feature = "tamper") {
+            let p = m.payload_mut();
+            if let Some(b) = p.get_mut(p.len() / 2) {
+                *b ^= 0x10; // see the `tamper` feature in Cargo.toml
+            }
+        }
+        Ok(())
     }
 }
 
@@ -164,12 +193,30 @@ mod tests {
         for i in 0..CAPACITY as u8 {
             b.publish("t", &[i]).unwrap();
         }
-        assert_eq!(b.publish("t", &[9]), Err(PublishError::Full));
+        assert_eq!(b.publish("t", &[99]), Err(PublishError::Full));
         assert_eq!(b.take().unwrap().payload(), &[0]);
-        b.publish("u", &[4]).unwrap();
+        b.publish("u", &[CAPACITY as u8]).unwrap();
         let order: [u8; CAPACITY] = core::array::from_fn(|_| b.take().unwrap().payload()[0]);
-        assert_eq!(order, [1, 2, 3, 4]);
+        assert_eq!(order, core::array::from_fn(|i| i as u8 + 1));
         assert!(b.take().is_none() && b.is_empty());
+    }
+
+    #[test]
+    fn the_device_side_stores_the_frame_flipped_only_when_tampering() {
+        let mut b = MemoryBroker::new();
+        let sent = [0u8; 8];
+        crate::block_on(Publisher::publish(&mut b, "t", &sent)).unwrap();
+        let got = b.take().unwrap();
+        let flipped = got
+            .payload()
+            .iter()
+            .zip(sent)
+            .filter(|(a, b)| **a != *b)
+            .count();
+        assert_eq!(
+            (got.topic(), flipped),
+            ("t", usize::from(cfg!(feature = "tamper")))
+        );
     }
 
     #[test]

@@ -1,28 +1,44 @@
-//! The pendant-fall check, end to end: accelerometer samples → the pendant's fall path →
-//! sealed uplinks on an in-memory broker → the gateway's side (topic, open, decode) →
-//! exactly the reports the pendant meant; and look-alikes (sitting down hard, a dropped
-//! pendant) that must publish nothing.
+//! The pendant-fall check, end to end through the real device path: a fall scenario's
+//! samples → a virtual LIS3DH at register level → the `lis3dh` driver under
+//! `linli_firmware::sensors::accel::Accelerometer` → the pendant application in a
+//! `Device` (its `Node` seals with the key and counter, keeps the outbox) →
+//! `linli_firmware::publish::flush` into the in-memory broker → the gateway's side
+//! (topic, open, decode, each frame exactly as queued) → an ack sealed the way the
+//! gateway seals it, handed back to the device → an empty outbox. A fall's event-channel
+//! reports are exactly `[Impact, Fall]`; look-alikes (sitting down hard, a dropped
+//! pendant) publish no event-channel report. Telemetry (heartbeat, activity, battery)
+//! goes out beside them and is opened, checked and acked like the rest.
 //!
-//! Owns the steps, their pass/fail lines and the [`Verdict`]. Does not own fall
-//! detection (`linli_firmware::fall`), the wire format (`linli_protocol`), how lines
-//! reach a screen (the caller's `log`) or how the verdict leaves the machine (the
-//! binary: semihosting exit on the target, the process exit code on the host).
+//! Owns the steps, their pass/fail lines and the [`Verdict`], the stand-in board (the
+//! virtual chip under the real adapter, a fixed battery, buttons never pressed) and the
+//! gateway's side. Does not own fall detection, the application, sealing, the outbox
+//! (`linli_firmware`), the wire format (`linli_protocol`), how lines reach a screen (the
+//! caller's `log`) or how the verdict leaves the machine (the binary: semihosting exit
+//! on the target, the process exit code on the host).
 //!
-//! The pendant's path is a parameter, [`pendant_fall_check`]'s `new_pendant`: today the
-//! bare [`detector_path`]; the device application loop and a virtual LIS3DH plug in
-//! there without changing the check.
+//! The application is a parameter, [`pendant_fall_check`]'s `new_app`: the real
+//! [`Pendant`] ([`real_pendant`]); the host tests plug in broken ones to show the check
+//! catches them.
 
 use core::fmt;
 
-use linli_firmware::fall::scenario::{Kind, Scenario};
-use linli_firmware::fall::{Config, Detector, Event};
-use linli_protocol::codec::MAX_BODY_LEN;
-use linli_protocol::report::Pendant;
-use linli_protocol::seal::{self, DeviceKey, FrameClass, OpenError};
-use linli_protocol::topic::{self, UpChannel};
-use linli_protocol::{decode_uplink, encode_uplink, Report, Uplink};
+use linli_firmware::app::pendant::{Pendant, PendantSensors};
+use linli_firmware::app::{Application, Device};
+use linli_firmware::fall::scenario::{Kind, Scenario, LENGTH_MS};
+use linli_firmware::fall::Range;
+use linli_firmware::node::{Cadence, Downlinked, FrameBuf, Node};
+use linli_firmware::publish::flush;
+use linli_firmware::sensors::accel::{Accelerometer, SlaveAddr};
+use linli_firmware::virtual_sensors::VirtualLis3dh;
+use linli_firmware::{fall, sos};
+use linli_protocol::codec::encode_downlink;
+use linli_protocol::report::Pendant as Wire;
+use linli_protocol::seal::{self, DeviceKey, FrameClass, OpenError, OVERHEAD};
+use linli_protocol::topic::{self, DownChannel, UpChannel};
+use linli_protocol::{decode_uplink, DeviceKind, Downlink, Report};
 
-use crate::broker::{MemoryBroker, TopicBuf, MAX_PAYLOAD_LEN};
+use crate::block_on;
+use crate::broker::{MemoryBroker, Message, TopicBuf, MAX_PAYLOAD_LEN};
 
 /// The device under test.
 pub const DEVICE_ID: &str = "pendant-qemu-1";
@@ -30,11 +46,22 @@ pub const DEVICE_ID: &str = "pendant-qemu-1";
 pub const TEST_KEY: [u8; 32] = *b"linli-qemu-test-key-not-secret!!";
 /// The key id the device seals with.
 pub const KEY_ID: u8 = 1;
-/// Accelerometer sample rate, Hz (simulated time: nothing waits).
+/// Accelerometer sample rate, Hz: the rate the adapter programs (simulated time:
+/// nothing waits). The device loop turns once per sample.
 pub const RATE_HZ: u16 = 100;
+/// The accelerometer's full scale.
+pub const RANGE: Range = Range::G16;
+/// The LIS3DH's I2C address (SA0 low).
+pub const LIS3DH_ADDRESS: u8 = 0x18;
+/// The cell voltage the stand-in board reads, mV.
+pub const BATTERY_MV: u16 = 3_900;
+/// Outbox slots of the device, and of them reserved for alarms.
+pub const OUTBOX_SLOTS: usize = 16;
+/// Outbox slots reserved for alarms.
+pub const ALARM_SLOTS: usize = 4;
 /// Seed of the fall scenario.
 pub const FALL_SEED: u64 = 7;
-/// Look-alikes that must publish nothing: (what the wearer does, seed).
+/// Look-alikes that must publish no event-channel report: (what the wearer does, seed).
 pub const LOOK_ALIKES: [(Kind, u64); 4] = [
     (Kind::SitHard, 7),
     (Kind::SitHard, 8),
@@ -47,6 +74,15 @@ pub const BOOT_EPOCH_S: u32 = 1_767_225_600;
 pub const PASS_LINE: &str = "pendant_fall: PASS";
 /// The last line printed when a check failed (followed by the count).
 pub const FAIL_LINE: &str = "pendant_fall: FAIL";
+
+const PERIOD_MS: u64 = 1_000 / RATE_HZ as u64;
+/// Loop turns per scenario: every sample, plus the one that finds the stream ended.
+const STEPS: u64 = LENGTH_MS / PERIOD_MS + 1;
+/// Event-channel reports remembered per scenario (more are counted).
+const MAX_EVENTS: usize = 8;
+
+/// The device: the application on a node with the check's outbox.
+pub type DeviceUnderTest<A> = Device<'static, A, OUTBOX_SLOTS, ALARM_SLOTS>;
 
 /// How many checks passed and failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,35 +100,31 @@ impl Verdict {
     }
 }
 
-/// The pendant's fall path as it stands today: the default [`Detector`] fed milli-g.
-pub fn detector_path() -> impl FnMut(u64, [i16; 3]) -> Option<Event> {
-    let mut detector = Detector::new(Config::default());
-    move |now_ms, mg| detector.sample(now_ms, mg)
+/// The pendant application as it ships: the default fall and SOS settings.
+pub fn real_pendant() -> Pendant {
+    Pendant::new(fall::Config::default(), sos::Config::default())
 }
 
 /// Runs every check and prints one line per step through `log`, the verdict last.
 ///
-/// `new_pendant` makes a fresh pendant for each scenario: a step function taking one
-/// sample (ms since boot, `[x, y, z]` milli-g at [`RATE_HZ`]) and giving the event it
-/// completes, if any.
-pub fn pendant_fall_check<P, S>(
-    mut new_pendant: P,
-    log: &mut dyn FnMut(fmt::Arguments<'_>),
-) -> Verdict
+/// `new_app` makes a fresh application for each scenario; it runs on a fresh node over
+/// a fresh board.
+pub fn pendant_fall_check<A, F>(mut new_app: F, log: &mut dyn FnMut(fmt::Arguments<'_>)) -> Verdict
 where
-    P: FnMut() -> S,
-    S: FnMut(u64, [i16; 3]) -> Option<Event>,
+    F: FnMut() -> A,
+    A: Application<Sensors = dyn PendantSensors>,
 {
     let mut c = Checks {
         log,
         verdict: Verdict::default(),
     };
     c.line(format_args!(
-        "pendant_fall: {DEVICE_ID}, fall detector at {RATE_HZ} Hz simulated time"
+        "pendant_fall: {DEVICE_ID}, virtual LIS3DH → lis3dh driver → pendant device → \
+         broker → gateway side, {RATE_HZ} Hz simulated time"
     ));
-    fall_reaches_the_gateway(&mut c, &mut new_pendant());
+    fall_reaches_the_gateway(&mut c, new_app());
     for (kind, seed) in LOOK_ALIKES {
-        look_alike_publishes_nothing(&mut c, &mut new_pendant(), kind, seed);
+        look_alike_publishes_no_event(&mut c, new_app(), kind, seed);
     }
     let v = c.verdict;
     if v.is_pass() {
@@ -143,266 +175,373 @@ impl Checks<'_> {
     }
 }
 
-/// The device side: seals every report-worthy event into an uplink and publishes it.
-struct Device {
-    key: DeviceKey,
-    counter: u32,
-    /// What it published, in order (the gateway must get exactly these).
-    sent: [Option<Uplink>; 4],
-    n_sent: usize,
-}
-
-impl Device {
-    fn new() -> Self {
-        Device {
-            key: DeviceKey::new(&TEST_KEY),
-            counter: 0,
-            sent: [None; 4],
-            n_sent: 0,
-        }
-    }
-
-    /// The report an event goes out as; `Dropped` is diagnostics and stays on the device.
-    fn report(event: Event) -> Option<Pendant> {
-        match event {
-            Event::Impact { impact_mg } => Some(Pendant::Impact { impact_mg }),
-            Event::Fall { impact_mg, still_s } => Some(Pendant::Fall { impact_mg, still_s }),
-            Event::Cancelled => Some(Pendant::FallCancelled),
-            Event::Dropped { .. } => None,
-        }
-    }
-
-    /// Encodes, seals and publishes `pendant` seen at `now_ms` on the event channel.
-    fn publish(
-        &mut self,
-        c: &mut Checks<'_>,
-        broker: &mut MemoryBroker,
-        now_ms: u64,
-        pendant: Pendant,
-    ) -> Option<()> {
-        let since_boot = u32::try_from(now_ms / 1_000).unwrap_or(u32::MAX);
-        let uplink = Uplink {
-            device_time: BOOT_EPOCH_S.saturating_add(since_boot),
-            report: Report::Pendant(pendant),
-        };
-        let mut body = [0u8; MAX_BODY_LEN];
-        let body = c.require(encode_uplink(&uplink, &mut body), "device: encode")?;
-        self.counter += 1;
-        let mut frame = [0u8; MAX_PAYLOAD_LEN];
-        let sealed = seal::seal(
-            &self.key,
-            KEY_ID,
-            FrameClass::Uplink,
-            DEVICE_ID,
-            self.counter,
-            body,
-            &mut frame,
-        );
-        let n = c.require(sealed, "device: seal")?;
-        let mut topic = TopicBuf::default();
-        let written = topic::write_uplink(&mut topic, DEVICE_ID, UpChannel::Event);
-        c.require(written, "device: format the topic")?;
-        if cfg!(feature = "tamper") {
-            frame[n / 2] ^= 0x10; // see the `tamper` feature in Cargo.toml
-        }
-        let published = broker.publish(topic.as_str(), &frame[..n]);
-        c.require(published, "device: publish")?;
-        let slot = self.sent.get_mut(self.n_sent);
-        *c.require(slot.ok_or("more than 4 reports"), "device: remember")? = Some(uplink);
-        self.n_sent += 1;
-        c.check(
-            true,
-            format_args!(
-                "device: {pendant:?} as {} B body, {n} B frame #{}, published to {}",
-                body.len(),
-                self.counter,
-                topic.as_str()
-            ),
-        );
-        Some(())
-    }
-
-    fn sent(&self) -> impl Iterator<Item = &Uplink> {
-        self.sent[..self.n_sent].iter().flatten()
-    }
-}
-
-/// What a pendant said over one scenario (first of each, with the time).
-#[derive(Debug, Default, Clone, Copy)]
-struct Said {
-    impact: Option<(u64, u16)>,
-    fall: Option<(u64, u16, u16)>,
-    dropped: Option<u16>,
-    cancelled: bool,
+/// The stand-in board: the scenario plays through a virtual LIS3DH under the real
+/// driver and adapter; the battery reads [`BATTERY_MV`]; no button is pressed.
+struct Board {
+    accel: Accelerometer<VirtualLis3dh<Scenario>>,
     samples: u32,
+    bus_errors: u32,
+    /// The chip had no sample waiting: the scenario is over.
+    ended: bool,
 }
 
-/// Feeds `scenario` to `pendant`; every event goes to `device`. Stops after a fall when
-/// `stop_at_fall`.
-fn run<S>(
-    c: &mut Checks<'_>,
-    pendant: &mut S,
-    scenario: Scenario,
-    device: &mut Device,
-    broker: &mut MemoryBroker,
-    stop_at_fall: bool,
-) -> Said
+impl Board {
+    fn new(scenario: Scenario) -> Result<Self, linli_firmware::sensors::Error<impl fmt::Debug>> {
+        let chip = VirtualLis3dh::new(LIS3DH_ADDRESS, scenario);
+        Ok(Board {
+            accel: Accelerometer::new(chip, SlaveAddr::Default, RANGE)?,
+            samples: 0,
+            bus_errors: 0,
+            ended: false,
+        })
+    }
+}
+
+impl PendantSensors for Board {
+    fn acceleration_mg(&mut self) -> Option<[i16; 3]> {
+        match self.accel.poll_mg() {
+            Ok(Some(mg)) => {
+                self.samples += 1;
+                Some(mg)
+            }
+            Ok(None) => {
+                self.ended = true;
+                None
+            }
+            Err(_) => {
+                self.bus_errors += 1;
+                None
+            }
+        }
+    }
+
+    fn sos_pressed(&mut self) -> bool {
+        false
+    }
+
+    fn cancel_pressed(&mut self) -> bool {
+        false
+    }
+
+    fn battery_mv(&mut self) -> Option<u16> {
+        Some(BATTERY_MV)
+    }
+}
+
+/// What the gateway's side received over one scenario.
+#[derive(Debug, Default)]
+struct Received {
+    messages: u16,
+    /// Messages on the event topic, whether or not they opened.
+    event_messages: u16,
+    opened: u16,
+    acked: u16,
+    last_counter: Option<u32>,
+    heartbeats: u16,
+    activity: u16,
+    battery: u16,
+    /// Event-channel reports in order, with the time (ms since boot) they arrived.
+    events: [Option<(u64, Wire)>; MAX_EVENTS],
+    n_events: usize,
+}
+
+impl Received {
+    fn events(&self) -> impl Iterator<Item = (u64, Wire)> + '_ {
+        self.events.iter().flatten().copied()
+    }
+
+    fn record(&mut self, now_ms: u64, report: Report) {
+        match report {
+            Report::Heartbeat(_) => self.heartbeats += 1,
+            Report::Battery(_) => self.battery += 1,
+            Report::Pendant(Wire::Activity { .. }) => self.activity += 1,
+            Report::Pendant(p) if report.channel() == UpChannel::Event => {
+                if let Some(slot) = self.events.get_mut(self.n_events) {
+                    *slot = Some((now_ms, p));
+                }
+                self.n_events += 1;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs `scenario` through `app` on a fresh device: one loop turn per sample (step,
+/// flush into the broker, the gateway takes and acks every message), until the chip
+/// has no more samples. Then checks the whole stream came through the chip and the
+/// outbox is empty. What the gateway received, or `None` when the board did not start.
+fn run<A>(c: &mut Checks<'_>, app: A, scenario: Scenario) -> Option<Received>
 where
-    S: FnMut(u64, [i16; 3]) -> Option<Event>,
+    A: Application<Sensors = dyn PendantSensors>,
 {
-    let mut said = Said::default();
-    for (t, mg) in scenario {
-        said.samples += 1;
-        let Some(event) = pendant(t, mg) else {
-            continue;
-        };
-        c.line(format_args!("     pendant: {event:?} at {t} ms"));
-        match event {
-            Event::Impact { impact_mg } => {
-                said.impact.get_or_insert((t, impact_mg));
-            }
-            Event::Fall { impact_mg, still_s } => {
-                said.fall.get_or_insert((t, impact_mg, still_s));
-            }
-            Event::Dropped { impact_mg } => {
-                said.dropped.get_or_insert(impact_mg);
-            }
-            Event::Cancelled => said.cancelled = true,
+    let mut board = c.require(Board::new(scenario), "pendant: LIS3DH set up")?;
+    let node = Node::new(
+        DEVICE_ID,
+        DeviceKey::new(&TEST_KEY),
+        KEY_ID,
+        0,
+        Cadence::default(),
+        0,
+        1,
+    );
+    let mut device: DeviceUnderTest<A> = Device::new(node, app);
+    let (mut broker, mut buf) = (MemoryBroker::new(), FrameBuf::default());
+    let mut got = Received::default();
+    for step in 0..STEPS {
+        let now_ms = step * PERIOD_MS;
+        let device_time = device_time(now_ms);
+        device.step(now_ms, device_time, &mut board);
+        let flushed = block_on(flush(&mut device.node, now_ms, &mut buf, &mut broker));
+        // A failure is a FAIL line; the frames stay in the outbox and show up below.
+        let _ = c.require(flushed, "device: flush into the broker");
+        while let Some(msg) = broker.take() {
+            gateway_takes(c, &mut device, &mut board, now_ms, msg, &mut got);
         }
-        if let Some(report) = Device::report(event) {
-            // A failure here is already a FAIL line; the gateway side then sees less.
-            let _ = device.publish(c, broker, t, report);
-        }
-        if stop_at_fall && matches!(event, Event::Fall { .. }) {
+        if board.ended {
             break;
         }
     }
-    said
+    c.check(
+        board.ended && board.bus_errors == 0 && u64::from(board.samples) == STEPS - 1,
+        format_args!(
+            "pendant: {} samples through the virtual LIS3DH and the lis3dh driver, {} bus \
+             errors, stream ended: {}",
+            board.samples, board.bus_errors, board.ended
+        ),
+    );
+    let (stats, outbox) = (device.node.stats(), device.node.outbox_stats());
+    c.check(
+        got.messages > 0
+            && got.opened == got.messages
+            && got.acked == got.messages
+            && device.node.outbox().is_empty()
+            && stats.reports_refused == 0
+            && stats.downlinks_refused == 0,
+        format_args!(
+            "device: outbox empty after the acks ({} left); gateway took {} messages, opened \
+             {}, acked {} (heartbeat {}, activity {}, battery {}, events {}); node {stats:?}, \
+             outbox {outbox:?}",
+            device.node.outbox().len(),
+            got.messages,
+            got.opened,
+            got.acked,
+            got.heartbeats,
+            got.activity,
+            got.battery,
+            got.n_events,
+        ),
+    );
+    Some(got)
 }
 
-/// A fall is detected and its reports arrive at the gateway exactly as sent.
-fn fall_reaches_the_gateway<S>(c: &mut Checks<'_>, pendant: &mut S)
+fn device_time(now_ms: u64) -> u32 {
+    let since_boot = u32::try_from(now_ms / 1_000).unwrap_or(u32::MAX);
+    BOOT_EPOCH_S.saturating_add(since_boot)
+}
+
+/// The gateway's side of one message: on the device's topic; a flipped bit or the
+/// frame moved to another device is refused; it opens with the device's key, decodes
+/// to a report that belongs on its channel and to a pendant, under a counter after the
+/// last, exactly as the device queued it. Then the ack, sealed as the gateway seals it,
+/// goes back on `down/ack` and must clear that frame from the outbox.
+fn gateway_takes<A>(
+    c: &mut Checks<'_>,
+    device: &mut DeviceUnderTest<A>,
+    board: &mut Board,
+    now_ms: u64,
+    mut msg: Message,
+    got: &mut Received,
+) where
+    A: Application<Sensors = dyn PendantSensors>,
+{
+    got.messages += 1;
+    let (topic, frame) = msg.parts_mut();
+    let Some((id, channel)) = c.require(topic::parse_uplink(topic), "gateway: topic") else {
+        return;
+    };
+    got.event_messages += u16::from(channel == UpChannel::Event);
+    let (mut flipped, mut moved) = ([0u8; MAX_PAYLOAD_LEN], [0u8; MAX_PAYLOAD_LEN]);
+    let (flipped, moved) = (&mut flipped[..frame.len()], &mut moved[..frame.len()]);
+    flipped.copy_from_slice(frame);
+    moved.copy_from_slice(frame);
+    if let Some(b) = flipped.last_mut() {
+        *b ^= 0x01;
+    }
+    let refused = (
+        seal::open(&key(), FrameClass::Uplink, id, flipped).err(),
+        seal::open(&key(), FrameClass::Uplink, "pendant-qemu-2", moved).err(),
+    );
+    c.check(
+        refused == (Some(OpenError::Tampered), Some(OpenError::Tampered)),
+        format_args!("gateway: a flipped bit and a moved frame are refused: {refused:?}"),
+    );
+    let opened = seal::open(&key(), FrameClass::Uplink, id, frame);
+    let Some((header, body)) = c.require(opened, "gateway: open") else {
+        return;
+    };
+    got.opened += 1;
+    let Some(uplink) = c.require(decode_uplink(body), "gateway: decode") else {
+        return;
+    };
+    let queued = device
+        .node
+        .outbox()
+        .entries()
+        .iter()
+        .find(|e| e.counter == header.counter)
+        .map(|e| e.uplink);
+    let fresh = got.last_counter.is_none_or(|last| header.counter > last);
+    c.check(
+        id == DEVICE_ID
+            && header.key_id == KEY_ID
+            && fresh
+            && queued == Some(uplink)
+            && uplink.report.channel() == channel
+            && uplink.report.allowed_for(DeviceKind::Pendant),
+        format_args!(
+            "gateway: frame #{} on {topic}: {:?} at device time {}, as queued",
+            header.counter, uplink.report, uplink.device_time
+        ),
+    );
+    got.last_counter = Some(header.counter);
+    got.record(now_ms, uplink.report);
+
+    let mut ack_topic = TopicBuf::default();
+    let mut ack = [0u8; 16 + OVERHEAD];
+    let Some(n) = c.require(
+        seal_ack(header.counter, &mut ack_topic, &mut ack),
+        "gateway: seal the ack",
+    ) else {
+        return;
+    };
+    let answer = device.downlink(
+        device_time(now_ms),
+        ack_topic.as_str(),
+        &mut ack[..n],
+        board,
+    );
+    let acked = answer == Ok(Downlinked::Acked(header.counter));
+    got.acked += u16::from(acked);
+    c.check(
+        acked,
+        format_args!(
+            "device: ack #{} on {}: {answer:?}",
+            header.counter,
+            ack_topic.as_str()
+        ),
+    );
+}
+
+fn key() -> DeviceKey {
+    DeviceKey::new(&TEST_KEY)
+}
+
+/// The ack for `counter` as the gateway builds it (gateway/src/ingest `ack`): a sealed
+/// `Downlink::Ack` under that counter, class `Ack`, on the device's `down/ack` topic.
+fn seal_ack(counter: u32, topic: &mut TopicBuf, frame: &mut [u8]) -> Result<usize, AckError> {
+    topic::write_downlink(topic, DEVICE_ID, DownChannel::Ack).map_err(|_| AckError::Topic)?;
+    let mut body = [0u8; 16];
+    let body =
+        encode_downlink(&Downlink::Ack { counter }, &mut body).map_err(|_| AckError::Encode)?;
+    seal::seal(
+        &key(),
+        KEY_ID,
+        FrameClass::Ack,
+        DEVICE_ID,
+        counter,
+        body,
+        frame,
+    )
+    .map_err(|_| AckError::Seal)
+}
+
+/// Why the gateway's side could not build an ack.
+#[derive(Debug)]
+enum AckError {
+    Topic,
+    Encode,
+    Seal,
+}
+
+/// A fall is detected and its event-channel reports reach the gateway exactly as
+/// `[Impact, Fall]`, the same impact in both, the fall after the impact.
+fn fall_reaches_the_gateway<A>(c: &mut Checks<'_>, app: A)
 where
-    S: FnMut(u64, [i16; 3]) -> Option<Event>,
+    A: Application<Sensors = dyn PendantSensors>,
 {
     let scenario = Scenario::new(Kind::Fall, FALL_SEED, RATE_HZ);
     let hit_at = scenario.impact_at_ms().unwrap_or_default();
-    let (mut device, mut broker) = (Device::new(), MemoryBroker::new());
-    let said = run(c, pendant, scenario, &mut device, &mut broker, true);
-    let (Some((t_impact, impact_mg)), Some((t_fall, fall_mg, still_s))) = (said.impact, said.fall)
-    else {
-        c.check(
-            false,
-            format_args!(
-                "pendant: fall scenario seed {FALL_SEED} (impact at {hit_at} ms) gave no \
-                 impact then fall in {} samples: {said:?}",
-                said.samples
-            ),
-        );
+    c.line(format_args!(
+        "     fall scenario seed {FALL_SEED}: the hit at {hit_at} ms"
+    ));
+    let Some(got) = run(c, app, scenario) else {
+        return;
+    };
+    let mut events = got.events();
+    let exact = match (events.next(), events.next(), events.next()) {
+        (
+            Some((t_impact, Wire::Impact { impact_mg })),
+            Some((
+                t_fall,
+                Wire::Fall {
+                    impact_mg: fall_mg, ..
+                },
+            )),
+            None,
+        ) => got.n_events == 2 && hit_at <= t_impact && t_impact < t_fall && impact_mg == fall_mg,
+        _ => false,
+    };
+    c.check(
+        exact,
+        format_args!(
+            "gateway: the event-channel reports are exactly [Impact, Fall] (hit at {hit_at} \
+             ms): {} of them: {:?}",
+            got.n_events,
+            EventList(&got)
+        ),
+    );
+    let fall = got
+        .events()
+        .last()
+        .filter(|(_, w)| matches!(w, Wire::Fall { .. }));
+    c.check(
+        fall.is_some(),
+        format_args!("gateway: pendant fall from {DEVICE_ID} on the event channel: {fall:?}"),
+    );
+}
+
+/// A look-alike runs its whole length without an event-channel report (telemetry is
+/// fine).
+fn look_alike_publishes_no_event<A>(c: &mut Checks<'_>, app: A, kind: Kind, seed: u64)
+where
+    A: Application<Sensors = dyn PendantSensors>,
+{
+    c.line(format_args!("     look-alike {kind:?} seed {seed}"));
+    let scenario = Scenario::new(kind, seed, RATE_HZ);
+    let Some(got) = run(c, app, scenario) else {
         return;
     };
     c.check(
-        t_impact < t_fall && impact_mg == fall_mg && !said.cancelled,
+        got.n_events == 0 && got.event_messages == 0,
         format_args!(
-            "pendant: fall scenario seed {FALL_SEED}: hit at {hit_at} ms, Impact {impact_mg} mg \
-             at {t_impact} ms, Fall {fall_mg} mg still {still_s} s at {t_fall} ms ({} samples)",
-            said.samples
+            "look-alike {kind:?} seed {seed}: no event-channel report ({} messages on the \
+             event topic; telemetry: heartbeat {}, activity {}, battery {}): {:?}",
+            got.event_messages,
+            got.heartbeats,
+            got.activity,
+            got.battery,
+            EventList(&got)
         ),
     );
-    gateway_gets_exactly(c, &mut broker, &device);
 }
 
-/// The gateway's side: every message on the broker is on the device's event topic,
-/// opens with its key, decodes, and the sequence is exactly what the device sent, a
-/// pendant fall last. A bit flipped or the frame moved to another device is refused.
-fn gateway_gets_exactly(c: &mut Checks<'_>, broker: &mut MemoryBroker, device: &Device) {
-    let key = DeviceKey::new(&TEST_KEY);
-    let mut counter = 0;
-    let waiting = broker.len();
-    let mut sent = device.sent();
-    let (mut decoded, mut last) = (0, None);
-    while let Some(mut msg) = broker.take() {
-        let (topic, frame) = msg.parts_mut();
-        let Some((id, channel)) = c.require(topic::parse_uplink(topic), "gateway: topic") else {
-            continue;
-        };
-        let mine = id == DEVICE_ID && channel == UpChannel::Event;
-        c.check(
-            mine,
-            format_args!("gateway: message on {topic} ({channel:?})"),
-        );
-        if !mine {
-            continue;
-        }
-        let (mut flipped, mut moved) = ([0u8; MAX_PAYLOAD_LEN], [0u8; MAX_PAYLOAD_LEN]);
-        let (flipped, moved) = (&mut flipped[..frame.len()], &mut moved[..frame.len()]);
-        flipped.copy_from_slice(frame);
-        moved.copy_from_slice(frame);
-        if let Some(b) = flipped.last_mut() {
-            *b ^= 0x01;
-        }
-        let refused = (
-            seal::open(&key, FrameClass::Uplink, id, flipped).err(),
-            seal::open(&key, FrameClass::Uplink, "pendant-qemu-2", moved).err(),
-        );
-        c.check(
-            refused == (Some(OpenError::Tampered), Some(OpenError::Tampered)),
-            format_args!("gateway: a flipped bit and a moved frame are refused: {refused:?}"),
-        );
-        let opened = seal::open(&key, FrameClass::Uplink, id, frame);
-        let Some((header, body)) = c.require(opened, "gateway: open") else {
-            continue;
-        };
-        counter += 1;
-        let Some(uplink) = c.require(decode_uplink(body), "gateway: decode") else {
-            continue;
-        };
-        let expected = sent.next();
-        c.check(
-            header.counter == counter && header.key_id == KEY_ID && expected == Some(&uplink),
-            format_args!(
-                "gateway: frame #{} from {id}: {:?} at device time {}",
-                header.counter, uplink.report, uplink.device_time
-            ),
-        );
-        (decoded, last) = (decoded + 1, Some(uplink));
+/// The event-channel reports, `(ms, report)`, for a line.
+struct EventList<'r>(&'r Received);
+
+impl fmt::Debug for EventList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.events()).finish()
     }
-    c.check(
-        waiting == device.n_sent && decoded == device.n_sent && sent.next().is_none(),
-        format_args!(
-            "gateway: took {waiting} messages and decoded {decoded}, the device sent {}",
-            device.n_sent
-        ),
-    );
-    let fall = matches!(
-        last,
-        Some(Uplink {
-            report: Report::Pendant(Pendant::Fall { .. }),
-            ..
-        })
-    );
-    c.check(
-        fall,
-        format_args!("gateway: pendant fall from {DEVICE_ID} on the event channel"),
-    );
-}
-
-/// A look-alike runs its whole length without a fall, an impact, or anything published.
-fn look_alike_publishes_nothing<S>(c: &mut Checks<'_>, pendant: &mut S, kind: Kind, seed: u64)
-where
-    S: FnMut(u64, [i16; 3]) -> Option<Event>,
-{
-    let (mut device, mut broker) = (Device::new(), MemoryBroker::new());
-    let scenario = Scenario::new(kind, seed, RATE_HZ);
-    let said = run(c, pendant, scenario, &mut device, &mut broker, false);
-    c.check(
-        said.impact.is_none() && said.fall.is_none() && broker.is_empty(),
-        format_args!(
-            "look-alike {kind:?} seed {seed}: no fall, nothing published ({} samples, \
-             dropped: {:?}, impact: {:?}, fall: {:?})",
-            said.samples, said.dropped, said.impact, said.fall
-        ),
-    );
 }
 
 #[cfg(test)]
@@ -412,32 +551,98 @@ mod tests {
     fn quiet(_: fmt::Arguments<'_>) {}
 
     #[test]
-    fn the_detector_passes_unless_frames_are_tampered_with() {
-        let v = pendant_fall_check(detector_path, &mut quiet);
-        assert_eq!(v.is_pass(), !cfg!(feature = "tamper"), "{v:?}");
+    fn the_pendant_passes_unless_frames_are_tampered_with() {
+        let mut lines = std::vec::Vec::new();
+        let v = pendant_fall_check(real_pendant, &mut |l| lines.push(l.to_string()));
+        let all = lines.join("\n");
+        assert_eq!(v.is_pass(), !cfg!(feature = "tamper"), "{v:?}\n{all}");
+        if cfg!(feature = "tamper") {
+            assert!(all.contains("FAIL gateway: open: Tampered"), "{all}");
+        } else {
+            // Telemetry went out and was acked alongside the events.
+            assert!(
+                all.contains("Heartbeat(") && all.contains("Battery("),
+                "{all}"
+            );
+        }
+    }
+
+    /// Reads the accelerometer like a pendant but never reports anything.
+    struct Mute;
+
+    impl Application for Mute {
+        const KIND: DeviceKind = DeviceKind::Pendant;
+        type Sensors = dyn PendantSensors;
+
+        fn sample(&mut self, _: u64, s: &mut Self::Sensors, _: &mut dyn FnMut(Report)) {
+            s.acceleration_mg();
+        }
+
+        fn telemetry(&mut self, _: u64, _: &mut Self::Sensors, _: &mut dyn FnMut(Report)) {}
     }
 
     #[test]
     fn a_pendant_that_never_reports_fails() {
-        let v = pendant_fall_check(|| |_, _| None, &mut quiet);
+        let v = pendant_fall_check(|| Mute, &mut quiet);
         assert!(!v.is_pass(), "{v:?}");
+    }
+
+    /// Cries fall at the first hard hit.
+    struct TriggerHappy(bool);
+
+    impl Application for TriggerHappy {
+        const KIND: DeviceKind = DeviceKind::Pendant;
+        type Sensors = dyn PendantSensors;
+
+        fn sample(&mut self, _: u64, s: &mut Self::Sensors, out: &mut dyn FnMut(Report)) {
+            let Some(mg) = s.acceleration_mg() else {
+                return;
+            };
+            let m2: i32 = mg.iter().map(|v| i32::from(*v).pow(2)).sum();
+            if m2 > 1_800 * 1_800 && !core::mem::replace(&mut self.0, true) {
+                out(Report::Pendant(Wire::Fall {
+                    impact_mg: 2_000,
+                    still_s: 10,
+                }));
+            }
+        }
+
+        fn telemetry(&mut self, _: u64, _: &mut Self::Sensors, _: &mut dyn FnMut(Report)) {}
     }
 
     #[test]
     fn a_pendant_that_cries_fall_at_every_hard_hit_fails_the_look_alikes() {
-        let trigger_happy = || {
-            let mut done = false;
-            move |_, mg: [i16; 3]| {
-                let m2: i32 = mg.iter().map(|v| i32::from(*v).pow(2)).sum();
-                (m2 > 1_800 * 1_800 && !core::mem::replace(&mut done, true)).then_some(
-                    Event::Fall {
-                        impact_mg: 2_000,
-                        still_s: 10,
-                    },
-                )
-            }
-        };
-        let v = pendant_fall_check(trigger_happy, &mut quiet);
-        assert!(v.failed >= LOOK_ALIKES.len() as u16, "{v:?}");
+        let mut lines = std::vec::Vec::new();
+        let v = pendant_fall_check(|| TriggerHappy(false), &mut |l| lines.push(l.to_string()));
+        let failed_look_alikes = lines
+            .iter()
+            .filter(|l| l.starts_with("FAIL look-alike"))
+            .count();
+        assert_eq!(failed_look_alikes, LOOK_ALIKES.len(), "{v:?}");
+    }
+
+    /// Never reads the accelerometer (its node still sends heartbeats).
+    struct Deaf;
+
+    impl Application for Deaf {
+        const KIND: DeviceKind = DeviceKind::Pendant;
+        type Sensors = dyn PendantSensors;
+
+        fn sample(&mut self, _: u64, _: &mut Self::Sensors, _: &mut dyn FnMut(Report)) {}
+
+        fn telemetry(&mut self, _: u64, _: &mut Self::Sensors, _: &mut dyn FnMut(Report)) {}
+    }
+
+    #[test]
+    fn a_pendant_that_skips_the_accelerometer_fails() {
+        let mut lines = std::vec::Vec::new();
+        let v = pendant_fall_check(|| Deaf, &mut |l| lines.push(l.to_string()));
+        assert!(!v.is_pass(), "{v:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("FAIL pendant: 0 samples")),
+            "{lines:?}"
+        );
     }
 }

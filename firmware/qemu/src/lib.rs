@@ -1,15 +1,34 @@
 //! The on-target test of the pendant's fall path, shared by the `pendant_fall` binary's
 //! two entries: a Cortex-M4 under QEMU (mps2-an386, semihosting, exit code = verdict)
 //! and the host (std, process exit code). `no_std` and allocation-free, so both run the
-//! very same code.
+//! very same code. The `pendant_image` and `street_light_image` binaries are what a
+//! board would flash, built to measure flash and RAM (see the crate's README).
 //!
-//! Owns the check ([`check::pendant_fall_check`]) and its in-memory broker
-//! ([`broker::MemoryBroker`]); does not own the fall detector, the wire contract, the
-//! target's startup or how QEMU is run (tests/tests/firmware_qemu.rs does that).
+//! Owns the check ([`check::pendant_fall_check`]), its in-memory broker
+//! ([`broker::MemoryBroker`]) and [`block_on`]; does not own the device (the
+//! `linli-firmware` crate), the wire contract, the target's startup or how QEMU is run
+//! (tests/tests/firmware_qemu.rs does that).
 
 #![cfg_attr(not(test), no_std)]
 
 pub mod broker;
 pub mod check;
 
-pub use check::{detector_path, pendant_fall_check, Verdict, FAIL_LINE, PASS_LINE};
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+pub use check::{pendant_fall_check, real_pendant, Verdict, FAIL_LINE, PASS_LINE};
+
+/// Runs `f` to completion, polling it in a loop with a waker that does nothing: a
+/// busy-polling executor, enough for futures that are ready whenever polled again (the
+/// in-memory broker, a polled UART). No executor crate, no allocation.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}

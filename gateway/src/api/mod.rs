@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod alarms;
 mod delivery;
+mod downlink;
 mod modbus;
 mod series;
 
@@ -81,6 +82,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/devices/:id", get(device))
         .route("/api/devices/:id/readings", get(readings))
         .route("/api/devices/:id/latest", get(series::latest))
+        .route("/api/devices/:id/config", post(downlink::config))
+        .route("/api/devices/:id/command", post(downlink::command))
+        .route("/api/devices/:id/downlinks", get(downlink::list))
         .route("/api/series", get(series::series))
         .route("/api/series.csv", get(series::series_csv))
         .route("/api/series/list", get(series::list))

@@ -296,32 +296,64 @@ fn open_reason(e: OpenError) -> Rejection {
 /// Builds the ack for `counter` to `device`: a sealed [`Downlink::Ack`] for sealed
 /// devices, `{"ack": counter}` for integration devices. Returns (topic, payload).
 pub fn ack(device: &DeviceRecord, counter: u32) -> (String, Vec<u8>) {
+    match device.profile.trust {
+        Trust::Integration | Trust::Polled => (
+            downlink_topic(&device.profile.id, DownChannel::Ack),
+            format!("{{\"ack\":{counter}}}").into_bytes(),
+        ),
+        Trust::Sealed => sealed_downlink(
+            device,
+            DownChannel::Ack,
+            counter,
+            &Downlink::Ack { counter },
+        )
+        .unwrap_or_else(|| {
+            (
+                downlink_topic(&device.profile.id, DownChannel::Ack),
+                Vec::new(),
+            )
+        }),
+    }
+}
+
+/// The topic of `device`'s downlink `channel`.
+pub fn downlink_topic(device: &str, channel: DownChannel) -> String {
     let mut topic = String::with_capacity(48);
     // Writing to a String cannot fail.
-    let _ = topic::write_downlink(&mut topic, &device.profile.id, DownChannel::Ack);
-    let payload = match device.profile.trust {
-        Trust::Integration | Trust::Polled => format!("{{\"ack\":{counter}}}").into_bytes(),
-        Trust::Sealed => {
-            let mut body = [0u8; 16];
-            let mut frame = [0u8; 16 + OVERHEAD];
-            let sealed = encode_downlink(&Downlink::Ack { counter }, &mut body)
-                .ok()
-                .and_then(|b| {
-                    seal::seal(
-                        &device.key,
-                        device.key_id,
-                        FrameClass::Ack,
-                        &device.profile.id,
-                        counter,
-                        b,
-                        &mut frame,
-                    )
-                    .ok()
-                });
-            frame[..sealed.unwrap_or(0)].to_vec()
-        }
+    let _ = topic::write_downlink(&mut topic, device, channel);
+    topic
+}
+
+/// Seals `downlink` under `device`'s key with `counter` for `channel` (acks with the ack
+/// class, settings and commands with the command class). Returns (topic, frame), or
+/// None when it does not fit a frame (no downlink is that large).
+pub fn sealed_downlink(
+    device: &DeviceRecord,
+    channel: DownChannel,
+    counter: u32,
+    downlink: &Downlink,
+) -> Option<(String, Vec<u8>)> {
+    let class = match channel {
+        DownChannel::Ack => FrameClass::Ack,
+        DownChannel::Cmd | DownChannel::Config => FrameClass::Command,
     };
-    (topic, payload)
+    let mut body = [0u8; 32];
+    let mut frame = [0u8; 32 + OVERHEAD];
+    let body = encode_downlink(downlink, &mut body).ok()?;
+    let n = seal::seal(
+        &device.key,
+        device.key_id,
+        class,
+        &device.profile.id,
+        counter,
+        body,
+        &mut frame,
+    )
+    .ok()?;
+    Some((
+        downlink_topic(&device.profile.id, channel),
+        frame[..n].to_vec(),
+    ))
 }
 
 #[cfg(test)]

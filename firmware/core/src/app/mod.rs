@@ -8,8 +8,16 @@
 //! application through a small trait per kind, implemented by real adapters on a board
 //! and by virtual sensors in tests and simulators.
 
+pub mod bed;
+pub mod door;
+pub mod hazard;
+pub mod manhole;
+pub mod motion;
 pub mod pendant;
 pub mod street_light;
+pub mod vitals;
+pub mod waste_bin;
+pub mod water_level;
 
 use linli_protocol::report::{Command, Threshold};
 use linli_protocol::{DeviceKind, Report};

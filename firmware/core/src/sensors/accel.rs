@@ -11,7 +11,8 @@ use super::Error;
 use crate::fall::Range;
 use core::fmt;
 use embedded_hal::i2c::I2c;
-use lis3dh::{Configuration, DataRate, Lis3dh, Lis3dhCore, Lis3dhI2C, Mode, SlaveAddr};
+pub use lis3dh::SlaveAddr;
+use lis3dh::{Configuration, DataRate, Lis3dh, Lis3dhCore, Lis3dhI2C, Mode};
 
 /// WHO_AM_I of the LIS3DH.
 pub const WHO_AM_I: u8 = 0x33;
@@ -24,15 +25,11 @@ pub struct Accelerometer<I2C> {
 
 impl<I2C: I2c> Accelerometer<I2C> {
     /// Checks WHO_AM_I and programs 100 Hz, high resolution, block data update, all axes,
-    /// and `range`. `alternate_address`: SA0 high (0x19) instead of low (0x18).
+    /// and `range`. `address`: SA0 low (0x18, `Default`) or high (0x19, `Alternate`).
     ///
     /// On an error the bus is dropped with the driver (the driver keeps it): pass a
     /// shared-bus device, not the bus itself, when the caller must go on using it.
-    pub fn new(i2c: I2C, alternate_address: bool, range: Range) -> Result<Self, Error<I2C::Error>> {
-        let addr = match alternate_address {
-            false => SlaveAddr::Default,
-            true => SlaveAddr::Alternate,
-        };
+    pub fn new(i2c: I2C, address: SlaveAddr, range: Range) -> Result<Self, Error<I2C::Error>> {
         let config = Configuration {
             mode: Mode::HighResolution,
             datarate: DataRate::Hz_100,
@@ -42,7 +39,7 @@ impl<I2C: I2c> Accelerometer<I2C> {
             block_data_update: true,
             enable_temperature: false,
         };
-        let mut dev = Lis3dh::new_i2c_with_config(i2c, addr, config).map_err(from_driver)?;
+        let mut dev = Lis3dh::new_i2c_with_config(i2c, address, config).map_err(from_driver)?;
         let fs = match range {
             Range::G8 => lis3dh::Range::G8,
             Range::G16 => lis3dh::Range::G16,
@@ -150,7 +147,7 @@ mod tests {
             T::write_read(A, vec![0xA8], vec![0xA0, 0x0F, 0x30, 0xF8, 0xF0, 0x7F]),
         ]);
         let mut bus = Mock::new(&t);
-        let mut acc = Accelerometer::new(bus.clone(), false, Range::G8).expect("init");
+        let mut acc = Accelerometer::new(bus.clone(), SlaveAddr::Default, Range::G8).expect("init");
         assert_eq!(acc.range(), Range::G8);
         assert_eq!(acc.poll_mg().expect("status"), None);
         assert_eq!(acc.poll_mg().expect("read"), Some([1_000, -500, 8_188]));
@@ -167,7 +164,8 @@ mod tests {
             vec![0x80, 0x3E, 0xF0, 0xFF, 0x00, 0x00],
         ));
         let mut bus = Mock::new(&t);
-        let mut acc = Accelerometer::new(bus.clone(), false, Range::G16).expect("init");
+        let mut acc =
+            Accelerometer::new(bus.clone(), SlaveAddr::Default, Range::G16).expect("init");
         assert_eq!(acc.read_mg().expect("read"), [12_000, -12, 0]);
         bus.done();
     }
@@ -176,7 +174,8 @@ mod tests {
     fn a_wrong_who_am_i_is_a_wrong_device() {
         let t = [T::write_read(0x19, vec![0x0F], vec![0x44])];
         let mut bus = Mock::new(&t);
-        let err = Accelerometer::new(bus.clone(), true, Range::G8).expect_err("not a LIS3DH");
+        let err = Accelerometer::new(bus.clone(), SlaveAddr::Alternate, Range::G8)
+            .expect_err("not a LIS3DH");
         assert_eq!(
             err,
             Error::WrongDevice {
@@ -192,7 +191,8 @@ mod tests {
     fn bus_errors_come_back_as_bus_errors() {
         let t = [rd(0x0F, 0).with_error(ErrorKind::Other)];
         let mut bus = Mock::new(&t);
-        let err = Accelerometer::new(bus.clone(), false, Range::G8).expect_err("no chip");
+        let err =
+            Accelerometer::new(bus.clone(), SlaveAddr::Default, Range::G8).expect_err("no chip");
         assert_eq!(err, Error::Bus(ErrorKind::Other));
         bus.done();
 
@@ -200,7 +200,7 @@ mod tests {
         t.push(rd(0x27, 0).with_error(ErrorKind::ArbitrationLoss));
         t.push(T::write_read(A, vec![0xA8], vec![0; 6]).with_error(ErrorKind::Other));
         let mut bus = Mock::new(&t);
-        let mut acc = Accelerometer::new(bus.clone(), false, Range::G8).expect("init");
+        let mut acc = Accelerometer::new(bus.clone(), SlaveAddr::Default, Range::G8).expect("init");
         assert_eq!(acc.poll_mg(), Err(Error::Bus(ErrorKind::ArbitrationLoss)));
         assert_eq!(acc.read_mg(), Err(Error::Bus(ErrorKind::Other)));
         bus.done();

@@ -3,7 +3,7 @@
 //! ([`WasteBin::distance`](crate::waste_bin::WasteBin::distance)).
 //!
 //! Owns the driver's set-up (its constructor runs ST's whole init and reference
-//! calibration, ~190 transfers) and the "no target" reading; does not own the cadence or
+//! calibration, 153 transfers) and the "no target" reading; does not own the cadence or
 //! the median filtering (the bin does that).
 //!
 //! Driver limits worth knowing: it reads only the range word, not the range status, so a

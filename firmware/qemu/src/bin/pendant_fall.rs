@@ -8,21 +8,21 @@
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-use linli_firmware_qemu::{detector_path, pendant_fall_check};
+use linli_firmware_qemu::{pendant_fall_check, real_pendant};
 
 #[cfg(target_os = "none")]
 mod target {
     use cortex_m_rt::entry;
     use cortex_m_semihosting::{debug, hprintln};
 
-    use super::{detector_path, pendant_fall_check};
+    use super::{pendant_fall_check, real_pendant};
 
     // The `unsafe extern "C"` trampoline `#[entry]` exports as `main` comes from an
     // external macro, which the workspace's `forbid(unsafe_code)` does not look into:
     // no allow is needed, and this crate keeps the workspace lints unchanged.
     #[entry]
     fn main() -> ! {
-        let verdict = pendant_fall_check(detector_path, &mut |line| hprintln!("{}", line));
+        let verdict = pendant_fall_check(real_pendant, &mut |line| hprintln!("{}", line));
         debug::exit(if verdict.is_pass() {
             debug::EXIT_SUCCESS
         } else {
@@ -51,7 +51,7 @@ fn main() -> std::process::ExitCode {
         "pendant_fall is meant for thumbv7em-none-eabihf under QEMU (mps2-an386), see \
          tests/tests/firmware_qemu.rs; on the host it runs the same check natively."
     );
-    let verdict = pendant_fall_check(detector_path, &mut |line| println!("{line}"));
+    let verdict = pendant_fall_check(real_pendant, &mut |line| println!("{line}"));
     if verdict.is_pass() {
         std::process::ExitCode::SUCCESS
     } else {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::fall::Range;
-use crate::sensors::accel::Accelerometer;
+use crate::sensors::accel::{Accelerometer, SlaveAddr};
 use crate::sensors::Error;
 use embedded_hal::i2c::{ErrorKind, I2c, NoAcknowledgeSource};
 
@@ -79,7 +79,7 @@ fn the_real_driver_reads_the_stream_through_the_adapter() {
         ),
     ] {
         let chip = VirtualLis3dh::new(0x19, replay(&samples));
-        let mut acc = Accelerometer::new(chip, true, range).expect("init");
+        let mut acc = Accelerometer::new(chip, SlaveAddr::Alternate, range).expect("init");
         for w in want {
             assert_eq!(acc.poll_mg(), Ok(Some(w)), "{range:?}");
         }
@@ -91,7 +91,8 @@ fn the_real_driver_reads_the_stream_through_the_adapter() {
 fn a_silent_chip_and_a_wrong_address_are_bus_errors() {
     let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
     let chip = VirtualLis3dh::new(0x18, replay(&[]));
-    let err = Accelerometer::new(chip, true, Range::G8).expect_err("nobody at 0x19");
+    let err =
+        Accelerometer::new(chip, SlaveAddr::Alternate, Range::G8).expect_err("nobody at 0x19");
     assert_eq!(err, Error::Bus(nack));
 
     let mut chip = VirtualLis3dh::new(0x18, replay(&[[0, 1_000, 0]]));
@@ -99,6 +100,6 @@ fn a_silent_chip_and_a_wrong_address_are_bus_errors() {
     let mut b = [0];
     assert_eq!(chip.write_read(0x18, &[0x0F], &mut b), Err(nack));
     chip.set_offline(false);
-    let mut acc = Accelerometer::new(chip, false, Range::G8).expect("back");
+    let mut acc = Accelerometer::new(chip, SlaveAddr::Default, Range::G8).expect("back");
     assert_eq!(acc.read_mg(), Ok([0, 1_000, 0]));
 }

@@ -251,7 +251,7 @@ impl<P: Publisher> Publisher for Logged<'_, P> {
         if let Ok(h) = Header::parse(payload) {
             let priority = match parse_uplink(topic) {
                 Ok((_, UpChannel::Event)) => Priority::Alarm,
-                _ => Priority::Telemetry,
+                _ => Priority::Periodic,
             };
             let _ = self.obs.sent.send(Sent {
                 connection: self.connection,

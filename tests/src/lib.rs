@@ -379,19 +379,44 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// Writes a config for fixed free ports in `dir` and returns (config path, mqtt, http).
-pub fn write_process_config(dir: &Path, extra: &str) -> Result<(PathBuf, SocketAddr, SocketAddr)> {
-    let mqtt = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+/// A process config written by [`process_config`].
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// The config file.
+    pub path: PathBuf,
+    /// MQTT v4 listener.
+    pub mqtt: SocketAddr,
+    /// MQTT 5 listener.
+    pub mqtt_v5: SocketAddr,
+    /// HTTP listener.
+    pub http: SocketAddr,
+}
+
+/// Writes a config for fixed free ports (MQTT 3.1.1 and 5, HTTP) in `dir`, with `extra`
+/// appended after the `[http]` table.
+pub fn process_config(dir: &Path, extra: &str) -> Result<ProcessConfig> {
+    let port = || -> Result<SocketAddr> { Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))) };
+    let (mqtt, mqtt_v5, http) = (port()?, port()?, port()?);
     let path = dir.join("linli.toml");
     std::fs::write(
         &path,
         format!(
-            "data_dir = {:?}\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"127.0.0.1:0\"\n[http]\nlisten = \"{http}\"\n{extra}",
+            "data_dir = {:?}\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"{mqtt_v5}\"\n[http]\nlisten = \"{http}\"\n{extra}",
             dir.join("data")
         ),
     )?;
-    Ok((path, mqtt, http))
+    Ok(ProcessConfig {
+        path,
+        mqtt,
+        mqtt_v5,
+        http,
+    })
+}
+
+/// [`process_config`], as (config path, mqtt, http).
+pub fn write_process_config(dir: &Path, extra: &str) -> Result<(PathBuf, SocketAddr, SocketAddr)> {
+    let c = process_config(dir, extra)?;
+    Ok((c.path, c.mqtt, c.http))
 }
 
 /// Runs `linli provision` against `config` and returns the device.

@@ -5,7 +5,6 @@
 //! alarms first, none lost.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,23 +52,6 @@ impl PendantSensors for Wearer {
     }
 }
 
-fn config(
-    dir: &std::path::Path,
-    v4: SocketAddr,
-    v5: SocketAddr,
-    http: SocketAddr,
-) -> Result<std::path::PathBuf> {
-    let path = dir.join("linli.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = {:?}\n[broker]\nlisten_v4 = \"{v4}\"\nlisten_v5 = \"{v5}\"\n[http]\nlisten = \"{http}\"\n",
-            dir.join("data")
-        ),
-    )?;
-    Ok(path)
-}
-
 async fn wait(
     status: &mut watch::Receiver<Snapshot>,
     what: &str,
@@ -108,9 +90,8 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Sent>) -> Vec<Sent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let addr = |p| SocketAddr::from(([127, 0, 0, 1], p));
-    let (v4, v5, http) = (addr(free_port()?), addr(free_port()?), addr(free_port()?));
-    let cfg = config(dir.path(), v4, v5, http)?;
+    let c = process_config(dir.path(), "")?;
+    let (cfg, v4, v5, http) = (c.path, c.mqtt, c.mqtt_v5, c.http);
     let json: Value = serde_json::from_str(&provision_json(&cfg, "pendant-host-1", "pendant")?)?;
     let creds = linli_sim::device::SimDevice::from_credentials_json(&json.to_string())?;
     let gw = spawn_gateway(&cfg, v4, http).await?;

@@ -24,7 +24,7 @@ use linli_protocol::topic::{self, DownChannel};
 use linli_protocol::{DeviceKey, Downlink, FrameClass, OpenError, Report, Uplink};
 
 use crate::backoff::Backoff;
-use crate::outbox::{Outbox, OutboxStats, Refused};
+use crate::outbox::{Outbox, OutboxStats, Priority, Refused};
 
 /// Largest sealed uplink frame.
 pub const MAX_FRAME: usize = MAX_BODY_LEN + OVERHEAD;
@@ -213,15 +213,20 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
         c
     }
 
-    /// Queues `report` (device time `device_time`, s since the epoch or 0) under the
-    /// next counter. Returns the counter, or the refusal (counted).
-    pub fn report(&mut self, device_time: u32, report: Report) -> Result<u32, Refused> {
+    /// Queues `report` (device time `device_time`, s since the epoch or 0) with
+    /// `priority` under the next counter. Returns the counter, or the refusal (counted).
+    pub fn report(
+        &mut self,
+        device_time: u32,
+        report: Report,
+        priority: Priority,
+    ) -> Result<u32, Refused> {
         let counter = self.take_counter();
         let uplink = Uplink {
             device_time,
             report,
         };
-        if let Err(e) = self.outbox.push(counter, uplink) {
+        if let Err(e) = self.outbox.push(counter, uplink, priority) {
             self.stats.reports_refused += 1;
             return Err(e);
         }
@@ -244,7 +249,11 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
         if now_ms >= self.next_heartbeat_ms {
             self.next_heartbeat_ms = now_ms + u64::from(self.cadence.heartbeat_s) * 1_000;
             let uptime_s = (now_ms / 1_000) as u32;
-            let _ = self.report(device_time, Report::Heartbeat(Heartbeat { uptime_s }));
+            let _ = self.report(
+                device_time,
+                Report::Heartbeat(Heartbeat { uptime_s }),
+                Priority::Periodic,
+            );
         }
         let every_s = if alarm_condition {
             self.cadence.alarm_report_s.min(self.cadence.report_s)
@@ -427,7 +436,7 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
                 }
             }
         };
-        self.report(device_time, Report::CommandCheck(check))
+        self.report(device_time, Report::CommandCheck(check), Priority::Change)
     }
 }
 

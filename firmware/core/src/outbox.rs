@@ -1,42 +1,49 @@
 //! The outbox: every report a device made, kept until the gateway's application-level
 //! ack for its frame counter, in a fixed number of slots (heapless, no alloc).
 //!
-//! Alarms (reports on the `event` channel: falls, SOS, hazards, tamper) have `ALARMS`
-//! reserved slots that telemetry never takes; when those are full an alarm may also take
-//! a shared slot, evicting the oldest telemetry. Telemetry that finds the shared slots
-//! full evicts the oldest telemetry (a newer reading is worth more). An alarm that finds
-//! every slot held by alarms is refused, and the caller counts it: nothing leaves the
-//! outbox silently. Every eviction is counted.
+//! Three priorities. **Alarms** (falls, SOS, hazards: the `event` channel, when a
+//! detector decides) have `ALARMS` reserved slots that nothing else takes, and may also
+//! take a shared slot, evicting the oldest periodic report, else the oldest change.
+//! **Changes** (a door opened, a lamp went dark, a command's answer) take shared slots
+//! and evict the oldest periodic report, else the oldest change. **Periodic** reports
+//! (heartbeats, telemetry) take shared slots and evict only the oldest periodic report:
+//! a newer reading is worth more than an older one, and neither is worth a change. What
+//! finds no room is refused and counted; every eviction is counted: nothing leaves the
+//! outbox silently.
 //!
-//! Sending order is alarms first, then telemetry, each oldest counter first. A frame
-//! is sent again when unacked after `resend_ms`, and every frame is due again after a
-//! reconnect. Entries keep the report, not the sealed bytes: sealing again with the same
-//! key and counter gives the same frame, and a frame that fell too far behind the
-//! gateway's anti-replay window gets a new counter (see [`Outbox::renumber_stale`]).
+//! Sending order is alarms first, then everything else oldest counter first (the gateway
+//! sees changes and readings in the order they happened). A frame is sent again when
+//! unacked after `resend_ms`, and every frame is due again after a reconnect. Entries keep
+//! the report, not the sealed bytes: sealing again with the same key and counter gives
+//! the same frame, and a frame that fell too far behind the gateway's anti-replay window
+//! gets a new counter (see [`Outbox::renumber_stale`]).
 //!
 //! Does not own sealing, the counter source or the connection (see [`crate::node`]).
 
 use heapless::Vec;
 use linli_protocol::replay::{is_after, WINDOW};
 use linli_protocol::topic::UpChannel;
-use linli_protocol::Uplink;
+use linli_protocol::{Report, Uplink};
 
-/// How urgent an entry is.
+/// How much an entry matters, most first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
-    /// Falls, SOS, hazards, tamper: reserved slots, sent first.
+    /// A detector's alarm (event channel): reserved slots, sent first.
     Alarm,
-    /// Everything else.
-    Telemetry,
+    /// A state change or an answer: evicts periodic reports, not evicted by them.
+    Change,
+    /// Heartbeats and periodic telemetry: the first to go.
+    Periodic,
 }
 
 impl Priority {
-    /// The priority of an uplink: alarms are what travels on the `event` channel.
-    pub fn of(uplink: &Uplink) -> Priority {
-        if uplink.report.channel() == UpChannel::Event {
+    /// The priority of a report a detector emitted as it happened: an alarm on the
+    /// `event` channel, a change otherwise.
+    pub fn of_event(report: &Report) -> Priority {
+        if report.channel() == UpChannel::Event {
             Priority::Alarm
         } else {
-            Priority::Telemetry
+            Priority::Change
         }
     }
 }
@@ -57,8 +64,9 @@ pub struct Entry {
 /// Why [`Outbox::push`] refused an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    /// Every slot holds an unacked alarm.
-    FullOfAlarms,
+    /// No slot it may take: every slot holds an alarm, or (for periodic reports) an alarm
+    /// or a change.
+    NoRoom,
 }
 
 /// What [`Outbox::push`] did.
@@ -75,9 +83,9 @@ pub enum Pushed {
 pub struct OutboxStats {
     /// Entries acked by the gateway.
     pub acked: u32,
-    /// Telemetry entries evicted by newer ones.
+    /// Entries evicted to make room for newer or more important ones.
     pub evicted: u32,
-    /// Alarms refused because every slot held an alarm.
+    /// Reports refused for want of a slot they may take.
     pub refused: u32,
     /// Entries given a new counter because the old one fell behind the replay window.
     pub renumbered: u32,
@@ -134,32 +142,42 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
         self.entries.iter().filter(|e| e.priority == p).count()
     }
 
-    /// Keeps `uplink`, sealed under `counter`, until its ack.
-    pub fn push(&mut self, counter: u32, uplink: Uplink) -> Result<Pushed, Refused> {
-        let priority = Priority::of(&uplink);
+    /// Keeps `uplink`, sealed under `counter` with `priority`, until its ack.
+    pub fn push(
+        &mut self,
+        counter: u32,
+        uplink: Uplink,
+        priority: Priority,
+    ) -> Result<Pushed, Refused> {
         let entry = Entry {
             counter,
             uplink,
             priority,
             sent_ms: None,
         };
-        let telemetry = self.count(Priority::Telemetry);
+        let others = self.entries.len() - self.count(Priority::Alarm);
         let room = match priority {
             // An alarm may use any free slot.
             Priority::Alarm => self.entries.len() < N,
-            // Telemetry may not eat into the alarms' reserve.
-            Priority::Telemetry => telemetry < N - ALARMS && self.entries.len() < N,
+            // Nothing else may eat into the alarms' reserve.
+            Priority::Change | Priority::Periodic => others < N - ALARMS && self.entries.len() < N,
         };
         if room {
             // Cannot fail: room was checked above.
             let _ = self.entries.push(entry);
             return Ok(Pushed::Stored);
         }
-        let Some(oldest) = self.oldest(Priority::Telemetry) else {
-            self.stats.refused += 1;
-            return Err(Refused::FullOfAlarms);
+        let victim = match priority {
+            Priority::Alarm | Priority::Change => self
+                .oldest(Priority::Periodic)
+                .or_else(|| self.oldest(Priority::Change)),
+            Priority::Periodic => self.oldest(Priority::Periodic),
         };
-        let evicted = core::mem::replace(&mut self.entries[oldest], entry);
+        let Some(victim) = victim else {
+            self.stats.refused += 1;
+            return Err(Refused::NoRoom);
+        };
+        let evicted = core::mem::replace(&mut self.entries[victim], entry);
         self.stats.evicted += 1;
         Ok(Pushed::Evicted(evicted))
     }
@@ -207,7 +225,7 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
     }
 
     /// The next entry to send at `now_ms`: never sent, or unacked for `resend_ms`;
-    /// alarms before telemetry, older counters first. Call [`Outbox::mark_sent`] once it
+    /// alarms first, then the rest, older counters first. Call [`Outbox::mark_sent`] once it
     /// is handed to the publisher.
     pub fn next_due(&self, now_ms: u64) -> Option<&Entry> {
         let due = |e: &&Entry| match e.sent_ms {
@@ -217,7 +235,7 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
         let newest = self.newest()?;
         self.entries.iter().filter(due).min_by_key(|e| {
             (
-                e.priority,
+                e.priority != Priority::Alarm,
                 core::cmp::Reverse(newest.wrapping_sub(e.counter)),
             )
         })
@@ -250,7 +268,6 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
 #[cfg(test)]
 mod tests {
     use linli_protocol::report::{Heartbeat, Pendant};
-    use linli_protocol::Report;
 
     use super::*;
 
@@ -286,7 +303,7 @@ mod tests {
     fn telemetry_never_takes_the_alarm_reserve() {
         let mut o: Outbox<6, 2> = Outbox::new(5_000);
         for c in 1..=10 {
-            o.push(c, hb(c)).unwrap();
+            o.push(c, hb(c), Priority::Periodic).unwrap();
         }
         // 4 shared slots: the 4 newest heartbeats remain, 6 evicted.
         assert_eq!(o.len(), 4);
@@ -295,21 +312,57 @@ mod tests {
         kept.sort();
         assert_eq!(kept, [7, 8, 9, 10]);
         // Alarms still find their reserve.
-        assert_eq!(o.push(11, fall()), Ok(Pushed::Stored));
-        assert_eq!(o.push(12, fall()), Ok(Pushed::Stored));
+        assert_eq!(o.push(11, fall(), Priority::Alarm), Ok(Pushed::Stored));
+        assert_eq!(o.push(12, fall(), Priority::Alarm), Ok(Pushed::Stored));
         // A third alarm evicts the oldest telemetry rather than being lost.
-        assert!(matches!(o.push(13, fall()), Ok(Pushed::Evicted(e)) if e.counter == 7));
+        assert!(
+            matches!(o.push(13, fall(), Priority::Alarm), Ok(Pushed::Evicted(e)) if e.counter == 7)
+        );
         assert_eq!(o.alarms(), 3);
+    }
+
+    fn door(open: bool) -> Uplink {
+        Uplink {
+            device_time: 0,
+            report: Report::Door(linli_protocol::report::Door { open }),
+        }
+    }
+
+    #[test]
+    fn changes_outlive_periodic_reports_and_keep_their_order() {
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        o.push(1, door(true), Priority::Change).unwrap();
+        for c in 2..=4 {
+            o.push(c, hb(c), Priority::Periodic).unwrap();
+        }
+        let evicts = |o: &mut Outbox<6, 2>, c: u32, u: Uplink, p: Priority| match o.push(c, u, p) {
+            Ok(Pushed::Evicted(e)) => Some(e.counter),
+            _ => None,
+        };
+        // Shared slots full (a change, three heartbeats): a change evicts the oldest
+        // heartbeat, and so does a heartbeat.
+        assert_eq!(evicts(&mut o, 5, door(false), Priority::Change), Some(2));
+        assert_eq!(evicts(&mut o, 6, hb(6), Priority::Periodic), Some(3));
+        assert_eq!(evicts(&mut o, 7, door(true), Priority::Change), Some(4));
+        assert_eq!(evicts(&mut o, 8, door(false), Priority::Change), Some(6));
+        // Only changes left in the shared slots: a heartbeat finds no room ...
+        assert_eq!(o.push(9, hb(9), Priority::Periodic), Err(Refused::NoRoom));
+        // ... a newer change evicts the oldest change ...
+        assert_eq!(evicts(&mut o, 10, door(true), Priority::Change), Some(1));
+        // ... and an alarm still has its reserve, and goes first; the rest in order.
+        o.push(11, fall(), Priority::Alarm).unwrap();
+        assert_eq!(order(&mut o, 0), [11, 5, 7, 8, 10]);
+        assert_eq!((o.stats().evicted, o.stats().refused), (5, 1));
     }
 
     #[test]
     fn an_outbox_full_of_alarms_refuses_and_counts() {
         let mut o: Outbox<6, 2> = Outbox::new(5_000);
         for c in 1..=6 {
-            o.push(c, fall()).unwrap();
+            o.push(c, fall(), Priority::Alarm).unwrap();
         }
-        assert_eq!(o.push(7, fall()), Err(Refused::FullOfAlarms));
-        assert_eq!(o.push(8, hb(1)), Err(Refused::FullOfAlarms));
+        assert_eq!(o.push(7, fall(), Priority::Alarm), Err(Refused::NoRoom));
+        assert_eq!(o.push(8, hb(1), Priority::Periodic), Err(Refused::NoRoom));
         assert_eq!(o.stats().refused, 2);
         assert_eq!(o.len(), 6);
     }
@@ -317,10 +370,10 @@ mod tests {
     #[test]
     fn alarms_go_first_then_oldest_first_and_acks_clear() {
         let mut o: Outbox<6, 2> = Outbox::new(5_000);
-        o.push(1, hb(1)).unwrap();
-        o.push(2, hb(2)).unwrap();
-        o.push(3, fall()).unwrap();
-        o.push(4, hb(4)).unwrap();
+        o.push(1, hb(1), Priority::Periodic).unwrap();
+        o.push(2, hb(2), Priority::Periodic).unwrap();
+        o.push(3, fall(), Priority::Alarm).unwrap();
+        o.push(4, hb(4), Priority::Periodic).unwrap();
         assert_eq!(order(&mut o, 0), [3, 1, 2, 4]);
         // Nothing is due again before the resend time.
         assert_eq!(o.next_due(4_999), None);
@@ -337,19 +390,19 @@ mod tests {
     #[test]
     fn order_survives_counter_wrap() {
         let mut o: Outbox<6, 2> = Outbox::new(5_000);
-        o.push(u32::MAX - 1, hb(1)).unwrap();
-        o.push(u32::MAX, hb(2)).unwrap();
-        o.push(0, hb(3)).unwrap();
-        o.push(1, hb(4)).unwrap();
-        o.push(2, hb(5)).unwrap(); // evicts the oldest: u32::MAX - 1
+        o.push(u32::MAX - 1, hb(1), Priority::Periodic).unwrap();
+        o.push(u32::MAX, hb(2), Priority::Periodic).unwrap();
+        o.push(0, hb(3), Priority::Periodic).unwrap();
+        o.push(1, hb(4), Priority::Periodic).unwrap();
+        o.push(2, hb(5), Priority::Periodic).unwrap(); // evicts the oldest: u32::MAX - 1
         assert_eq!(order(&mut o, 0), [u32::MAX, 0, 1, 2]);
     }
 
     #[test]
     fn stale_entries_get_new_counters() {
         let mut o: Outbox<6, 2> = Outbox::new(5_000);
-        o.push(10, fall()).unwrap();
-        o.push(600, hb(1)).unwrap();
+        o.push(10, fall(), Priority::Alarm).unwrap();
+        o.push(600, hb(1), Priority::Periodic).unwrap();
         let mut next = 1000;
         let n = o.renumber_stale(1000, || {
             next += 1;

@@ -8,10 +8,9 @@
 //! occupancy decision ([`crate::bed`]) or the pad's conversion to pressure units
 //! ([`crate::sensors::analog::PressurePad`]).
 
-use linli_protocol::report::{Battery, Bed as Wire};
+use linli_protocol::report::Bed as Wire;
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::bed::{self, BedOccupancy};
 
@@ -65,11 +64,8 @@ impl Application for Bed {
         if let (Some(occupied), Some(pressure)) = (self.occupancy.occupied(), self.pressure) {
             out(Report::Bed(Wire { occupied, pressure }));
         }
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 }

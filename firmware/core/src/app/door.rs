@@ -8,10 +8,9 @@
 //! condition and no threshold. Does not own the debouncing ([`crate::door`]) or the
 //! contact's pin.
 
-use linli_protocol::report::{Battery, Door as Wire};
+use linli_protocol::report::Door as Wire;
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::door::DoorContact;
 
@@ -54,11 +53,8 @@ impl Application for Door {
     }
 
     fn telemetry(&mut self, _now_ms: u64, s: &mut Self::Sensors, out: &mut dyn FnMut(Report)) {
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 }

@@ -8,10 +8,9 @@
 //! threshold: the detector decides its own alarm. Does not own the detection itself
 //! (the detector's), the debouncing ([`crate::debounce`]) or the pins.
 
-use linli_protocol::report::{Battery, Hazard as Wire, HazardKind};
+use linli_protocol::report::{Hazard as Wire, HazardKind};
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::debounce::Debouncer;
 
@@ -76,11 +75,8 @@ impl Application for Hazard {
         if self.output.level().is_some() {
             out(self.report(s.hazard()));
         }
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 

@@ -15,10 +15,9 @@
 //! moment would otherwise be learnt as its installed position), and a new tilt threshold
 //! keeps it.
 
-use linli_protocol::report::{Battery, Manhole as Wire, Threshold};
+use linli_protocol::report::{Manhole as Wire, Threshold};
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::water_level::set_alarm_mm;
 use super::Application;
 use crate::manhole::{self, CoverState, ManholeCover};
@@ -103,9 +102,12 @@ impl Manhole {
         self.cover.state()
     }
 
+    /// The readings; one not known goes as 0 (tilt: until the position is learnt).
     fn report(&self) -> Report {
         Report::Manhole(Wire {
-            tilt_cdeg: self.tilt_cdeg.map_or(0, |t| t.min(i16::MAX as u16) as i16),
+            tilt_cdeg: self
+                .tilt_cdeg
+                .map_or(0, |t| i16::try_from(t).unwrap_or(i16::MAX)),
             water_mm: self.water_mm.unwrap_or(0),
             gas_ppm: self.gas_ppm.unwrap_or(0),
         })
@@ -156,11 +158,8 @@ impl Application for Manhole {
         if self.tilt_cdeg.is_some() || self.water_mm.is_some() {
             out(self.report());
         }
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 

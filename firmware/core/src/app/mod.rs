@@ -23,7 +23,19 @@ use linli_protocol::report::{Command, Threshold};
 use linli_protocol::{DeviceKind, Report};
 
 use crate::node::{Answer, DownlinkError, Downlinked, Node};
-use crate::outbox::Refused;
+use crate::outbox::{Priority, Refused};
+use crate::sensors::analog::{Battery, LI_ION_1S};
+
+/// The battery report for a single Li-ion cell at `mv`, when it was read.
+pub fn battery(mv: Option<u16>) -> Option<Report> {
+    const CELL: Battery = Battery::new(LI_ION_1S);
+    mv.map(|mv| {
+        Report::Battery(linli_protocol::report::Battery {
+            millivolts: mv,
+            percent: CELL.percent(mv),
+        })
+    })
+}
 
 /// One device kind's logic.
 pub trait Application {
@@ -77,8 +89,10 @@ impl<'id, A: Application, const N: usize, const K: usize> Device<'id, A, N, K> {
     /// the node's stats.
     pub fn step(&mut self, now_ms: u64, device_time: u32, sensors: &mut A::Sensors) {
         let node = &mut self.node;
+        // What a detector decides now is an alarm or a change; what telemetry repeats
+        // (even a hazard still in alarm) is periodic.
         let mut queue = |r: Report| {
-            let _ = node.report(device_time, r);
+            let _ = node.report(device_time, r, Priority::of_event(&r));
         };
         self.app.sample(now_ms, sensors, &mut queue);
         if self
@@ -87,7 +101,7 @@ impl<'id, A: Application, const N: usize, const K: usize> Device<'id, A, N, K> {
         {
             let node = &mut self.node;
             let mut queue = |r: Report| {
-                let _ = node.report(device_time, r);
+                let _ = node.report(device_time, r, Priority::Periodic);
             };
             self.app.telemetry(now_ms, sensors, &mut queue);
         }

@@ -7,10 +7,9 @@
 //! activity. A PIR has no alarm condition and no threshold. Does not own the hold-off and
 //! warm-up ([`crate::motion`]) or the PIR's pin.
 
-use linli_protocol::report::{Battery, Motion as Wire};
+use linli_protocol::report::Motion as Wire;
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::motion::{self, MotionReport, PirMotion};
 
@@ -61,11 +60,8 @@ impl Application for Motion {
     }
 
     fn telemetry(&mut self, _now_ms: u64, s: &mut Self::Sensors, out: &mut dyn FnMut(Report)) {
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! progress. Does not own the accelerometer driver or the button pins (see
 //! [`PendantSensors`]).
 
-use linli_protocol::report::{Battery, Pendant as Wire, Threshold};
+use linli_protocol::report::{Pendant as Wire, Threshold};
 use linli_protocol::{DeviceKind, Report};
 
 use super::Application;
@@ -107,12 +107,6 @@ fn wire(event: Event) -> Option<Report> {
     }))
 }
 
-/// Percent charge of a lithium cell from its voltage (3.3 V empty, 4.15 V full, linear).
-pub fn battery_percent(mv: u16) -> u8 {
-    let pct = (u32::from(mv.clamp(3_300, 4_150)) - 3_300) * 100 / 850;
-    pct as u8
-}
-
 impl Application for Pendant {
     const KIND: DeviceKind = DeviceKind::Pendant;
     type Sensors = dyn PendantSensors;
@@ -152,11 +146,8 @@ impl Application for Pendant {
             steps: self.steps,
         }));
         (self.samples, self.active, self.steps) = (0, 0, 0);
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 

@@ -12,10 +12,9 @@
 //! the batch ends now) when a read failed or samples were lost, or when it lags the
 //! clock by more than a second; it never steps backwards.
 
-use linli_protocol::report::{Battery, Vitals as Wire};
+use linli_protocol::report::Vitals as Wire;
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::sensors::ppg::FIFO_DEPTH;
 use crate::vitals::{self, VitalsEstimator};
@@ -102,11 +101,8 @@ impl Application for Vitals {
             respiration_bpm: v.respiration_bpm,
             quality: v.quality,
         }));
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 }

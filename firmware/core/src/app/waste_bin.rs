@@ -14,10 +14,9 @@
 //! above 30 °C); the fill median of five readings then ignores a lid held open for up to
 //! two readings.
 
-use linli_protocol::report::{Battery, Threshold, WasteBin as Wire};
+use linli_protocol::report::{Threshold, WasteBin as Wire};
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::waste_bin;
 
@@ -120,11 +119,8 @@ impl Application for WasteBin {
         if self.fill_pct.is_some() || self.temperature_dc.is_some() {
             out(self.report());
         }
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 

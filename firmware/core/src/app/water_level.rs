@@ -11,10 +11,9 @@
 //! Sampling: the gauge keeps 32 samples, and its rate needs a minute of them; read every
 //! `window_ms / 31` (10 s for the default 5 min window) for the whole window to count.
 
-use linli_protocol::report::{Battery, Threshold, WaterLevel as Wire};
+use linli_protocol::report::{Threshold, WaterLevel as Wire};
 use linli_protocol::{DeviceKind, Report};
 
-use super::pendant::battery_percent;
 use super::Application;
 use crate::water_level::{self, WaterGauge};
 
@@ -99,11 +98,8 @@ impl Application for WaterLevel {
         if let Some(level_mm) = self.level_mm {
             out(Report::WaterLevel(Wire { level_mm }));
         }
-        if let Some(mv) = s.battery_mv() {
-            out(Report::Battery(Battery {
-                millivolts: mv,
-                percent: battery_percent(mv),
-            }));
+        if let Some(r) = super::battery(s.battery_mv()) {
+            out(r);
         }
     }
 

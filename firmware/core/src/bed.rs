@@ -32,7 +32,8 @@ impl Default for Config {
 pub struct BedOccupancy {
     cfg: Config,
     occupied: Option<bool>,
-    crossing_since: Option<u64>,
+    /// A crossing in progress: its direction (true = into bed) and when it began.
+    crossing: Option<(bool, u64)>,
 }
 
 impl BedOccupancy {
@@ -41,7 +42,7 @@ impl BedOccupancy {
         BedOccupancy {
             cfg,
             occupied: None,
-            crossing_since: None,
+            crossing: None,
         }
     }
 
@@ -58,14 +59,22 @@ impl BedOccupancy {
         } else if pressure < self.cfg.off_level {
             false
         } else {
-            // Between the levels: nothing changes, and a crossing in progress holds.
+            // Between the levels: nothing changes, and a crossing must start again (the
+            // dwell is time spent beyond the level without a break).
+            self.crossing = None;
             return None;
         };
         if self.occupied == Some(toward) {
-            self.crossing_since = None;
+            self.crossing = None;
             return None;
         }
-        let since = *self.crossing_since.get_or_insert(now_ms);
+        let since = match self.crossing {
+            Some((dir, since)) if dir == toward => since,
+            _ => {
+                self.crossing = Some((toward, now_ms));
+                now_ms
+            }
+        };
         let dwell = if toward {
             self.cfg.enter_ms
         } else {
@@ -73,7 +82,7 @@ impl BedOccupancy {
         };
         if now_ms.saturating_sub(since) >= dwell {
             self.occupied = Some(toward);
-            self.crossing_since = None;
+            self.crossing = None;
             return Some(toward);
         }
         None
@@ -115,5 +124,30 @@ mod tests {
         assert_eq!(feed(&mut b, 900, 70_000, 80_000), None);
         assert_eq!(feed(&mut b, 50, 80_000, 100_000), Some(false), "got up");
         assert_eq!(b.occupied(), Some(false));
+    }
+
+    #[test]
+    fn time_between_the_levels_does_not_count_as_dwell() {
+        let mut b = BedOccupancy::new(Config::default());
+        assert_eq!(feed(&mut b, 800, 0, 6_000), Some(true));
+        // A dip below the off level, 20 s between the levels, then below again: the
+        // 15 s below must be served from the new crossing, without a break.
+        assert_eq!(feed(&mut b, 300, 6_000, 7_000), None);
+        assert_eq!(feed(&mut b, 500, 7_000, 27_000), None);
+        assert_eq!(
+            feed(&mut b, 300, 27_000, 41_000),
+            None,
+            "14 s below: not yet"
+        );
+        assert_eq!(feed(&mut b, 300, 41_000, 43_000), Some(false));
+    }
+
+    #[test]
+    fn a_crossing_that_turns_round_starts_its_dwell_again() {
+        let mut b = BedOccupancy::new(Config::default());
+        // Unknown at start: 10 s low, then high; occupied only after 5 s high.
+        assert_eq!(feed(&mut b, 100, 0, 10_000), None);
+        assert_eq!(feed(&mut b, 800, 10_000, 14_500), None);
+        assert_eq!(feed(&mut b, 800, 14_500, 15_500), Some(true));
     }
 }

@@ -51,7 +51,8 @@ pub struct ManholeCover {
     n: u16,
     baseline: Option<[f32; 3]>,
     state: CoverState,
-    pending: u8,
+    /// Samples in a row pointing at the same new state.
+    pending: Option<(CoverState, u8)>,
 }
 
 impl ManholeCover {
@@ -63,7 +64,7 @@ impl ManholeCover {
             n: 0,
             baseline: None,
             state: CoverState::Level,
-            pending: 0,
+            pending: None,
         }
     }
 
@@ -120,15 +121,20 @@ impl ManholeCover {
             self.state
         };
         if want == self.state {
-            self.pending = 0;
+            self.pending = None;
             return (Some(tilt), None);
         }
-        self.pending = self.pending.saturating_add(1);
-        if want == CoverState::Removed || self.pending >= self.cfg.consecutive.max(1) {
+        // Only samples in a row that agree on the same new state count.
+        let n = match self.pending {
+            Some((s, n)) if s == want => n.saturating_add(1),
+            _ => 1,
+        };
+        if want == CoverState::Removed || n >= self.cfg.consecutive.max(1) {
             self.state = want;
-            self.pending = 0;
+            self.pending = None;
             return (Some(tilt), Some(want));
         }
+        self.pending = Some((want, n));
         (Some(tilt), None)
     }
 }
@@ -175,5 +181,28 @@ mod tests {
         assert_eq!(c.sample(g(1.0)).1, None);
         assert_eq!(c.sample(g(1.0)).1, Some(CoverState::Level));
         assert_eq!(c.sample([0, 0, 0]), (None, None), "no reading, no decision");
+    }
+
+    #[test]
+    fn only_samples_agreeing_on_one_new_state_count() {
+        let mut c = ManholeCover::new(Config::default());
+        for _ in 0..16 {
+            c.calibrate(g(0.0));
+        }
+        // Lifted off: removed at once.
+        assert_eq!(c.sample(g(120.0)).1, Some(CoverState::Removed));
+        // One tilted sample, then one level sample: neither has held long enough.
+        assert_eq!(c.sample(g(20.0)).1, None);
+        assert_eq!(
+            c.sample(g(0.0)).1,
+            None,
+            "one level sample after a tilted one"
+        );
+        let needed = Config::default().consecutive.max(1);
+        let mut last = None;
+        for _ in 1..needed {
+            last = c.sample(g(0.0)).1;
+        }
+        assert_eq!(last, Some(CoverState::Level));
     }
 }

@@ -38,6 +38,9 @@ pub fn echo_to_mm(echo_us: u32) -> u32 {
 
 const WINDOW: usize = 5;
 
+/// The temperature rise is measured over at least this long, ms.
+pub const RISE_SPAN_MS: u64 = 60_000;
+
 /// The bin's state.
 #[derive(Debug, Clone)]
 pub struct WasteBin {
@@ -45,7 +48,9 @@ pub struct WasteBin {
     echoes: [u16; WINDOW],
     n: usize,
     reported: Option<u8>,
-    last_temp: Option<(u64, i16)>,
+    /// The sample the rise is measured from.
+    reference: Option<(u64, i16)>,
+    rising: bool,
     fire: bool,
 }
 
@@ -57,7 +62,8 @@ impl WasteBin {
             echoes: [0; WINDOW],
             n: 0,
             reported: None,
-            last_temp: None,
+            reference: None,
+            rising: false,
             fire: false,
         }
     }
@@ -94,15 +100,26 @@ impl WasteBin {
         None
     }
 
-    /// Feeds a temperature (0.1 °C); `Some(fire)` when the fire decision changes.
+    /// Fire, as last decided.
+    pub fn fire(&self) -> bool {
+        self.fire
+    }
+
+    /// Feeds a temperature (0.1 °C); `Some(fire)` when the fire decision changes. The
+    /// rise is measured over at least [`RISE_SPAN_MS`], so a sensor's flicker between
+    /// close samples is no rise, however often it is sampled.
     pub fn temperature(&mut self, dc: i16, now_ms: u64) -> Option<bool> {
-        let rising = self.last_temp.is_some_and(|(t, prev)| {
-            let dt = now_ms.saturating_sub(t).max(1);
-            let rate = (i64::from(dc) - i64::from(prev)) * 60_000 / dt as i64;
-            rate >= i64::from(self.cfg.fire_rise_dc_per_min)
-        });
-        self.last_temp = Some((now_ms, dc));
-        let fire = dc >= self.cfg.fire_dc || (rising && dc >= self.cfg.fire_dc / 2);
+        match self.reference {
+            None => self.reference = Some((now_ms, dc)),
+            Some((t, prev)) if now_ms.saturating_sub(t) >= RISE_SPAN_MS => {
+                let dt = now_ms.saturating_sub(t) as i64;
+                let rate = (i64::from(dc) - i64::from(prev)) * 60_000 / dt;
+                self.rising = rate >= i64::from(self.cfg.fire_rise_dc_per_min);
+                self.reference = Some((now_ms, dc));
+            }
+            Some(_) => {}
+        }
+        let fire = dc >= self.cfg.fire_dc || (self.rising && dc >= self.cfg.fire_dc / 2);
         if fire != self.fire {
             self.fire = fire;
             return Some(fire);
@@ -160,5 +177,25 @@ mod tests {
         let mut b = WasteBin::new(Config::default());
         assert_eq!(b.temperature(650, 0), Some(true));
         assert_eq!(b.temperature(200, 3_600_000), Some(false));
+    }
+
+    #[test]
+    fn flicker_between_close_samples_is_no_rise_but_a_real_one_is() {
+        let mut b = WasteBin::new(Config::default());
+        // A warm day, sampled every second, flickering by 0.1-0.3 °C.
+        for i in 0..600u64 {
+            let dc = 350 + [0, 1, 3, 0, 2][(i % 5) as usize];
+            assert_eq!(b.temperature(dc, i * 1_000), None, "no fire at {i} s");
+        }
+        // Smouldering: +0.1 °C a second (6 °C a minute) from 31 °C.
+        let mut fire_at = None;
+        for i in 0..240u64 {
+            if b.temperature(310 + i as i16, 600_000 + i * 1_000) == Some(true) {
+                fire_at = Some(i);
+                break;
+            }
+        }
+        assert!(fire_at.is_some_and(|s| s <= 130), "{fire_at:?}");
+        assert!(b.fire());
     }
 }

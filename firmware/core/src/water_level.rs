@@ -2,8 +2,8 @@
 //! (an underpass closes at 25 cm), and the rate of rise over a window, so a fast-rising
 //! flood is flagged before it reaches the alarm level and the gauge reports faster.
 //!
-//! Owns the level decisions and the rate; keeps the last samples in a fixed ring (no
-//! allocation).
+//! Owns the level decisions and the rate; keeps samples spread over the rate window in a
+//! fixed ring (no allocation), whatever the sample rate.
 
 /// Gauge settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,7 @@ pub struct WaterGauge {
     ring: [(u64, u16); RING],
     head: usize,
     len: usize,
+    latest: Option<(u64, u16)>,
     state: WaterState,
     rising_fast: bool,
 }
@@ -73,6 +74,7 @@ impl WaterGauge {
             ring: [(0, 0); RING],
             head: 0,
             len: 0,
+            latest: None,
             state: WaterState::Normal,
             rising_fast: false,
         }
@@ -88,26 +90,39 @@ impl WaterGauge {
         self.rising_fast || self.state > WaterState::Normal
     }
 
-    /// Rise over the window, mm per minute (negative: falling); None with less than a
-    /// minute of samples in it.
+    /// Rise over the window up to the latest sample, mm per minute (negative: falling);
+    /// None with less than a minute of samples in it.
     pub fn rate_mm_per_min(&self) -> Option<i32> {
-        let newest = self.ring[(self.head + RING - 1) % RING];
+        let newest = self.latest?;
         let oldest = (0..self.len)
             .map(|k| self.ring[(self.head + RING - self.len + k) % RING])
             .find(|(t, _)| newest.0.saturating_sub(*t) <= self.cfg.window_ms)?;
         let dt = newest.0.saturating_sub(oldest.0);
-        if self.len < 2 || dt < 60_000 {
+        if dt < 60_000 {
             return None;
         }
         let rise = i64::from(newest.1) - i64::from(oldest.1);
         Some((rise * 60_000 / dt as i64) as i32)
     }
 
-    /// Feeds a level sample.
-    pub fn sample(&mut self, level_mm: u16, now_ms: u64) -> WaterChange {
+    /// Keeps `(now_ms, level_mm)` in the history when the last kept sample is at least a
+    /// ring slot's share of the window old: however fast the gauge is sampled, the ring
+    /// spans the whole window.
+    fn record(&mut self, now_ms: u64, level_mm: u16) {
+        let spacing = self.cfg.window_ms / (RING as u64 - 1);
+        let last = self.ring[(self.head + RING - 1) % RING].0;
+        if self.len > 0 && now_ms.saturating_sub(last) < spacing {
+            return;
+        }
         self.ring[self.head] = (now_ms, level_mm);
         self.head = (self.head + 1) % RING;
         self.len = (self.len + 1).min(RING);
+    }
+
+    /// Feeds a level sample.
+    pub fn sample(&mut self, level_mm: u16, now_ms: u64) -> WaterChange {
+        self.latest = Some((now_ms, level_mm));
+        self.record(now_ms, level_mm);
         let c = &self.cfg;
         let up = |level: u16| level_mm >= level;
         let down = |level: u16| level_mm < level.saturating_sub(c.deadband_mm);
@@ -187,5 +202,27 @@ mod tests {
         assert_eq!(g.sample(140, 30_000).state, None);
         assert_eq!(g.sample(129, 40_000).state, Some(WaterState::Normal));
         assert_eq!(g.rate_mm_per_min(), None, "under a minute of samples");
+    }
+
+    #[test]
+    fn a_fast_rise_is_seen_however_often_the_gauge_is_sampled() {
+        for every_ms in [1_000u64, 5_000, 20_000] {
+            let mut g = WaterGauge::new(Config::default());
+            let mut flagged = None;
+            // Flat for 10 minutes, then 15 mm/min.
+            for i in 0..(40 * 60_000 / every_ms) {
+                let t = i * every_ms;
+                let level = 20 + (t.saturating_sub(600_000) * 15 / 60_000) as u16;
+                if g.sample(level, t).rising_fast == Some(true) {
+                    flagged = Some(t);
+                    break;
+                }
+            }
+            // Flagged within a few minutes of the rise starting, before the warning level.
+            assert!(
+                flagged.is_some_and(|t| (600_000..=600_000 + 8 * 60_000).contains(&t)),
+                "sampled every {every_ms} ms: {flagged:?}"
+            );
+        }
     }
 }

@@ -45,8 +45,9 @@ echo "==> building"
 cargo build --workspace --all-targets --locked
 echo "==> building the firmware for thumbv7em-none-eabihf"
 cargo build -p linli-firmware --target thumbv7em-none-eabihf --locked
-# The on-target test binary (cortex-m-rt + semihosting) that tests/firmware_qemu.rs runs
-# under QEMU; built here, so the test finds it ready and runs what this commit builds.
+# Every binary of firmware/qemu: the on-target test (cortex-m-rt + semihosting) that
+# tests/firmware_qemu.rs runs under QEMU (the test's own build is then a no-op), and the
+# pendant and street-light images whose flash and RAM firmware/qemu/README.md reports.
 cargo build -p linli-firmware-qemu --target thumbv7em-none-eabihf --release --locked
 echo "==> testing"
 cargo nextest run --workspace --locked --no-fail-fast

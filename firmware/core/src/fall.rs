@@ -6,8 +6,8 @@
 //! boot (u64, so it does not wrap; time going backwards counts as no time passing), and
 //! the wearer's cancel button. Gives [`Event`]s that mirror the wire protocol's
 //! `Pendant::{Impact, Fall, FallCancelled}`. Raw lis3dh/lis2dh12 counts convert through
-//! [`Range`]. The per-sample path is integer-only; floats appear once, in
-//! [`Detector::new`], to turn the tilt angle into a cos² threshold.
+//! [`Range`]. The device does integer maths only; floats appear once, at compile time,
+//! in the table of cos² that turns the tilt angle into a threshold.
 //!
 //! Does not own the sensor driver, sample timing, beeping during the cancel window, or
 //! sending reports. [`scenario`] makes synthetic streams to test it against.
@@ -224,14 +224,32 @@ fn near_1g(m2: u32, band_mg: u16) -> bool {
     (sq(ONE_G_MG.saturating_sub(w))..=sq(ONE_G_MG + w)).contains(&m2)
 }
 
+/// cos² of every whole degree 0–90, scaled by 2¹⁶, worked out by the compiler: the
+/// device does no trigonometry (a software cosine would cost a pendant ~6 KiB of flash).
+const COS2_Q16: [u32; 91] = {
+    let mut table = [0u32; 91];
+    let mut deg = 0;
+    while deg <= 90 {
+        let x = deg as f64 * core::f64::consts::PI / 180.0;
+        // The Taylor series of cos x: 12 terms are exact to f64 precision for x ≤ π/2.
+        let (mut term, mut cos, mut k) = (1.0f64, 1.0f64, 1);
+        while k < 12 {
+            term = -term * x * x / (((2 * k - 1) * (2 * k)) as f64);
+            cos += term;
+            k += 1;
+        }
+        table[deg] = (cos * cos * 65_536.0) as u32;
+        deg += 1;
+    }
+    table
+};
+
 impl Detector {
     /// A detector with `cfg`, idle.
     pub fn new(cfg: Config) -> Self {
-        let rad = f32::from(cfg.min_tilt_deg.min(90)) * core::f32::consts::PI / 180.0;
-        let cos = libm::cosf(rad);
         Detector {
             cfg,
-            cos2_q16: (cos * cos * 65_536.0) as u128,
+            cos2_q16: u128::from(COS2_Q16[usize::from(cfg.min_tilt_deg.min(90))]),
             gravity: None,
             state: State::Idle,
         }
@@ -430,5 +448,21 @@ impl Detector {
             }
         }
         (st, event)
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::COS2_Q16;
+
+    #[test]
+    fn the_cos2_table_matches_the_float_cosine() {
+        for (deg, q) in COS2_Q16.iter().enumerate() {
+            let c = libm::cos((deg as f64).to_radians());
+            let want = (c * c * 65_536.0) as i64;
+            assert!((i64::from(*q) - want).abs() <= 1, "{deg}°: {q} vs {want}");
+        }
+        assert_eq!(COS2_Q16[0], 65_536);
+        assert_eq!(COS2_Q16[60], 16_384);
     }
 }

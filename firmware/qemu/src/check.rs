@@ -55,7 +55,7 @@ pub const RANGE: Range = Range::G16;
 pub const LIS3DH_ADDRESS: u8 = 0x18;
 /// The cell voltage the stand-in board reads, mV.
 pub const BATTERY_MV: u16 = 3_900;
-/// Outbox slots of the device, and of them reserved for alarms.
+/// Outbox slots of the device.
 pub const OUTBOX_SLOTS: usize = 16;
 /// Outbox slots reserved for alarms.
 pub const ALARM_SLOTS: usize = 4;

@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod check;
+pub mod image;
 
 use core::future::Future;
 use core::pin::pin;

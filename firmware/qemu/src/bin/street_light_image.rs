@@ -1,0 +1,104 @@
+//! `street_light_image`: what a street-light controller flashes — cortex-m-rt's entry,
+//! the street light's device loop over its sensor adapters (INA219 current/voltage
+//! monitor on I2C, relay and its feedback contact, dimming PWM and feedback ADC), the
+//! node (sealing, counter, outbox) and the MQTT client (minimq via
+//! `linli_firmware::mqtt`) on the modem's byte stream — with stand-ins for the HAL and
+//! the modem (`linli_firmware_qemu::image::standin`). Built for thumbv7em-none-eabihf
+//! to measure flash and RAM (README.md); not for running: the stand-in modem never
+//! answers. On the host it only says what it is for.
+//!
+//! Owns the controller's wiring and provisioning values; does not own the loop
+//! (`linli_firmware_qemu::image::run`) or the clock (`image_target.rs`).
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+#[path = "../image_target.rs"]
+mod target;
+
+#[cfg(target_os = "none")]
+mod image {
+    use core::hint::black_box;
+
+    use cortex_m_rt::entry;
+    use linli_firmware::app::street_light::StreetLight;
+    use linli_firmware::app::Device;
+    use linli_firmware::node::{Cadence, Node};
+    use linli_firmware::sensors::power::{PowerMonitor, Shunt};
+    use linli_firmware::{mqtt, street_light};
+    use linli_firmware_qemu::block_on;
+    use linli_firmware_qemu::image::standin::{Adc, Gpio, I2cBus, Modem, Pwm};
+    use linli_firmware_qemu::image::{run, StreetLightBoard};
+    use linli_protocol::DeviceKey;
+    use minimq::{Buffers, Session};
+
+    use super::target;
+
+    /// Provisioning, read from the device's configuration page (here: constants the
+    /// optimiser may not look into).
+    const ID: &str = "lamp-0001";
+    const KEY: [u8; 32] = [0xa5; 32];
+    const KEY_ID: u8 = 1;
+    const SERIAL: u32 = 0x0002_0001;
+    const PASSWORD: &str = "provisioned-mqtt-password";
+    /// MQTT keep-alive, s.
+    const KEEPALIVE_S: u16 = 120;
+    /// The INA219's address and the shunt: 0.1 Ω, up to 3.2 A.
+    const INA219_ADDRESS: u8 = 0x40;
+    const SHUNT: Shunt = Shunt {
+        r_shunt_uohm: 100_000,
+        max_current_ma: 3_200,
+    };
+    /// The lamp is measured once a second.
+    const SAMPLE_EVERY_MS: u64 = 1_000;
+    /// Outbox slots, and of them reserved for alarms.
+    const OUTBOX: usize = 8;
+    const ALARMS: usize = 2;
+    /// minimq's packet buffers: one inbound downlink; the CONNECT and one outbound
+    /// publish (QoS 0 keeps nothing in flight).
+    const RX_LEN: usize = 256;
+    const TX_LEN: usize = 512;
+
+    #[entry]
+    fn main() -> ! {
+        if let Some(cp) = cortex_m::Peripherals::take() {
+            target::start_clock(cp.SYST);
+        }
+        let id: &'static str = black_box(ID);
+        let mut board = StreetLightBoard {
+            power: PowerMonitor::new(I2cBus, INA219_ADDRESS, black_box(SHUNT)).ok(),
+            relay: Gpio,
+            relay_feedback: Gpio,
+            dimming: Pwm,
+            dimming_adc: Adc,
+            dimming_full_mv: 3_000,
+        };
+        let key = DeviceKey::new(&black_box(KEY));
+        let counter = black_box(0); // persisted by the last boot
+        let serial = black_box(SERIAL); // seeds the reconnect jitter
+        let node = Node::new(id, key, KEY_ID, counter, Cadence::default(), 0, serial);
+        let app = StreetLight::new(street_light::Config::default(), SAMPLE_EVERY_MS);
+        let mut device: Device<'_, StreetLight, OUTBOX, ALARMS> = Device::new(node, app);
+        let (mut rx, mut tx) = ([0u8; RX_LEN], [0u8; TX_LEN]);
+        let config = mqtt::config(
+            Buffers::new(&mut rx, &mut tx),
+            id,
+            black_box(PASSWORD),
+            KEEPALIVE_S,
+        );
+        let Ok(config) = config else {
+            panic!("MQTT settings do not fit the buffers");
+        };
+        let mut session = Session::new(config);
+        match block_on(run(&mut device, &mut board, &mut session, || Modem)) {}
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    println!(
+        "street_light_image is the street-light controller's flash image for \
+         thumbv7em-none-eabihf, built to measure flash and RAM (see \
+         firmware/qemu/README.md); there is nothing to run on the host."
+    );
+}

@@ -1,0 +1,352 @@
+//! What a board flashes, less the board: the device loop every kind runs on the MQTT
+//! client ([`run`]), each kind's sensor glue over its adapters ([`PendantBoard`],
+//! [`StreetLightBoard`]), and stand-ins for what the board's HAL and modem would give
+//! ([`standin`]). The `pendant_image` and `street_light_image` binaries put them on a
+//! Cortex-M to measure flash and RAM.
+//!
+//! Owns the loop (connect, subscribe, sample, flush, take downlinks, back off) and the
+//! mapping from pins, ADC and adapters to each kind's sensor trait. Does not own the
+//! device logic (`linli_firmware::app`, `node`), the MQTT session settings
+//! (`linli_firmware::mqtt`), the clock (the binaries' embassy-time driver) or startup.
+
+use core::convert::Infallible;
+use core::fmt;
+
+use embassy_time::{with_timeout, Duration, Instant, Timer};
+use embedded_hal::digital::{InputPin, OutputPin};
+use embedded_hal::i2c::I2c;
+use embedded_hal::pwm::SetDutyCycle;
+use linli_firmware::app::pendant::PendantSensors;
+use linli_firmware::app::street_light::StreetLightSensors;
+use linli_firmware::app::{Application, Device};
+use linli_firmware::mqtt::{self, MqttPublisher};
+use linli_firmware::node::FrameBuf;
+use linli_firmware::publish::flush;
+use linli_firmware::sensors::accel::Accelerometer;
+use linli_firmware::sensors::analog::{AdcChannel, Battery};
+use linli_firmware::sensors::power::PowerMonitor;
+use minimq::{ConnectEvent, Connection, Io, Session};
+
+/// One turn of the loop waits this long for a downlink: the pendant's 100 Hz.
+pub const TURN_MS: u64 = 10;
+/// Longest downlink frame taken (sealed settings are the largest), bytes.
+pub const MAX_DOWNLINK: usize = 128;
+
+/// Runs `device` for ever: dials with `dial` (a fresh byte stream to the broker: the
+/// modem's socket), connects `session`, subscribes to the device's downlink topics on a
+/// fresh session, then turns the loop every [`TURN_MS`] — sample, publish what is due,
+/// hand a downlink to the device — until the connection fails; then backs off as the
+/// node says and dials again. Device time is 0: these boards have no calendar clock.
+pub async fn run<A, IO, const N: usize, const K: usize>(
+    device: &mut Device<'_, A, N, K>,
+    sensors: &mut A::Sensors,
+    session: &mut Session<'_>,
+    mut dial: impl FnMut() -> IO,
+) -> Infallible
+where
+    A: Application,
+    IO: Io,
+    IO::Error: fmt::Debug,
+{
+    let mut buf = FrameBuf::default();
+    let mut down = [0u8; MAX_DOWNLINK];
+    loop {
+        if let Ok(mut conn) = session.connect(dial()).await {
+            device.node.connected();
+            let subscribed = match conn.connect_event() {
+                ConnectEvent::Connected => mqtt::subscribe(&mut conn, &device.node).await.is_ok(),
+                // The broker kept the session and its subscriptions.
+                ConnectEvent::Reconnected => true,
+            };
+            if subscribed {
+                serve(device, sensors, &mut conn, &mut buf, &mut down).await;
+            }
+        }
+        Timer::after_millis(device.node.disconnected()).await;
+    }
+}
+
+/// The connected loop; returns when the connection fails.
+async fn serve<A, IO, const N: usize, const K: usize>(
+    device: &mut Device<'_, A, N, K>,
+    sensors: &mut A::Sensors,
+    conn: &mut Connection<'_, '_, IO>,
+    buf: &mut FrameBuf,
+    down: &mut [u8],
+) where
+    A: Application,
+    IO: Io,
+    IO::Error: fmt::Debug,
+{
+    loop {
+        let now_ms = Instant::now().as_millis();
+        device.step(now_ms, 0, sensors);
+        if flush(&mut device.node, now_ms, buf, &mut MqttPublisher(conn))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match with_timeout(Duration::from_millis(TURN_MS), conn.poll()).await {
+            // A quiet turn, or only acks and keep-alives at the MQTT level.
+            Err(_) | Ok(Ok(None)) => {}
+            Ok(Ok(Some(publish))) => {
+                let payload = publish.payload();
+                if let Some(frame) = down.get_mut(..payload.len()) {
+                    frame.copy_from_slice(payload);
+                    // Refusals are counted in the node's stats.
+                    let _ = device.downlink(0, publish.topic(), frame, sensors);
+                }
+            }
+            Ok(Err(_)) => return,
+        }
+    }
+}
+
+/// The pendant's board: the LIS3DH on I2C, one button (SOS, and cancel during a fall's
+/// cancel window), the cell on an ADC pin behind a divider.
+#[derive(Debug)]
+pub struct PendantBoard<I2C, B, ADC> {
+    /// The accelerometer; `None` when it did not answer at boot (the node still sends
+    /// heartbeats, and the gateway sees no activity).
+    pub accel: Option<Accelerometer<I2C>>,
+    /// The button, high when pressed.
+    pub button: B,
+    /// The cell's ADC pin.
+    pub adc: ADC,
+    /// The cell's curve and divider.
+    pub battery: Battery,
+}
+
+impl<I2C: I2c, B: InputPin, ADC: AdcChannel> PendantSensors for PendantBoard<I2C, B, ADC> {
+    fn acceleration_mg(&mut self) -> Option<[i16; 3]> {
+        self.accel.as_mut()?.poll_mg().ok().flatten()
+    }
+
+    fn sos_pressed(&mut self) -> bool {
+        self.button.is_high().unwrap_or(false)
+    }
+
+    fn cancel_pressed(&mut self) -> bool {
+        self.sos_pressed()
+    }
+
+    fn battery_mv(&mut self) -> Option<u16> {
+        let pin_mv = self.adc.read_mv().ok()?;
+        Some(self.battery.battery_mv(pin_mv))
+    }
+}
+
+/// The street-light controller's board: the INA219 on I2C, the relay and its feedback
+/// contact, the dimming output (PWM) and the driver's dimming feedback on an ADC pin.
+#[derive(Debug)]
+pub struct StreetLightBoard<I2C, R, F, D, ADC> {
+    /// The current/voltage monitor; `None` when it did not answer at boot.
+    pub power: Option<PowerMonitor<I2C>>,
+    /// The relay coil.
+    pub relay: R,
+    /// The relay's feedback contact, high when closed.
+    pub relay_feedback: F,
+    /// The dimming output.
+    pub dimming: D,
+    /// The driver's dimming feedback, 0 mV (off) to `dimming_full_mv` (full light).
+    pub dimming_adc: ADC,
+    /// Feedback at full light, mV.
+    pub dimming_full_mv: u16,
+}
+
+impl<I2C, R, F, D, ADC> StreetLightSensors for StreetLightBoard<I2C, R, F, D, ADC>
+where
+    I2C: I2c,
+    R: OutputPin,
+    F: InputPin,
+    D: SetDutyCycle,
+    ADC: AdcChannel,
+{
+    fn lamp(&mut self) -> Option<(u16, u16)> {
+        let sample = self.power.as_mut()?.measure().ok()??;
+        Some((sample.bus_mv, sample.lamp_current_ma()))
+    }
+
+    fn set_relay(&mut self, on: bool) {
+        // A failed write shows in the feedback contact, which the command answer reads.
+        let _ = self.relay.set_state(on.into());
+    }
+
+    fn relay_feedback(&mut self) -> bool {
+        self.relay_feedback.is_high().unwrap_or(false)
+    }
+
+    fn set_dimming(&mut self, percent: u8) {
+        let _ = self.dimming.set_duty_cycle_percent(percent.min(100));
+    }
+
+    fn dimming_feedback(&mut self) -> u8 {
+        let mv = self.dimming_adc.read_mv().unwrap_or(0);
+        let pct = u32::from(mv) * 100 / u32::from(self.dimming_full_mv.max(1));
+        pct.min(100) as u8
+    }
+}
+
+/// Stand-ins for the board: what a HAL's I2C, GPIO, PWM and ADC drivers and the modem's
+/// socket are to the firmware — bytes and levels in and out — with nothing behind them.
+/// Everything written goes into [`black_box`] and everything read comes out of it, so
+/// the optimiser can assume nothing about what the chips, pins and broker answer and
+/// keeps every path of the drivers, the client and the device logic: an image built on
+/// them measures the firmware, not a test double (they are a few dozen bytes). Not for
+/// running: the modem never answers.
+pub mod standin {
+    use core::future::Future;
+    use core::hint::black_box;
+    use core::pin::Pin;
+    use core::task::{Context, Poll};
+
+    use embedded_hal::digital::{self, InputPin, OutputPin};
+    use embedded_hal::i2c::{self, I2c, NoAcknowledgeSource, Operation};
+    use embedded_hal::pwm::{self, SetDutyCycle};
+    use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+    use linli_firmware::sensors::analog::AdcChannel;
+
+    /// The I2C peripheral.
+    #[derive(Debug, Default)]
+    pub struct I2cBus;
+
+    impl i2c::ErrorType for I2cBus {
+        type Error = i2c::ErrorKind;
+    }
+
+    impl I2c for I2cBus {
+        fn transaction(
+            &mut self,
+            address: u8,
+            operations: &mut [Operation<'_>],
+        ) -> Result<(), Self::Error> {
+            black_box(address);
+            for op in operations {
+                match op {
+                    Operation::Write(bytes) => {
+                        black_box(&**bytes);
+                    }
+                    Operation::Read(buf) => buf.iter_mut().for_each(|b| *b = black_box(0)),
+                }
+            }
+            if black_box(false) {
+                return Err(i2c::ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address));
+            }
+            Ok(())
+        }
+    }
+
+    /// A GPIO pin, input or output.
+    #[derive(Debug, Default)]
+    pub struct Gpio;
+
+    impl digital::ErrorType for Gpio {
+        type Error = digital::ErrorKind;
+    }
+
+    impl InputPin for Gpio {
+        fn is_high(&mut self) -> Result<bool, Self::Error> {
+            Ok(black_box(false))
+        }
+
+        fn is_low(&mut self) -> Result<bool, Self::Error> {
+            self.is_high().map(|h| !h)
+        }
+    }
+
+    impl OutputPin for Gpio {
+        fn set_low(&mut self) -> Result<(), Self::Error> {
+            black_box(false);
+            Ok(())
+        }
+
+        fn set_high(&mut self) -> Result<(), Self::Error> {
+            black_box(true);
+            Ok(())
+        }
+    }
+
+    /// A PWM channel (16-bit duty).
+    #[derive(Debug, Default)]
+    pub struct Pwm;
+
+    impl pwm::ErrorType for Pwm {
+        type Error = pwm::ErrorKind;
+    }
+
+    impl SetDutyCycle for Pwm {
+        fn max_duty_cycle(&self) -> u16 {
+            u16::MAX
+        }
+
+        fn set_duty_cycle(&mut self, duty: u16) -> Result<(), Self::Error> {
+            black_box(duty);
+            Ok(())
+        }
+    }
+
+    /// An ADC channel.
+    #[derive(Debug, Default)]
+    pub struct Adc;
+
+    impl AdcChannel for Adc {
+        type Error = ();
+
+        fn read_mv(&mut self) -> Result<u16, ()> {
+            Ok(black_box(0))
+        }
+    }
+
+    /// The modem's socket to the broker: a byte stream (a UART to a cellular or NB-IoT
+    /// modem on a board). Reads wait (yielding to the executor) until bytes arrive.
+    #[derive(Debug, Default)]
+    pub struct Modem;
+
+    impl ErrorType for Modem {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Modem {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            loop {
+                let ready = black_box(0usize).min(buf.len());
+                if ready > 0 {
+                    buf[..ready].iter_mut().for_each(|b| *b = black_box(0));
+                    return Ok(ready);
+                }
+                if black_box(false) {
+                    return Err(ErrorKind::ConnectionReset);
+                }
+                YieldNow(false).await;
+            }
+        }
+    }
+
+    impl Write for Modem {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            black_box(buf);
+            Ok(buf.len())
+        }
+
+        async fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    /// Pending once, then ready: gives the executor a turn.
+    struct YieldNow(bool);
+
+    impl Future for YieldNow {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}

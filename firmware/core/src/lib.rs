@@ -12,23 +12,8 @@
 //!   on the host, in simulators and under QEMU;
 //! - [`app`] runs one application loop per device kind on a [`node::Node`] (counter,
 //!   sealing, cadence, downlinks) with its [`outbox`];
-//! - [`publish`] hands sealed frames to a transport; [`mqtt`] (feature `mqtt`) is the
+//! - [`publish`] hands sealed frames to a transport; `mqtt` (feature `mqtt`) is the
 //!   minimq client.
-
-#![no_std]` and allocation-free: the pure state machines
-//! every device kind runs — fall detection, SOS debounce, bed occupancy, PIR hold-off,
-//! door contact, vital signs from PPG, street-light fault sensing, manhole tilt, water
-//! level, waste-bin fill.
-//!
-//! Each machine takes its samples and the time (ms since boot) as inputs and returns the
-//! events it decides on; none touches a HAL, a clock or the network, so host tests drive
-//! them at simulated speed. Sensor adapters, application loops, the outbox and the MQTT
-//! publisher build on these (issue 7, still to come).
-//!
-//! [`sensors`] adapts the embedded-hal 1.0 driver crates (LIS3DH, MAX30102, INA219,
-//! VL53L0X) and our own ADC and echo-timer traits to the units these machines take;
-//! [`virtual_sensors`] simulates those chips at register level, so the real drivers run
-//! on the host, in simulators and under QEMU.
 
 #![no_std]
 

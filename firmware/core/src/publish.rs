@@ -1,5 +1,5 @@
 //! The publisher: where sealed frames leave the device. [`Publisher`] is the seam between
-//! the pure node and a transport — the MQTT client on a board ([`crate::mqtt`] with the
+//! the pure node and a transport — the MQTT client on a board (`crate::mqtt` with the
 //! `mqtt` feature), an in-memory broker in on-target tests, a channel in simulators.
 //!
 //! Owns handing due frames over in order; does not own connecting or sealing.

@@ -1,9 +1,11 @@
 //! Settings and commands to MQTT devices (`down/config`, `down/cmd`): checked against
 //! the device's kind, sealed under its key with a per-device command counter that is
-//! stored before the frame leaves (the counter is part of the nonce: it is never used
-//! twice, even across a crash), handed to the acker thread to publish, and audited in
-//! `downlink.sqlite3` together with the device's answer — the `command_check` report it
-//! sends back, read from the journal by [`AnswerFollower`].
+//! stored before the frame leaves and never below the Unix time in seconds (the counter
+//! is part of the nonce: it is never used twice, even across a crash or a lost
+//! database), stamped with the newest uplink counter heard from the device (so a
+//! recording replayed after the device reboots is refused by it), handed to the acker
+//! thread to publish, and audited in `downlink.sqlite3` together with the device's
+//! `answer` report, read from the journal by [`AnswerFollower`] and matched by counter.
 //!
 //! Owns that database and the kind checks. Does not own the broker link (the acker
 //! publishes), Modbus equipment (see [`crate::ingest::modbus`], which verifies its own
@@ -13,7 +15,8 @@ use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
-use linli_protocol::report::{Command, CommandCheck, CommandTarget, Settings, Threshold};
+use linli_protocol::replay::is_after;
+use linli_protocol::report::{Answer, Command, CommandTarget, Settings, Threshold};
 use linli_protocol::topic::DownChannel;
 use linli_protocol::{DeviceKind, Downlink, Report};
 use parking_lot::Mutex;
@@ -34,6 +37,10 @@ pub enum DownlinkError {
     /// The settings or command do not belong to the device's kind.
     #[error("{0}")]
     Unfit(String),
+    /// Nothing heard from the device since it was registered: it cannot be told this
+    /// order is from after its boot.
+    #[error("device {0} has not been heard from yet; settings and commands can be sent once its first heartbeat arrives")]
+    NeverHeard(String),
     /// The database failed.
     #[error("downlink audit (downlink.sqlite3): {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -42,11 +49,28 @@ pub enum DownlinkError {
     Stopped,
 }
 
-/// Checks that `d` makes sense for a device of `kind`; the message names what is wrong.
-pub fn fits(kind: DeviceKind, d: &Downlink) -> Result<(), String> {
-    match d {
-        Downlink::Ack { .. } => Err("acks are the gateway's own".into()),
-        Downlink::Config(s) => {
+/// What the API asks a device to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// New settings (`down/config`).
+    Config(Settings),
+    /// A command (`down/cmd`).
+    Command(Command),
+}
+
+impl Order {
+    fn downlink(self, since: u32) -> Downlink {
+        match self {
+            Order::Config(settings) => Downlink::Config { since, settings },
+            Order::Command(command) => Downlink::Command { since, command },
+        }
+    }
+}
+
+/// Checks that `o` makes sense for a device of `kind`; the message names what is wrong.
+pub fn fits(kind: DeviceKind, o: &Order) -> Result<(), String> {
+    match o {
+        Order::Config(s) => {
             let zero = [
                 ("heartbeat_s", s.heartbeat_s),
                 ("report_s", s.report_s),
@@ -84,7 +108,7 @@ pub fn fits(kind: DeviceKind, d: &Downlink) -> Result<(), String> {
                 }
             }
         }
-        Downlink::Command(c) => {
+        Order::Command(c) => {
             let (name, for_kind) = match c {
                 Command::Relay { .. } => ("relay", DeviceKind::StreetLight),
                 Command::Dim { percent } if *percent > 100 => {
@@ -103,6 +127,16 @@ pub fn fits(kind: DeviceKind, d: &Downlink) -> Result<(), String> {
                 ))
             }
         }
+    }
+}
+
+/// The command counter after `last`: never below the Unix time in seconds, so a lost or
+/// restored database cannot bring back a counter (a nonce) already used.
+fn next_counter(last: Option<u32>, now_ms: u64) -> u32 {
+    let floor = (now_ms / 1_000) as u32;
+    match last {
+        Some(l) if !is_after(floor, l) => l.wrapping_add(1),
+        _ => floor,
     }
 }
 
@@ -131,13 +165,17 @@ pub struct DownlinkRecord {
     pub by: String,
     /// When, ms since the epoch.
     pub requested_ms: u64,
-    /// `pending` until the device answers, then `applied` or `not_applied`.
+    /// `pending` until the device answers, then `applied` or `not_applied`; `no_answer`
+    /// when none came within ten minutes (a frame sent while the device was offline).
     pub answer: String,
     /// What the device observed (commands: the value its feedback shows).
     pub observed: Option<i64>,
     /// When the answer arrived, ms since the epoch.
     pub answered_ms: Option<u64>,
 }
+
+/// A downlink unanswered this long is shown as `no_answer`, ms.
+const NO_ANSWER_MS: u64 = 10 * 60_000;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -179,11 +217,13 @@ impl Downlinks {
         }))
     }
 
-    /// Checks, records and sends `d` to `device` on behalf of `by`.
+    /// Checks, records and sends `order` to `device` on behalf of `by`; `since` is the
+    /// newest uplink counter heard from the device (None: never heard).
     pub fn send(
         &self,
         device: &DeviceRecord,
-        d: Downlink,
+        order: Order,
+        since: Option<u32>,
         by: &str,
         now_ms: u64,
     ) -> Result<DownlinkRecord, DownlinkError> {
@@ -191,15 +231,17 @@ impl Downlinks {
         if p.trust != Trust::Sealed {
             return Err(DownlinkError::NotSealed(p.id.clone(), p.trust.as_str()));
         }
-        fits(p.kind, &d).map_err(DownlinkError::Unfit)?;
-        let (channel, target, requested) = match d {
-            Downlink::Command(c) => {
+        fits(p.kind, &order).map_err(DownlinkError::Unfit)?;
+        let since = since.ok_or_else(|| DownlinkError::NeverHeard(p.id.clone()))?;
+        let (channel, target, requested) = match order {
+            Order::Command(c) => {
                 let (t, v) = c.target();
                 (DownChannel::Cmd, t, i64::from(v))
             }
-            _ => (DownChannel::Config, CommandTarget::Config, 0),
+            Order::Config(_) => (DownChannel::Config, CommandTarget::Config, 0),
         };
-        let body = serde_json::to_value(d).unwrap_or_default();
+        // The lock is held until the frame is queued: two requests for one device go out
+        // in counter order (the device refuses a counter older than one it took).
         let mut db = self.db.lock();
         let tx = db.transaction()?;
         let last: Option<i64> = tx
@@ -209,13 +251,17 @@ impl Downlinks {
                 |r| r.get(0),
             )
             .optional()?;
-        let counter = last.map_or(1, |l| (l as u32).wrapping_add(1));
-        // A config's answer echoes its counter; a command's echoes its value.
+        let counter = next_counter(last.map(|l| l as u32), now_ms);
+        let downlink = order.downlink(since);
+        let (topic, payload) = sealed_downlink(device, channel, counter, &downlink)
+            .ok_or_else(|| DownlinkError::Unfit("does not fit a frame".into()))?;
+        // A config's check echoes its counter; a command's its value.
         let requested = if target == CommandTarget::Config {
             i64::from(counter as i32)
         } else {
             requested
         };
+        let body = serde_json::to_value(downlink).unwrap_or_default();
         tx.execute(
             "INSERT INTO counters (device, last) VALUES (?1, ?2)
              ON CONFLICT (device) DO UPDATE SET last = ?2",
@@ -229,30 +275,29 @@ impl Downlinks {
         let id = tx.last_insert_rowid();
         // Durable before it leaves: a crash after this never reuses the counter.
         tx.commit()?;
-        drop(db);
-        let (topic, payload) = sealed_downlink(device, channel, counter, &d)
-            .ok_or_else(|| DownlinkError::Unfit("does not fit a frame".into()))?;
         self.out
             .lock()
             .send(Outgoing::Frame { topic, payload })
             .map_err(|_| DownlinkError::Stopped)?;
-        tracing::info!(device = %p.id, channel = channel.as_str(), counter, %by, "downlink sent");
-        self.one(id)?.ok_or(DownlinkError::Stopped)
+        drop(db);
+        tracing::info!(device = %p.id, channel = channel.as_str(), counter, since, %by, "downlink sent");
+        self.one(id, now_ms)?.ok_or(DownlinkError::Stopped)
     }
 
-    fn one(&self, id: i64) -> Result<Option<DownlinkRecord>, DownlinkError> {
-        Ok(self.query("WHERE id = ?1", params![id], 1)?.pop())
+    fn one(&self, id: i64, now_ms: u64) -> Result<Option<DownlinkRecord>, DownlinkError> {
+        Ok(self.query("WHERE id = ?1", params![id], 1, now_ms)?.pop())
     }
 
-    /// The audit, newest first; one device's when `device` is given.
+    /// The audit at `now_ms`, newest first; one device's when `device` is given.
     pub fn list(
         &self,
         device: Option<&str>,
         limit: u32,
+        now_ms: u64,
     ) -> Result<Vec<DownlinkRecord>, DownlinkError> {
         match device {
-            Some(d) => self.query("WHERE device = ?1", params![d], limit),
-            None => self.query("", params![], limit),
+            Some(d) => self.query("WHERE device = ?1", params![d], limit, now_ms),
+            None => self.query("", params![], limit, now_ms),
         }
     }
 
@@ -261,6 +306,7 @@ impl Downlinks {
         filter: &str,
         p: &[&dyn rusqlite::ToSql],
         limit: u32,
+        now_ms: u64,
     ) -> Result<Vec<DownlinkRecord>, DownlinkError> {
         let db = self.db.lock();
         let mut st = db.prepare(&format!(
@@ -268,6 +314,16 @@ impl Downlinks {
              FROM downlinks {filter} ORDER BY id DESC LIMIT {limit}"
         ))?;
         let rows = st.query_map(p, |r| {
+            let requested_ms = r.get::<_, i64>(6)? as u64;
+            let answer: String = r.get(7)?;
+            // Devices answer within seconds when online; a frame sent while the device
+            // was offline is lost (QoS 0) and never answered: say so after a while.
+            let answer =
+                if answer == "pending" && now_ms.saturating_sub(requested_ms) > NO_ANSWER_MS {
+                    "no_answer".to_owned()
+                } else {
+                    answer
+                };
             Ok(DownlinkRecord {
                 id: r.get(0)?,
                 device: r.get(1)?,
@@ -275,8 +331,8 @@ impl Downlinks {
                 counter: r.get::<_, i64>(3)? as u32,
                 body: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
                 by: r.get(5)?,
-                requested_ms: r.get::<_, i64>(6)? as u64,
-                answer: r.get(7)?,
+                requested_ms,
+                answer,
                 observed: r.get(8)?,
                 answered_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
             })
@@ -284,25 +340,25 @@ impl Downlinks {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records `device`'s answer: the newest pending downlink of the same target (and,
-    /// for settings, the same counter) is `applied` or `not_applied`.
+    /// Records `device`'s answer to the downlink with the answer's counter.
     fn answer(
         tx: &rusqlite::Transaction<'_>,
         device: &str,
-        c: &CommandCheck,
+        a: &Answer,
         at_ms: u64,
     ) -> rusqlite::Result<usize> {
         tx.execute(
-            "UPDATE downlinks SET answer = ?4, observed = ?5, answered_ms = ?6
-             WHERE id = (SELECT id FROM downlinks
-                         WHERE device = ?1 AND target = ?2 AND requested = ?3 AND answer = 'pending'
-                         ORDER BY id DESC LIMIT 1)",
+            "UPDATE downlinks SET answer = ?3, observed = ?4, answered_ms = ?5
+             WHERE device = ?1 AND counter = ?2 AND answer = 'pending'",
             params![
                 device,
-                c.target.as_str(),
-                i64::from(c.requested),
-                if c.applied { "applied" } else { "not_applied" },
-                i64::from(c.observed),
+                a.counter,
+                if a.check.applied {
+                    "applied"
+                } else {
+                    "not_applied"
+                },
+                i64::from(a.check.observed),
                 at_ms as i64
             ],
         )
@@ -310,13 +366,20 @@ impl Downlinks {
 
     /// The journal follower that reads the devices' answers.
     pub fn follower(self: &Arc<Self>) -> AnswerFollower {
-        AnswerFollower(self.clone())
+        AnswerFollower {
+            downlinks: self.clone(),
+            stuck_at: None,
+        }
     }
 }
 
-/// Reads `command_check` reports of sealed devices from the journal into the audit.
+/// Reads the `answer` reports of sealed devices from the journal into the audit.
 #[derive(Debug)]
-pub struct AnswerFollower(Arc<Downlinks>);
+pub struct AnswerFollower {
+    downlinks: Arc<Downlinks>,
+    /// The first journal entry of a batch that could not be recorded.
+    stuck_at: Option<u64>,
+}
 
 impl Follower for AnswerFollower {
     fn name(&self) -> &'static str {
@@ -324,7 +387,7 @@ impl Follower for AnswerFollower {
     }
 
     fn durable_before(&self) -> u64 {
-        let db = self.0.db.lock();
+        let db = self.downlinks.db.lock();
         db.query_row(
             "SELECT durable_before FROM follower WHERE id = 1",
             [],
@@ -334,27 +397,29 @@ impl Follower for AnswerFollower {
     }
 
     fn apply(&mut self, entries: &[Entry]) {
-        let Some(last) = entries.last().map(|e| e.seq) else {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
         };
-        let mut db = self.0.db.lock();
+        // After a failed batch the durable point stays before it, so a restart reads it
+        // again from the journal (answers are idempotent: only pending rows change).
+        let durable = self.stuck_at.unwrap_or(last.seq + 1);
+        let mut db = self.downlinks.db.lock();
         let r = (|| -> rusqlite::Result<()> {
             let tx = db.transaction()?;
             for e in entries {
-                if let (Report::CommandCheck(c), Trust::Sealed) =
-                    (&e.reading.report, e.reading.trust)
-                {
-                    Downlinks::answer(&tx, &e.reading.device, c, e.reading.received_ms)?;
+                if let (Report::Answer(a), Trust::Sealed) = (&e.reading.report, e.reading.trust) {
+                    Downlinks::answer(&tx, &e.reading.device, a, e.reading.received_ms)?;
                 }
             }
             tx.execute(
                 "INSERT INTO follower (id, durable_before) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET durable_before = ?1",
-                [last as i64 + 1],
+                [durable as i64],
             )?;
             tx.commit()
         })();
         if let Err(e) = r {
+            self.stuck_at.get_or_insert(first.seq);
             tracing::error!(error = %e, "cannot record downlink answers; they are read again from the journal after a restart");
         }
     }
@@ -368,7 +433,7 @@ mod tests {
 
     #[test]
     fn settings_and_commands_must_fit_the_kind() {
-        let dim = Downlink::Command(Command::Dim { percent: 40 });
+        let dim = Order::Command(Command::Dim { percent: 40 });
         assert_eq!(fits(DeviceKind::StreetLight, &dim), Ok(()));
         assert_eq!(
             fits(DeviceKind::Pendant, &dim),
@@ -376,10 +441,10 @@ mod tests {
         );
         assert!(fits(
             DeviceKind::StreetLight,
-            &Downlink::Command(Command::Dim { percent: 101 })
+            &Order::Command(Command::Dim { percent: 101 })
         )
         .is_err());
-        let water = Downlink::Config(Settings {
+        let water = Order::Config(Settings {
             threshold: Some(Threshold::WaterAlarmMm(150)),
             ..Settings::default()
         });
@@ -388,7 +453,7 @@ mod tests {
             fits(DeviceKind::WasteBin, &water),
             Err("threshold water_alarm_mm is for water_level or manhole, not waste_bin".into())
         );
-        let zero = Downlink::Config(Settings {
+        let zero = Order::Config(Settings {
             heartbeat_s: Some(0),
             ..Settings::default()
         });
@@ -396,7 +461,18 @@ mod tests {
             fits(DeviceKind::Door, &zero),
             Err("heartbeat_s must be at least 1 second".into())
         );
-        assert!(fits(DeviceKind::Door, &Downlink::Config(Settings::default())).is_err());
-        assert!(fits(DeviceKind::Door, &Downlink::Ack { counter: 1 }).is_err());
+        assert!(fits(DeviceKind::Door, &Order::Config(Settings::default())).is_err());
+    }
+
+    #[test]
+    fn command_counters_never_go_below_the_clock_nor_back() {
+        let now_ms = 1_764_230_400_000;
+        let now_s = 1_764_230_400;
+        assert_eq!(next_counter(None, now_ms), now_s);
+        // A lost database: the clock is the floor.
+        assert_eq!(next_counter(Some(5), now_ms), now_s);
+        // Several in one second: counting on past the clock.
+        assert_eq!(next_counter(Some(now_s), now_ms), now_s + 1);
+        assert_eq!(next_counter(Some(now_s + 7), now_ms), now_s + 8);
     }
 }

@@ -41,6 +41,10 @@ pub struct DeviceView {
     pub accepted: u64,
     /// Rejections since this start.
     pub rejected: u64,
+    /// The newest frame counter accepted from the device (wrapping order; Last Wills
+    /// aside), what the gateway stamps its settings and commands with.
+    #[serde(skip)]
+    pub newest_counter: Option<u32>,
     /// Most recent readings, oldest first.
     #[serde(skip)]
     pub recent: VecDeque<Reading>,
@@ -76,6 +80,11 @@ impl Views {
         }
         if !will {
             v.last_seen_any_ms = Some(r.received_ms.max(v.last_seen_any_ms.unwrap_or(0)));
+            if v.newest_counter
+                .is_none_or(|n| linli_protocol::replay::is_after(r.counter, n))
+            {
+                v.newest_counter = Some(r.counter);
+            }
         }
         if let Some(b) = r.report.battery_pct() {
             v.battery_pct = Some(b);

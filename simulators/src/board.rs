@@ -15,7 +15,6 @@ use linli_firmware::mqtt::{self, MqttPublisher};
 use linli_firmware::node::FrameBuf;
 use linli_firmware::outbox::Priority;
 use linli_firmware::publish::{flush, Publisher};
-use linli_protocol::topic::{parse_uplink, UpChannel};
 use linli_protocol::Header;
 use minimq::{Buffers, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,12 +76,14 @@ pub struct Snapshot {
     pub alarms: usize,
     /// Frames acked by the gateway.
     pub acked: u32,
-    /// Telemetry evicted by newer telemetry.
+    /// Entries evicted from the outbox for newer or more important ones.
     pub evicted: u32,
     /// Reports refused by a full outbox.
     pub refused: u32,
     /// The next frame counter.
     pub counter: u32,
+    /// What the board's flash holds: the counter a reboot continues from.
+    pub saved_counter: u32,
 }
 
 /// One frame handed to the MQTT client.
@@ -125,6 +126,7 @@ fn snapshot<A: Application, const N: usize, const K: usize>(
     now_ms: u64,
     connected: bool,
     connects: u32,
+    saved_counter: u32,
 ) -> Snapshot {
     let o = dev.node.outbox();
     let s = dev.node.outbox_stats();
@@ -138,6 +140,7 @@ fn snapshot<A: Application, const N: usize, const K: usize>(
         evicted: s.evicted,
         refused: dev.node.stats().reports_refused,
         counter: dev.node.counter(),
+        saved_counter,
     }
 }
 
@@ -167,9 +170,12 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
     let mut session = Session::new(config);
     let mut connects = 0;
     let mut buf = FrameBuf::default();
+    // The board's flash: the counter reserve the node asks to save.
+    let mut flash = dev.node.counter();
     let mut tick = tokio::time::interval(clock.real(board.step_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while !*stop.borrow() {
+    let mut stopping = *stop.borrow();
+    while !stopping {
         let conn = async {
             let tcp = TcpStream::connect(board.broker).await?;
             tcp.set_nodelay(true)?;
@@ -178,86 +184,93 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
                 .await
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))
         };
-        let mut conn = match tokio::time::timeout(Duration::from_secs(5), conn).await {
-            Ok(Ok(c)) => c,
-            _ => {
-                // Offline: the device keeps sampling and queueing while it waits.
-                let until = tokio::time::Instant::now() + clock.real(dev.node.disconnected());
-                while tokio::time::Instant::now() < until && !*stop.borrow() {
+        if let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), conn).await {
+            if mqtt::subscribe(&mut conn, &dev.node).await.is_ok() {
+                connects += 1;
+                dev.node.connected(clock.now_ms());
+                loop {
                     tokio::select! {
+                        r = conn.poll() => match r {
+                            Ok(Some(m)) => {
+                                let (topic, mut payload) = (m.topic().to_owned(), m.payload().to_vec());
+                                // Refusals are counted in the node's stats.
+                                let _ = dev.downlink(0, &topic, &mut payload, sensors);
+                            }
+                            Ok(None) => {}
+                            Err(_) => break,
+                        },
                         _ = tick.tick() => {
+                            // The device samples at its own pace, not at the network's.
                             let now = clock.now_ms();
                             dev.step(now, 0, sensors);
-                            obs.status.send_replace(snapshot(dev, now, false, connects));
+                            dev.node.save_counter(|c| {
+                                flash = c;
+                                true
+                            });
+                            let mut publisher = Logged {
+                                inner: MqttPublisher(&mut conn),
+                                counters: Vec::new(),
+                            };
+                            let flushed = flush(&mut dev.node, now, &mut buf, &mut publisher).await;
+                            // The frames just sent are still in the outbox (no ack yet):
+                            // tell the observers their priorities.
+                            for counter in publisher.counters {
+                                let entry = dev.node.outbox().entries().iter().find(|e| e.counter == counter);
+                                if let Some(e) = entry {
+                                    let _ = obs.sent.send(Sent { connection: connects, counter, priority: e.priority });
+                                }
+                            }
+                            obs.status.send_replace(snapshot(dev, now, true, connects, flash));
+                            if flushed.is_err() {
+                                break;
+                            }
                         }
-                        _ = stop.changed() => {}
+                        r = stop.changed() => {
+                            // A dropped sender stops the board too.
+                            stopping = r.is_err() || *stop.borrow();
+                            if stopping {
+                                break;
+                            }
+                        }
                     }
                 }
-                continue;
-            }
-        };
-        if mqtt::subscribe(&mut conn, &dev.node).await.is_err() {
-            continue;
-        }
-        connects += 1;
-        dev.node.connected();
-        loop {
-            let mut inbound: Option<(String, Vec<u8>)> = None;
-            tokio::select! {
-                r = conn.poll() => match r {
-                    Ok(Some(m)) => inbound = Some((m.topic().to_owned(), m.payload().to_vec())),
-                    Ok(None) => {}
-                    Err(_) => break,
-                },
-                _ = tick.tick() => {}
-                _ = stop.changed() => break,
-            }
-            let now = clock.now_ms();
-            if let Some((topic, mut payload)) = inbound {
-                // Refusals are counted in the node's stats.
-                let _ = dev.downlink(0, &topic, &mut payload, sensors);
-            }
-            dev.step(now, 0, sensors);
-            let mut publisher = Logged {
-                inner: MqttPublisher(&mut conn),
-                obs,
-                connection: connects,
-            };
-            let flushed = flush(&mut dev.node, now, &mut buf, &mut publisher).await;
-            obs.status.send_replace(snapshot(dev, now, true, connects));
-            if flushed.is_err() {
-                break;
             }
         }
         obs.status
-            .send_replace(snapshot(dev, clock.now_ms(), false, connects));
+            .send_replace(snapshot(dev, clock.now_ms(), false, connects, flash));
+        if stopping {
+            break;
+        }
+        // The connection failed or dropped: wait as the node says, sampling meanwhile.
+        let until = Instant::now() + clock.real(dev.node.disconnected(clock.now_ms()));
+        while Instant::now() < until && !stopping {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = clock.now_ms();
+                    dev.step(now, 0, sensors);
+                    obs.status.send_replace(snapshot(dev, now, false, connects, flash));
+                }
+                r = stop.changed() => stopping = r.is_err() || *stop.borrow(),
+            }
+        }
     }
     Ok(())
 }
 
-/// A publisher that tells the observers which frame went out, read off the frame's clear
-/// header and topic, before handing it to the real one.
-struct Logged<'o, P> {
+/// A publisher that notes which frames went out (their counters, read off the clear
+/// header) before handing them to the real one.
+struct Logged<P> {
     inner: P,
-    obs: &'o Observers,
-    connection: u32,
+    counters: Vec<u32>,
 }
 
-impl<P: Publisher> Publisher for Logged<'_, P> {
+impl<P: Publisher> Publisher for Logged<P> {
     type Error = P::Error;
 
     async fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), Self::Error> {
         self.inner.publish(topic, payload).await?;
         if let Ok(h) = Header::parse(payload) {
-            let priority = match parse_uplink(topic) {
-                Ok((_, UpChannel::Event)) => Priority::Alarm,
-                _ => Priority::Periodic,
-            };
-            let _ = self.obs.sent.send(Sent {
-                connection: self.connection,
-                counter: h.counter,
-                priority,
-            });
+            self.counters.push(h.counter);
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! all come back in the same instant.
 //!
 //! Owns only the delays; does not own timers or connecting. The jitter comes from a
-//! xorshift generator seeded per device: no hardware RNG needed, reproducible in tests.
+//! xorshift generator seeded per device (the seed mixed first, so consecutive serial
+//! numbers do not move in step): no hardware RNG needed, reproducible in tests.
 
 /// Exponential backoff with jitter.
 #[derive(Debug, Clone)]
@@ -14,6 +15,20 @@ pub struct Backoff {
     rng: u32,
 }
 
+/// Spreads neighbouring seeds (serial numbers 41, 42, 43 ...) over the generator's
+/// states, never zero (xorshift's fixed point).
+fn mix(seed: u32) -> u32 {
+    let mut x = seed.wrapping_add(0x9E37_79B9);
+    x = (x ^ (x >> 16)).wrapping_mul(0x85EB_CA6B);
+    x = (x ^ (x >> 13)).wrapping_mul(0xC2B2_AE35);
+    x ^= x >> 16;
+    if x == 0 {
+        1
+    } else {
+        x
+    }
+}
+
 impl Backoff {
     /// Delays from `min_ms` doubling to `max_ms`; `seed` varies the jitter per device.
     pub fn new(min_ms: u64, max_ms: u64, seed: u32) -> Self {
@@ -21,8 +36,7 @@ impl Backoff {
             min_ms: min_ms.max(1),
             max_ms: max_ms.max(min_ms.max(1)),
             attempt: 0,
-            // xorshift must not start at zero.
-            rng: seed | 1,
+            rng: mix(seed),
         }
     }
 
@@ -82,5 +96,17 @@ mod tests {
         // The fourth delay is drawn from [4 s, 8 s]: 50 devices cover most of it.
         assert!(min >= 4_000 && max <= 8_000);
         assert!(max - min > 2_500, "jitter too narrow: {min}..{max}");
+    }
+
+    #[test]
+    fn consecutive_seeds_do_not_move_in_step() {
+        let first = |seed| Backoff::new(1_000, 60_000, seed).next_delay_ms();
+        let same = (0..100u32)
+            .filter(|s| first(2 * s) == first(2 * s + 1))
+            .count();
+        assert!(
+            same < 5,
+            "{same} of 100 neighbouring pairs drew the same delay"
+        );
     }
 }

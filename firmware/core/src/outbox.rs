@@ -22,6 +22,7 @@
 
 use heapless::Vec;
 use linli_protocol::replay::{is_after, WINDOW};
+use linli_protocol::report::Pendant;
 use linli_protocol::topic::UpChannel;
 use linli_protocol::{Report, Uplink};
 
@@ -38,12 +39,14 @@ pub enum Priority {
 
 impl Priority {
     /// The priority of a report a detector emitted as it happened: an alarm on the
-    /// `event` channel, a change otherwise.
+    /// `event` channel, a change otherwise. A pendant's `impact` and `fall_cancelled`
+    /// travel on the event channel but are changes: a day of hard sit-downs out of
+    /// coverage must not fill the alarm slots a real fall needs.
     pub fn of_event(report: &Report) -> Priority {
-        if report.channel() == UpChannel::Event {
-            Priority::Alarm
-        } else {
-            Priority::Change
+        match report {
+            Report::Pendant(Pendant::Impact { .. } | Pendant::FallCancelled) => Priority::Change,
+            r if r.channel() == UpChannel::Event => Priority::Alarm,
+            _ => Priority::Change,
         }
     }
 }
@@ -55,10 +58,13 @@ pub struct Entry {
     pub counter: u32,
     /// What it says.
     pub uplink: Uplink,
-    /// Alarm or telemetry.
+    /// How much it matters.
     pub priority: Priority,
     /// When it was last handed to the publisher, ms since boot.
     pub sent_ms: Option<u64>,
+    /// The counter it had before it was last renumbered: a late ack for that one
+    /// clears it too.
+    pub previous: Option<u32>,
 }
 
 /// Why [`Outbox::push`] refused an entry.
@@ -74,7 +80,7 @@ pub enum Refused {
 pub enum Pushed {
     /// Stored in a free slot.
     Stored,
-    /// Stored in place of this older telemetry entry, which is lost.
+    /// Stored in place of this entry, which is lost (counted).
     Evicted(Entry),
 }
 
@@ -154,6 +160,7 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
             uplink,
             priority,
             sent_ms: None,
+            previous: None,
         };
         let others = self.entries.len() - self.count(Priority::Alarm);
         let room = match priority {
@@ -207,10 +214,23 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
     /// The gateway journaled the frame with `counter`: forget it. False if unknown
     /// (already acked, or an ack for another boot's frame).
     pub fn ack(&mut self, counter: u32) -> bool {
-        match self.entries.iter().position(|e| e.counter == counter) {
+        let acked = self.take(|e| e.counter == counter || e.previous == Some(counter));
+        if acked {
+            self.stats.acked += 1;
+        }
+        acked
+    }
+
+    /// Drops the entry with `counter` without an ack (it can never be sent; the caller
+    /// counts it). False if unknown.
+    pub fn remove(&mut self, counter: u32) -> bool {
+        self.take(|e| e.counter == counter)
+    }
+
+    fn take(&mut self, which: impl Fn(&Entry) -> bool) -> bool {
+        match self.entries.iter().position(which) {
             Some(i) => {
                 self.entries.swap_remove(i);
-                self.stats.acked += 1;
                 true
             }
             None => false,
@@ -248,18 +268,28 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
         }
     }
 
-    /// Gives a new counter (from `next`) to every entry so far behind `current` that
-    /// the gateway would refuse it as stale; half the window is kept as margin. Returns
-    /// how many were renumbered.
+    /// When any entry has fallen so far behind `current` that the gateway would soon
+    /// refuse it as stale (half the anti-replay window is kept as margin), gives every
+    /// entry a new counter from `next`, oldest first, so their order is kept. An entry
+    /// whose frame the gateway journaled without its ack reaching the device is then
+    /// stored twice (better than never). Returns how many were renumbered.
     pub fn renumber_stale(&mut self, current: u32, mut next: impl FnMut() -> u32) -> usize {
-        let mut n = 0;
-        for e in &mut self.entries {
-            if current.wrapping_sub(e.counter) >= WINDOW / 2 {
-                e.counter = next();
-                e.sent_ms = None;
-                n += 1;
-            }
+        let stale = self
+            .entries
+            .iter()
+            .any(|e| current.wrapping_sub(e.counter) >= WINDOW / 2);
+        if !stale {
+            return 0;
         }
+        // Oldest first: by distance behind `current`, largest first.
+        self.entries
+            .sort_unstable_by_key(|e| core::cmp::Reverse(current.wrapping_sub(e.counter)));
+        for e in self.entries.iter_mut() {
+            e.previous = Some(e.counter);
+            e.counter = next();
+            e.sent_ms = None;
+        }
+        let n = self.entries.len();
         self.stats.renumbered += n as u32;
         n
     }
@@ -267,7 +297,7 @@ impl<const N: usize, const ALARMS: usize> Outbox<N, ALARMS> {
 
 #[cfg(test)]
 mod tests {
-    use linli_protocol::report::{Heartbeat, Pendant};
+    use linli_protocol::report::Heartbeat;
 
     use super::*;
 
@@ -399,18 +429,58 @@ mod tests {
     }
 
     #[test]
-    fn stale_entries_get_new_counters() {
+    fn stale_entries_renumber_everything_in_order_and_late_acks_still_count() {
         let mut o: Outbox<6, 2> = Outbox::new(5_000);
-        o.push(10, fall(), Priority::Alarm).unwrap();
-        o.push(600, hb(1), Priority::Periodic).unwrap();
+        o.push(600, door(true), Priority::Change).unwrap();
+        o.push(10, door(false), Priority::Change).unwrap();
+        o.push(700, hb(1), Priority::Periodic).unwrap();
+        o.mark_sent(10, 0);
         let mut next = 1000;
         let n = o.renumber_stale(1000, || {
             next += 1;
             next
         });
-        assert_eq!(n, 1);
-        assert!(o.entries().iter().any(|e| e.counter == 1001));
-        assert!(o.entries().iter().all(|e| e.counter != 10));
-        assert_eq!(o.stats().renumbered, 1);
+        // One entry was stale: all three are renumbered, oldest first, so the door's
+        // open (600) still comes after its close (10).
+        assert_eq!(n, 3);
+        let by_new: std::vec::Vec<(u32, Option<u32>)> = {
+            let mut v: std::vec::Vec<_> = o
+                .entries()
+                .iter()
+                .map(|e| (e.counter, e.previous))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            by_new,
+            [(1001, Some(10)), (1002, Some(600)), (1003, Some(700))]
+        );
+        assert_eq!(order(&mut o, 0), [1001, 1002, 1003], "all due again");
+        // The gateway journaled #10 before the renumbering: its late ack clears #1001.
+        assert!(o.ack(10));
+        assert_eq!(o.len(), 2);
+        assert_eq!(o.stats().renumbered, 3);
+        // Nothing stale: nothing renumbered.
+        assert_eq!(o.renumber_stale(1010, || 0), 0);
+    }
+
+    #[test]
+    fn impacts_and_cancels_do_not_take_alarm_slots() {
+        let impact = Uplink {
+            device_time: 0,
+            report: Report::Pendant(Pendant::Impact { impact_mg: 3000 }),
+        };
+        assert_eq!(Priority::of_event(&impact.report), Priority::Change);
+        assert_eq!(Priority::of_event(&fall().report), Priority::Alarm);
+        assert_eq!(Priority::of_event(&door(true).report), Priority::Change);
+        let mut o: Outbox<6, 2> = Outbox::new(5_000);
+        for c in 0..10 {
+            o.push(c, impact, Priority::of_event(&impact.report))
+                .unwrap();
+        }
+        // Impacts filled the shared slots only; two falls still find their reserve.
+        assert_eq!(o.push(10, fall(), Priority::Alarm), Ok(Pushed::Stored));
+        assert_eq!(o.push(11, fall(), Priority::Alarm), Ok(Pushed::Stored));
     }
 }

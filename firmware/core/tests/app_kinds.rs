@@ -75,6 +75,8 @@ struct Rig<A: Application, S> {
     now_ms: u64,
     step_ms: u64,
     commands: u32,
+    /// The newest uplink counter the gateway accepted (what it puts in `since`).
+    newest: Option<u32>,
     buf: FrameBuf,
     got: Vec<Got>,
 }
@@ -94,6 +96,7 @@ impl<A: Application, S: Script<A>> Rig<A, S> {
             now_ms: 0,
             step_ms,
             commands: 0,
+            newest: None,
             buf: FrameBuf::default(),
             got: Vec::new(),
         }
@@ -115,6 +118,8 @@ impl<A: Application, S: Script<A>> Rig<A, S> {
     /// Publishes what is due; the gateway opens, checks and acks every frame.
     fn deliver(&mut self) {
         let mut broker = Broker::default();
+        // Flash is RAM here.
+        self.dev.node.save_counter(|_| true);
         block_on(flush(
             &mut self.dev.node,
             self.now_ms,
@@ -131,6 +136,7 @@ impl<A: Application, S: Script<A>> Rig<A, S> {
             let report = decode_uplink(body).expect("decodes").report;
             assert_eq!(report.channel(), channel, "{report:?} on {topic}");
             assert!(report.allowed_for(A::KIND), "{report:?} from {:?}", A::KIND);
+            self.newest = Some(h.counter);
             self.got.push(Got {
                 t_ms: self.now_ms,
                 channel,
@@ -171,8 +177,12 @@ impl<A: Application, S: Script<A>> Rig<A, S> {
             threshold: Some(threshold),
             ..Settings::default()
         };
-        let (t, mut f) =
-            self.gateway_seals(DownChannel::Config, counter, Downlink::Config(settings));
+        let since = self.newest.expect("the gateway has heard the device");
+        let (t, mut f) = self.gateway_seals(
+            DownChannel::Config,
+            counter,
+            Downlink::Config { since, settings },
+        );
         let script = self.script.at(self.now_ms);
         self.dev
             .downlink(0, &t, &mut f, script)
@@ -182,10 +192,9 @@ impl<A: Application, S: Script<A>> Rig<A, S> {
         self.got[from..]
             .iter()
             .find_map(|g| match g.report {
-                Report::CommandCheck(c)
-                    if c.target == CommandTarget::Config && c.requested == counter as i32 =>
-                {
-                    Some(c.applied)
+                Report::Answer(a) if a.counter == counter => {
+                    assert_eq!(a.check.target, CommandTarget::Config);
+                    Some(a.check.applied)
                 }
                 _ => None,
             })

@@ -10,13 +10,16 @@ use std::task::{Context, Poll, Waker};
 use linli_firmware::app::pendant::{Pendant, PendantSensors};
 use linli_firmware::app::Device;
 use linli_firmware::fall::scenario::{Kind, Scenario};
-use linli_firmware::node::{Cadence, DownlinkError, Downlinked, FrameBuf, Node};
+use linli_firmware::node::{Cadence, DownlinkError, Downlinked, FrameBuf, Node, COUNTER_BLOCK};
+use linli_firmware::outbox::Priority;
 use linli_firmware::publish::{flush, Publisher};
 use linli_firmware::{fall, sos};
 use linli_protocol::codec::encode_downlink;
-use linli_protocol::report::{Command, CommandTarget, Pendant as Wire, Settings, Threshold};
+use linli_protocol::report::{
+    Command, CommandTarget, Heartbeat, Pendant as Wire, Settings, Threshold,
+};
 use linli_protocol::seal::{open, seal};
-use linli_protocol::topic::{parse_uplink, write_downlink, DownChannel, UpChannel};
+use linli_protocol::topic::{parse_uplink, write_downlink, DownChannel};
 use linli_protocol::{decode_uplink, DeviceKey, Downlink, FrameClass, Report, Uplink};
 
 const ID: &str = "pendant-7";
@@ -147,6 +150,8 @@ fn run(dev: &mut Pen, script: &mut Script, broker: &mut Broker, ack: bool) -> Ve
     while let Some(&(now, _)) = script.samples.front() {
         script.now_ms = now;
         dev.step(now, 1_764_230_400 + (now / 1000) as u32, script);
+        // Flash is RAM here.
+        dev.node.save_counter(|_| true);
         if block_on(flush(&mut dev.node, now, &mut buf, broker)).is_err() {
             continue;
         }
@@ -250,10 +255,15 @@ fn frames_wait_through_an_outage_and_alarms_go_first() {
     let got = run(&mut dev, &mut script, &mut broker, true);
     assert!(got.is_empty());
     let held = dev.node.outbox().len();
-    assert!(dev.node.outbox().alarms() == 2, "impact and fall held");
-    // Back online: every held frame goes, the alarms before any telemetry.
+    assert_eq!(
+        dev.node.outbox().alarms(),
+        1,
+        "the fall is held as an alarm"
+    );
+    // Back online: every held frame goes, the alarm first, then the rest (the impact
+    // among them) oldest first.
     broker.down = false;
-    dev.node.connected();
+    dev.node.connected(200_000);
     let mut buf = FrameBuf::default();
     let now = 200_000;
     block_on(flush(&mut dev.node, now, &mut buf, &mut broker)).expect("flush");
@@ -265,18 +275,14 @@ fn frames_wait_through_an_outage_and_alarms_go_first() {
     assert_eq!(order.len(), held);
     assert!(matches!(
         order[0].1.report,
-        Report::Pendant(Wire::Impact { .. })
-    ));
-    assert!(matches!(
-        order[1].1.report,
         Report::Pendant(Wire::Fall { .. })
     ));
-    assert!(order[2..]
+    assert!(order[1..]
         .iter()
-        .all(|(_, u)| u.report.channel() != UpChannel::Event));
+        .any(|(_, u)| matches!(u.report, Report::Pendant(Wire::Impact { .. }))));
     assert!(
-        order[2..].windows(2).all(|w| w[0].0 < w[1].0),
-        "telemetry oldest first"
+        order[1..].windows(2).all(|w| w[0].0 < w[1].0),
+        "the rest oldest first"
     );
     // Unacked frames are sent again after the resend time, not before.
     broker.frames.clear();
@@ -291,16 +297,36 @@ fn frames_wait_through_an_outage_and_alarms_go_first() {
     assert_eq!(held + evicted as usize, dev.node.counter() as usize);
 }
 
+fn config(counter: u32, since: u32, settings: Settings) -> (String, Vec<u8>) {
+    gateway_seals(
+        DownChannel::Config,
+        counter,
+        Downlink::Config { since, settings },
+    )
+}
+
+fn command(counter: u32, since: u32, command: Command) -> (String, Vec<u8>) {
+    gateway_seals(
+        DownChannel::Cmd,
+        counter,
+        Downlink::Command { since, command },
+    )
+}
+
 #[test]
 fn settings_and_commands_are_applied_answered_and_not_replayable() {
-    let mut dev = pendant(0);
+    let mut dev = pendant(100);
     let mut script = Script::new(Scenario::new(Kind::Stand, 1, 100));
+    // Boot: the first reports (heartbeat, activity, battery) take counters 100-102, and
+    // the gateway has heard #100 when it orders.
+    dev.step(0, 0, &mut script);
+    let since = 100;
     let settings = Settings {
         heartbeat_s: Some(20),
         threshold: Some(Threshold::ImpactMg(3_000)),
         ..Settings::default()
     };
-    let (t, mut f) = gateway_seals(DownChannel::Config, 5, Downlink::Config(settings));
+    let (t, f) = config(5, since, settings);
     let r = dev.downlink(0, &t, &mut f.clone(), &mut script);
     assert_eq!(
         r,
@@ -312,50 +338,53 @@ fn settings_and_commands_are_applied_answered_and_not_replayable() {
     assert_eq!(dev.node.cadence().heartbeat_s, 20);
     // The same frame again is a replay.
     assert_eq!(
-        dev.downlink(0, &t, &mut f, &mut script),
+        dev.downlink(0, &t, &mut f.clone(), &mut script),
         Err(DownlinkError::Replay)
     );
     // A pendant has nothing to dim: it says so rather than staying silent.
-    let (t, mut f) = gateway_seals(
-        DownChannel::Cmd,
-        6,
-        Downlink::Command(Command::Dim { percent: 30 }),
-    );
+    let (t, mut f) = command(6, since, Command::Dim { percent: 30 });
     assert!(dev.downlink(0, &t, &mut f, &mut script).is_ok());
     // A threshold out of range is refused in the answer.
     let bad = Settings {
         threshold: Some(Threshold::ImpactMg(100)),
         ..Settings::default()
     };
-    let (t, mut f) = gateway_seals(DownChannel::Config, 7, Downlink::Config(bad));
+    let (t, mut f) = config(7, since, bad);
     assert!(dev.downlink(0, &t, &mut f, &mut script).is_ok());
-    // A frame sealed with another key, or a command on the ack topic, is refused.
-    let (t, mut f) = gateway_seals(
-        DownChannel::Cmd,
-        8,
-        Downlink::Command(Command::Relay { on: true }),
-    );
+    // A frame tampered with is refused.
+    let (t, mut f) = command(8, since, Command::Relay { on: true });
     f[10] ^= 1;
     assert!(matches!(
         dev.downlink(0, &t, &mut f, &mut script),
         Err(DownlinkError::Open(_))
     ));
-    assert_eq!(dev.node.stats().downlinks_refused, 2);
+    // An order naming a counter the device has not sealed yet is not about this boot.
+    let (t, mut f) = command(9, 5_000, Command::Relay { on: true });
+    assert_eq!(
+        dev.downlink(0, &t, &mut f, &mut script),
+        Err(DownlinkError::NotThisBoot)
+    );
+    assert_eq!(dev.node.stats().downlinks_refused, 3);
 
     let got = run(&mut dev, &mut script, &mut Broker::default(), true);
-    let checks: Vec<_> = got
+    let answers: Vec<_> = got
         .iter()
         .filter_map(|(_, u)| match u.report {
-            Report::CommandCheck(c) => Some((c.target, c.requested, c.applied)),
+            Report::Answer(a) => Some((
+                a.counter,
+                a.check.target,
+                a.check.requested,
+                a.check.applied,
+            )),
             _ => None,
         })
         .collect();
     assert_eq!(
-        checks,
+        answers,
         [
-            (CommandTarget::Config, 5, true),
-            (CommandTarget::Dimming, 30, false),
-            (CommandTarget::Config, 7, false)
+            (5, CommandTarget::Config, 5, true),
+            (6, CommandTarget::Dimming, 30, false),
+            (7, CommandTarget::Config, 7, false)
         ]
     );
     // Heartbeats now come every 20 s of the scenario.
@@ -366,7 +395,92 @@ fn settings_and_commands_are_applied_answered_and_not_replayable() {
             _ => None,
         })
         .collect();
-    assert!(beats.windows(2).all(|w| w[1] - w[0] == 20), "{beats:?}");
+    // (The boot heartbeat, one at once when the settings arrived, then every 20 s.)
+    assert!(beats.len() > 3);
+    assert!(
+        beats[1..].windows(2).all(|w| w[1] - w[0] == 20),
+        "{beats:?}"
+    );
+}
+
+#[test]
+fn an_order_recorded_before_a_reboot_is_refused_after_it() {
+    // Before the reboot: counters up to 299 were sealed, the gateway had heard #250 and
+    // ordered "impact 8000 mg" (counter 40). Someone recorded that frame.
+    let recorded = config(
+        40,
+        250,
+        Settings {
+            threshold: Some(Threshold::ImpactMg(8_000)),
+            ..Settings::default()
+        },
+    );
+    // After the reboot the device continues from its saved counter, 512.
+    let mut dev = pendant(512);
+    let mut script = Script::new(Scenario::new(Kind::Stand, 1, 100));
+    dev.step(0, 0, &mut script);
+    let (t, mut f) = recorded;
+    assert_eq!(
+        dev.downlink(0, &t, &mut f, &mut script),
+        Err(DownlinkError::NotThisBoot)
+    );
+    assert_eq!(dev.app.phase(), linli_firmware::fall::Phase::Idle);
+    // The gateway's next order names a counter of this boot: taken, even with a lower
+    // command counter than the recording's (the device's memory of those is per boot).
+    let (t, mut f) = config(
+        41,
+        512,
+        Settings {
+            heartbeat_s: Some(30),
+            ..Settings::default()
+        },
+    );
+    assert!(dev.downlink(0, &t, &mut f, &mut script).is_ok());
+}
+
+#[test]
+fn no_frame_leaves_before_its_counter_is_saved() {
+    let mut dev = pendant(1_000);
+    let mut script = Script::new(Scenario::new(Kind::Stand, 1, 100));
+    dev.step(0, 0, &mut script);
+    let mut buf = FrameBuf::default();
+    let mut broker = Broker::default();
+    // Nothing saved beyond 1000 yet: the boot reports wait.
+    assert_eq!(dev.node.counter(), 1_003);
+    assert_eq!(dev.node.counter_to_save(), Some(1_003 + COUNTER_BLOCK));
+    assert_eq!(
+        block_on(flush(&mut dev.node, 0, &mut buf, &mut broker)),
+        Ok(0)
+    );
+    // A failed flash write changes nothing.
+    dev.node.save_counter(|_| false);
+    assert_eq!(
+        block_on(flush(&mut dev.node, 0, &mut buf, &mut broker)),
+        Ok(0)
+    );
+    let mut flash = None;
+    dev.node.save_counter(|c| {
+        flash = Some(c);
+        true
+    });
+    assert_eq!(flash, Some(1_003 + COUNTER_BLOCK));
+    assert_eq!(dev.node.counter_to_save(), None);
+    assert_eq!(
+        block_on(flush(&mut dev.node, 0, &mut buf, &mut broker)),
+        Ok(3)
+    );
+    // Half a block later the next reserve is asked for, before it runs out.
+    for i in 0..=COUNTER_BLOCK / 2 {
+        let _ = dev.node.report(
+            0,
+            Report::Heartbeat(Heartbeat { uptime_s: i }),
+            Priority::Periodic,
+        );
+    }
+    assert_eq!(
+        dev.node.counter_to_save(),
+        Some(dev.node.counter() + COUNTER_BLOCK)
+    );
 }
 
 #[test]
@@ -450,6 +564,7 @@ mod street_light {
                     reports: &mut Vec<(u64, Report)>| {
             let mut buf = FrameBuf::default();
             dev.step(t, 0, lamp);
+            dev.node.save_counter(|_| true);
             while let Some(f) = dev.node.next_frame(t, &mut buf) {
                 let mut frame = f.payload.to_vec();
                 let (_, body) = open(
@@ -489,7 +604,8 @@ mod street_light {
         lamp.broken = false;
         let cmd = |c: u32, command| {
             let mut body = [0u8; 16];
-            let body = encode_downlink(&Downlink::Command(command), &mut body).expect("encodes");
+            let downlink = Downlink::Command { since: 0, command };
+            let body = encode_downlink(&downlink, &mut body).expect("encodes");
             let mut frame = [0u8; 48];
             let n = seal(
                 &DeviceKey::new(&KEY),
@@ -532,16 +648,22 @@ mod street_light {
         let checks: Vec<_> = reports
             .iter()
             .filter_map(|(_, r)| match r {
-                Report::CommandCheck(c) => Some((c.target, c.requested, c.observed, c.applied)),
+                Report::Answer(a) => Some((
+                    a.counter,
+                    a.check.target,
+                    a.check.requested,
+                    a.check.observed,
+                    a.check.applied,
+                )),
                 _ => None,
             })
             .collect();
         assert_eq!(
             checks,
             [
-                (CommandTarget::Dimming, 40, 40, true),
-                (CommandTarget::Dimming, 10, 40, false),
-                (CommandTarget::Relay, 0, 0, true)
+                (1, CommandTarget::Dimming, 40, 40, true),
+                (2, CommandTarget::Dimming, 10, 40, false),
+                (3, CommandTarget::Relay, 0, 0, true)
             ]
         );
     }

@@ -22,7 +22,7 @@ pub enum Verdict {
     Stale,
 }
 
-/// Per-device window: the newest accepted counter and which of the 64 before it were seen.
+/// Per-device window: the newest accepted counter and which of the 1024 before it were seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayWindow {
     newest: Option<u32>,

@@ -132,9 +132,11 @@ pub enum Report {
     ConnectionLost,
     /// Pump / level station.
     PumpStation(PumpStation),
-    /// Whether equipment did what it was commanded (the gateway checks a command's
-    /// effect on the next polls; a device may report the same of a downlink command).
+    /// Whether equipment did what it was commanded (the gateway checks a Modbus
+    /// command's effect on the next polls).
     CommandCheck(CommandCheck),
+    /// A device's answer to a settings or command frame the gateway sent it.
+    Answer(Answer),
 }
 
 /// Periodic liveness.
@@ -437,12 +439,33 @@ pub enum Downlink {
         /// The acknowledged uplink frame counter.
         counter: u32,
     },
-    /// New settings (`down/config`); the device applies them and answers with a
-    /// [`CommandCheck`] of target [`CommandTarget::Config`].
-    Config(Settings),
-    /// Do something now (`down/cmd`); the device answers with a [`CommandCheck`] of the
-    /// command's target, saying what it observed afterwards.
-    Command(Command),
+    /// New settings (`down/config`); the device applies them and sends an [`Answer`]
+    /// whose check has target [`CommandTarget::Config`].
+    Config {
+        /// The newest uplink counter the gateway had accepted from the device when it
+        /// sent this. A device refuses orders older than its own boot, so a recording
+        /// replayed after a reboot does nothing.
+        since: u32,
+        /// The settings.
+        settings: Settings,
+    },
+    /// Do something now (`down/cmd`); the device sends an [`Answer`] saying what it
+    /// observed afterwards.
+    Command {
+        /// As for [`Downlink::Config`].
+        since: u32,
+        /// The command.
+        command: Command,
+    },
+}
+
+/// A device's answer to a settings or command frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The counter of the downlink frame it answers.
+    pub counter: u32,
+    /// What was asked and what the device observed.
+    pub check: CommandCheck,
 }
 
 /// Device settings sent by the gateway. `None` keeps the device's current value.
@@ -526,6 +549,7 @@ impl Report {
             Report::ConnectionLost => "connection_lost",
             Report::PumpStation(_) => "pump_station",
             Report::CommandCheck(_) => "command_check",
+            Report::Answer(_) => "answer",
         }
     }
 
@@ -536,7 +560,8 @@ impl Report {
             | Report::Battery(_)
             | Report::Status(_)
             | Report::ConnectionLost
-            | Report::CommandCheck(_) => return None,
+            | Report::CommandCheck(_)
+            | Report::Answer(_) => return None,
             Report::Pendant(_) => DeviceKind::Pendant,
             Report::Bed(_) => DeviceKind::Bed,
             Report::Door(_) => DeviceKind::Door,
@@ -681,7 +706,9 @@ impl Report {
                 f("pump_current_a", f64::from(x.pump_current_ca) / 100.0);
                 f("flow_lps", f64::from(x.flow_dlps) / 10.0);
             }
-            Report::CommandCheck(x) => f(x.target.fault_metric(), b(!x.applied)),
+            Report::CommandCheck(x) | Report::Answer(Answer { check: x, .. }) => {
+                f(x.target.fault_metric(), b(!x.applied))
+            }
         }
     }
 

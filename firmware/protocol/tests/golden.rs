@@ -151,6 +151,18 @@ fn samples() -> Vec<(Uplink, &'static str)> {
             })),
             "808aa0c906 11 01 50 c801 00",
         ),
+        (
+            u(Report::Answer(Answer {
+                counter: 7,
+                check: CommandCheck {
+                    target: CommandTarget::Config,
+                    requested: 7,
+                    observed: 7,
+                    applied: true,
+                },
+            })),
+            "808aa0c906 12 07 03 0e 0e 01",
+        ),
     ]
 }
 
@@ -296,17 +308,38 @@ fn golden_bytes_of_every_downlink() {
     let cases: [(Downlink, &str); 5] = [
         (Downlink::Ack { counter: 300 }, "00ac02"),
         (
-            Downlink::Config(Settings {
-                heartbeat_s: Some(600),
-                report_s: None,
-                alarm_report_s: Some(10),
-                threshold: Some(Threshold::WaterAlarmMm(150)),
-            }),
-            "01 01d804 00 010a 01019601",
+            Downlink::Config {
+                since: 300,
+                settings: Settings {
+                    heartbeat_s: Some(600),
+                    report_s: None,
+                    alarm_report_s: Some(10),
+                    threshold: Some(Threshold::WaterAlarmMm(150)),
+                },
+            },
+            "01 ac02 01d804 00 010a 01019601",
         ),
-        (Downlink::Config(Settings::default()), "0100000000"),
-        (Downlink::Command(Command::Dim { percent: 40 }), "020128"),
-        (Downlink::Command(Command::Pump { on: true }), "020201"),
+        (
+            Downlink::Config {
+                since: 0,
+                settings: Settings::default(),
+            },
+            "01 00 00000000",
+        ),
+        (
+            Downlink::Command {
+                since: 5,
+                command: Command::Dim { percent: 40 },
+            },
+            "02 05 0128",
+        ),
+        (
+            Downlink::Command {
+                since: 1000,
+                command: Command::Pump { on: true },
+            },
+            "02 e807 0201",
+        ),
     ];
     for (downlink, golden) in cases {
         let mut buf = [0u8; 32];

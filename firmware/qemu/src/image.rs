@@ -32,7 +32,8 @@ pub const TURN_MS: u64 = 10;
 /// Longest downlink frame taken (sealed settings are the largest), bytes.
 pub const MAX_DOWNLINK: usize = 128;
 
-/// Runs `device` for ever: dials with `dial` (a fresh byte stream to the broker: the
+/// Runs `device` for ever: saves its counter reserve with `save` (a flash write: true
+/// when it succeeded), dials with `dial` (a fresh byte stream to the broker: the
 /// modem's socket), connects `session`, subscribes to the device's downlink topics on a
 /// fresh session, then turns the loop every [`TURN_MS`] — sample, publish what is due,
 /// hand a downlink to the device — until the connection fails; then backs off as the
@@ -41,6 +42,7 @@ pub async fn run<A, IO, const N: usize, const K: usize>(
     device: &mut Device<'_, A, N, K>,
     sensors: &mut A::Sensors,
     session: &mut Session<'_>,
+    mut save: impl FnMut(u32) -> bool,
     mut dial: impl FnMut() -> IO,
 ) -> Infallible
 where
@@ -52,17 +54,17 @@ where
     let mut down = [0u8; MAX_DOWNLINK];
     loop {
         if let Ok(mut conn) = session.connect(dial()).await {
-            device.node.connected();
+            device.node.connected(Instant::now().as_millis());
             let subscribed = match conn.connect_event() {
                 ConnectEvent::Connected => mqtt::subscribe(&mut conn, &device.node).await.is_ok(),
                 // The broker kept the session and its subscriptions.
                 ConnectEvent::Reconnected => true,
             };
             if subscribed {
-                serve(device, sensors, &mut conn, &mut buf, &mut down).await;
+                serve(device, sensors, &mut conn, &mut buf, &mut down, &mut save).await;
             }
         }
-        Timer::after_millis(device.node.disconnected()).await;
+        Timer::after_millis(device.node.disconnected(Instant::now().as_millis())).await;
     }
 }
 
@@ -73,6 +75,7 @@ async fn serve<A, IO, const N: usize, const K: usize>(
     conn: &mut Connection<'_, '_, IO>,
     buf: &mut FrameBuf,
     down: &mut [u8],
+    save: &mut impl FnMut(u32) -> bool,
 ) where
     A: Application,
     IO: Io,
@@ -81,6 +84,7 @@ async fn serve<A, IO, const N: usize, const K: usize>(
     loop {
         let now_ms = Instant::now().as_millis();
         device.step(now_ms, 0, sensors);
+        device.node.save_counter(&mut *save);
         if flush(&mut device.node, now_ms, buf, &mut MqttPublisher(conn))
             .await
             .is_err()

@@ -11,14 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use linli_protocol::report::{Command, Settings, Threshold};
-use linli_protocol::Downlink;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::alarms::{body, who};
 use super::{internal, not_found, ApiError};
 use crate::clock::now_ms;
-use crate::downlink::DownlinkError;
+use crate::downlink::{DownlinkError, Order};
 use crate::pipeline::Shared;
 
 type S = State<Arc<Shared>>;
@@ -42,18 +41,20 @@ pub struct CommandBody {
     by: String,
 }
 
-fn send(s: &Shared, id: &str, d: Downlink, by: &str) -> Result<Json<Value>, ApiError> {
+fn send(s: &Shared, id: &str, order: Order, by: &str) -> Result<Json<Value>, ApiError> {
     let device = s
         .registry
         .get(id)
         .map_err(internal)?
         .ok_or_else(|| not_found(&format!("device {id}")))?;
-    let r = tokio::task::block_in_place(|| s.downlinks.send(&device, d, by, now_ms()));
+    let since = s.views.lock().get(id).and_then(|v| v.newest_counter);
+    let r = tokio::task::block_in_place(|| s.downlinks.send(&device, order, since, by, now_ms()));
     match r {
         Ok(rec) => Ok(Json(json!(rec))),
         Err(e) => {
             let (status, code) = match &e {
                 DownlinkError::NotSealed(..) => (StatusCode::CONFLICT, "not_sealed"),
+                DownlinkError::NeverHeard(_) => (StatusCode::CONFLICT, "never_heard"),
                 DownlinkError::Unfit(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 DownlinkError::Sqlite(_) | DownlinkError::Stopped => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -83,7 +84,7 @@ pub async fn config(
         alarm_report_s: b.alarm_report_s,
         threshold: b.threshold,
     };
-    send(&s, &id, Downlink::Config(settings), who(&b.by)?)
+    send(&s, &id, Order::Config(settings), who(&b.by)?)
 }
 
 /// `POST /api/devices/{id}/command`: like `config`, for a command.
@@ -93,7 +94,7 @@ pub async fn command(
     b: Result<Json<CommandBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    send(&s, &id, Downlink::Command(b.command), who(&b.by)?)
+    send(&s, &id, Order::Command(b.command), who(&b.by)?)
 }
 
 /// `GET /api/devices/{id}/downlinks` query.
@@ -111,7 +112,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let list = tokio::task::block_in_place(|| {
         s.downlinks
-            .list(Some(&id), q.limit.unwrap_or(100).min(10_000))
+            .list(Some(&id), q.limit.unwrap_or(100).min(10_000), now_ms())
     })
     .map_err(internal)?;
     Ok(Json(json!({ "downlinks": list })))

@@ -52,6 +52,7 @@ pub const METRICS: &[&str] = &[
     "relay_fault",
     "dimming_fault",
     "pump_fault",
+    "config_fault",
 ];
 
 /// Every event name rules accept.
@@ -105,14 +106,15 @@ pub fn variant_bit(r: &Report) -> u32 {
         Report::ConnectionLost => 15,
         Report::PumpStation(_) => 16,
         Report::CommandCheck(_) => 17,
+        Report::Answer(_) => 18,
     }
 }
 
 /// Every variant but the Last Will.
-pub const ANY_REPORT: u32 = ((1 << 18) - 1) & !(1 << 15);
+pub const ANY_REPORT: u32 = ((1 << 19) - 1) & !(1 << 15);
 
 /// One report of every kind with every field set, for finding which carry a metric.
-fn samples() -> [Report; 21] {
+fn samples() -> [Report; 25] {
     use linli_protocol::report::*;
     [
         Report::Heartbeat(Heartbeat { uptime_s: 1 }),
@@ -204,7 +206,25 @@ fn samples() -> [Report; 21] {
             observed: 0,
             applied: false,
         }),
+        answer(CommandTarget::Relay),
+        answer(CommandTarget::Dimming),
+        answer(CommandTarget::Pump),
+        answer(CommandTarget::Config),
     ]
+}
+
+/// A firmware device's answer about `target`, for [`samples`].
+fn answer(target: linli_protocol::report::CommandTarget) -> Report {
+    use linli_protocol::report::{Answer, CommandCheck};
+    Report::Answer(Answer {
+        counter: 1,
+        check: CommandCheck {
+            target,
+            requested: 1,
+            observed: 0,
+            applied: false,
+        },
+    })
 }
 
 /// The report variants that can carry `metric`.

@@ -22,7 +22,7 @@ pub mod water_level;
 use linli_protocol::report::{Command, Threshold};
 use linli_protocol::{DeviceKind, Report};
 
-use crate::node::{Answer, DownlinkError, Downlinked, Node};
+use crate::node::{DownlinkError, Downlinked, Node, Outcome};
 use crate::outbox::{Priority, Refused};
 use crate::sensors::analog::{Battery, LI_ION_1S};
 
@@ -63,7 +63,7 @@ pub trait Application {
     }
 
     /// Carries out a command; the value observed afterwards (see
-    /// [`Answer::Command`]), or `None` when this kind has nothing to command.
+    /// [`Outcome::Command`]), or `None` when this kind has nothing to command.
     fn command(&mut self, _command: Command, _sensors: &mut Self::Sensors) -> Option<i32> {
         None
     }
@@ -108,7 +108,7 @@ impl<'id, A: Application, const N: usize, const K: usize> Device<'id, A, N, K> {
     }
 
     /// Handles a frame from the gateway: acks clear the outbox; settings and commands are
-    /// applied and answered with a `command_check` report.
+    /// applied and answered with an `answer` report.
     pub fn downlink(
         &mut self,
         device_time: u32,
@@ -117,21 +117,22 @@ impl<'id, A: Application, const N: usize, const K: usize> Device<'id, A, N, K> {
         sensors: &mut A::Sensors,
     ) -> Result<Downlinked, DownlinkError> {
         let what = self.node.downlink(topic, payload)?;
-        let answer = match what {
+        let outcome = match what {
             Downlinked::Acked(_) | Downlinked::AckForUnknown(_) => None,
-            Downlinked::Config { counter, threshold } => Some(Answer::Config {
+            Downlinked::Config { counter, threshold } => Some(Outcome::Config {
                 counter,
                 accepted: threshold.is_none_or(|t| self.app.threshold(t)),
             }),
-            Downlinked::Command { command, .. } => Some(Answer::Command {
+            Downlinked::Command { counter, command } => Some(Outcome::Command {
+                counter,
                 command,
                 // A kind with nothing to command answers "not applied": the gateway
                 // then sees the command did nothing rather than hearing nothing.
                 observed: self.app.command(command, sensors).unwrap_or(i32::MIN),
             }),
         };
-        if let Some(answer) = answer {
-            let _: Result<u32, Refused> = self.node.applied(device_time, answer);
+        if let Some(outcome) = outcome {
+            let _: Result<u32, Refused> = self.node.applied(device_time, outcome);
         }
         Ok(what)
     }

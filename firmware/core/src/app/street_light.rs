@@ -83,8 +83,13 @@ impl Application for StreetLight {
         }
     }
 
-    fn telemetry(&mut self, _now_ms: u64, s: &mut Self::Sensors, out: &mut dyn FnMut(Report)) {
-        if let Some(w) = self.measure(s).map(|(w, _)| w).or(self.last) {
+    fn telemetry(&mut self, now_ms: u64, s: &mut Self::Sensors, out: &mut dyn FnMut(Report)) {
+        // The latest measurement, taken at the sampling pace (a fault decided now goes out
+        // from `sample` as a change, not hidden in a periodic report).
+        if self.last.is_none() {
+            self.sample(now_ms, s, out);
+        }
+        if let Some(w) = self.last {
             out(Report::StreetLight(w));
         }
     }

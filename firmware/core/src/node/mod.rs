@@ -1,27 +1,28 @@
 //! A device on the network: its identity and key, its frame counter, its outbox, its
 //! timing (heartbeats, reporting cadence, reconnect backoff) and what it makes of the
-//! frames the gateway sends it (acks, settings, commands).
+//! frames the gateway sends it ([`downlink`]: acks, settings, commands).
 //!
 //! Pure, like the state machines: time comes in as ms since boot, frames come in and go
 //! out as bytes. Does not own sampling or detection (see [`crate::app`]), nor the MQTT
 //! connection (see [`crate::publish`]).
 //!
-//! Counters: every report takes the next frame counter; the caller persists
-//! [`Node::counter`] (flash) so a reboot never seals two frames under one counter.
-//! Downlinks: acks open under [`FrameClass::Ack`]; settings and commands under
-//! [`FrameClass::Command`], and only with a counter after the last one taken, so a
-//! recorded command cannot be replayed.
+//! Counters are nonces: one must never seal two frames after a reboot. The node reserves
+//! them in blocks — [`Node::counter_to_save`] says what to write to flash, and
+//! [`Node::counter_saved`] that it is written — and hands out no frame sealed beyond what
+//! is saved. At boot it continues from the saved value, which is also its boot counter:
+//! settings and commands issued before it are refused (see [`downlink`]).
 
-use core::fmt::Write as _;
+pub mod downlink;
+
+pub use downlink::{DownlinkError, Downlinked, Outcome};
 
 use heapless::String;
-use linli_protocol::codec::{decode_downlink, encode_uplink, MAX_BODY_LEN};
+use linli_protocol::codec::{encode_uplink, MAX_BODY_LEN};
 use linli_protocol::replay::is_after;
-use linli_protocol::report::Threshold;
-use linli_protocol::report::{Command, CommandCheck, CommandTarget, Heartbeat, Settings};
+use linli_protocol::report::Heartbeat;
 use linli_protocol::seal::{self, OVERHEAD};
 use linli_protocol::topic::{self, DownChannel};
-use linli_protocol::{DeviceKey, Downlink, FrameClass, OpenError, Report, Uplink};
+use linli_protocol::{DeviceKey, FrameClass, Report, Uplink};
 
 use crate::backoff::Backoff;
 use crate::outbox::{Outbox, OutboxStats, Priority, Refused};
@@ -30,8 +31,13 @@ use crate::outbox::{Outbox, OutboxStats, Priority, Refused};
 pub const MAX_FRAME: usize = MAX_BODY_LEN + OVERHEAD;
 /// Longest topic a node writes (prefix, 64-byte id, channel).
 pub const MAX_TOPIC: usize = 96;
+/// Counters reserved by one write to flash.
+pub const COUNTER_BLOCK: u32 = 256;
+/// A connection that lasted this long was a success: the next failure backs off from the
+/// start again, ms.
+const STABLE_CONNECTION_MS: u64 = 60_000;
 
-/// Reporting cadence; the gateway may change it with [`Downlink::Config`].
+/// Reporting cadence; the gateway may change it with `Downlink::Config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
     /// Heartbeat interval, s.
@@ -82,45 +88,6 @@ impl Default for FrameBuf {
     }
 }
 
-/// What a downlink frame turned out to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Downlinked {
-    /// The gateway journaled this frame; it left the outbox.
-    Acked(u32),
-    /// An ack for a frame no longer held (a resend's second ack).
-    AckForUnknown(u32),
-    /// New settings: the cadence is applied; the application applies the threshold
-    /// (if any) and answers with [`Node::applied`].
-    Config {
-        /// The config frame's counter (echoed in the answer).
-        counter: u32,
-        /// A threshold for the application.
-        threshold: Option<Threshold>,
-    },
-    /// A command for the application, which answers with [`Node::applied`].
-    Command {
-        /// The command frame's counter.
-        counter: u32,
-        /// What to do.
-        command: Command,
-    },
-}
-
-/// Why a downlink frame was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DownlinkError {
-    /// Not one of this device's downlink topics.
-    Topic,
-    /// Did not open under the device's key.
-    Open(OpenError),
-    /// Opened, but the body did not decode.
-    Body,
-    /// A settings or command frame whose counter is not after the last one taken.
-    Replay,
-    /// A body that does not belong on the topic it came on.
-    WrongChannel,
-}
-
 /// Counters since boot, for status reports and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NodeStats {
@@ -130,6 +97,9 @@ pub struct NodeStats {
     pub downlinks_refused: u32,
     /// Reports the outbox refused.
     pub reports_refused: u32,
+    /// Reports dropped because they could not be encoded or sealed (none should be: the
+    /// protocol's tests check every report fits).
+    pub dropped: u32,
 }
 
 /// A device: identity, counter, outbox of `N` slots (`A` reserved for alarms), timing.
@@ -139,24 +109,30 @@ pub struct Node<'id, const N: usize, const A: usize> {
     key: DeviceKey,
     key_id: u8,
     counter: u32,
+    /// Counters below this are covered by what is saved in flash.
+    reserved: u32,
+    /// The counter this boot began at (the saved value).
+    boot_counter: u32,
     outbox: Outbox<N, A>,
     cadence: Cadence,
     next_heartbeat_ms: u64,
     next_report_ms: u64,
     last_command: Option<u32>,
     backoff: Backoff,
+    connected_at: Option<u64>,
     stats: NodeStats,
 }
 
 impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
-    /// A node that seals as `id` with `key` (`key_id`), continuing from `counter` (the
-    /// value persisted by the last boot; 0 on the first), booted at `now_ms`. `seed`
-    /// makes its reconnect jitter differ from its neighbours' (use its id or serial).
+    /// A node that seals as `id` with `key` (`key_id`), continuing from `saved_counter`
+    /// (what [`Node::counter_to_save`] last had written to flash; 0 on the very first
+    /// boot), booted at `now_ms`. `seed` makes its reconnect jitter differ from its
+    /// neighbours' (use its serial number).
     pub fn new(
         id: &'id str,
         key: DeviceKey,
         key_id: u8,
-        counter: u32,
+        saved_counter: u32,
         cadence: Cadence,
         now_ms: u64,
         seed: u32,
@@ -165,7 +141,9 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
             id,
             key,
             key_id,
-            counter,
+            counter: saved_counter,
+            reserved: saved_counter,
+            boot_counter: saved_counter,
             outbox: Outbox::new(cadence.resend_ms),
             cadence,
             // The first heartbeat and telemetry go out at once: the gateway sees the boot.
@@ -173,6 +151,7 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
             next_report_ms: now_ms,
             last_command: None,
             backoff: Backoff::new(1_000, 60_000, seed),
+            connected_at: None,
             stats: NodeStats::default(),
         }
     }
@@ -182,9 +161,33 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
         self.id
     }
 
-    /// The next frame counter: persist it.
+    /// The next frame counter.
     pub fn counter(&self) -> u32 {
         self.counter
+    }
+
+    /// The value to write to flash now, when the saved reserve runs low: frames sealed
+    /// beyond what is saved wait until [`Node::counter_saved`].
+    pub fn counter_to_save(&self) -> Option<u32> {
+        let ahead = self.reserved.wrapping_sub(self.counter);
+        // `ahead` wraps to a huge value once the counter has passed the reserve.
+        let low = !(COUNTER_BLOCK / 2..=COUNTER_BLOCK).contains(&ahead);
+        low.then(|| self.counter.wrapping_add(COUNTER_BLOCK))
+    }
+
+    /// `saved` (from [`Node::counter_to_save`]) is in flash.
+    pub fn counter_saved(&mut self, saved: u32) {
+        self.reserved = saved;
+    }
+
+    /// When the reserve runs low, writes the value to save through `write` (flash) and,
+    /// if it says it succeeded, counts it saved. Call it before publishing.
+    pub fn save_counter(&mut self, write: impl FnOnce(u32) -> bool) {
+        if let Some(c) = self.counter_to_save() {
+            if write(c) {
+                self.counter_saved(c);
+            }
+        }
     }
 
     /// The cadence in force.
@@ -276,11 +279,16 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
     /// oldest first, resends after `resend_ms`). It counts as sent once returned.
     pub fn next_frame<'b>(&mut self, now_ms: u64, buf: &'b mut FrameBuf) -> Option<Frame<'b>> {
         let entry = *self.outbox.next_due(now_ms)?;
+        if !is_after(self.reserved, entry.counter) {
+            // Not covered by flash yet: a reboot could seal another frame with it.
+            return None;
+        }
         let mut body = [0u8; MAX_BODY_LEN];
         // Every report fits MAX_BODY_LEN (the protocol's golden tests check it); a report
-        // that did not could never be sent, so it is dropped as if acked.
+        // that did not could never be sent: it is dropped and counted.
         let Ok(body) = encode_uplink(&entry.uplink, &mut body) else {
-            self.outbox.ack(entry.counter);
+            self.outbox.remove(entry.counter);
+            self.stats.dropped += 1;
             return None;
         };
         let sealed = seal::seal(
@@ -293,7 +301,8 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
             &mut buf.bytes,
         );
         let Ok(n) = sealed else {
-            self.outbox.ack(entry.counter);
+            self.outbox.remove(entry.counter);
+            self.stats.dropped += 1;
             return None;
         };
         buf.topic.clear();
@@ -308,15 +317,24 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
         })
     }
 
-    /// The connection is up again: every unacked frame is due, alarms first.
-    pub fn connected(&mut self) {
-        self.backoff.reset();
+    /// The connection is up at `now_ms`: every unacked frame is due, alarms first.
+    pub fn connected(&mut self, now_ms: u64) {
+        self.connected_at = Some(now_ms);
         self.outbox.reconnected();
     }
 
-    /// The connection failed: how long to wait before the next attempt (exponential
-    /// backoff with jitter, so a street of devices does not return in lockstep).
-    pub fn disconnected(&mut self) -> u64 {
+    /// A connection attempt failed, or the connection dropped, at `now_ms`: how long to
+    /// wait before the next attempt (exponential backoff with jitter, so a street of
+    /// devices does not return in lockstep). Only a connection that lasted a while starts
+    /// the backoff from the beginning again.
+    pub fn disconnected(&mut self, now_ms: u64) -> u64 {
+        if self
+            .connected_at
+            .take()
+            .is_some_and(|t| now_ms.saturating_sub(t) >= STABLE_CONNECTION_MS)
+        {
+            self.backoff.reset();
+        }
         self.backoff.next_delay_ms()
     }
 
@@ -328,134 +346,4 @@ impl<'id, const N: usize, const A: usize> Node<'id, N, A> {
             t
         })
     }
-
-    fn channel_of(&self, topic: &str) -> Option<DownChannel> {
-        [DownChannel::Ack, DownChannel::Cmd, DownChannel::Config]
-            .into_iter()
-            .find(|ch| {
-                let mut t: String<MAX_TOPIC> = String::new();
-                write!(t, "{}{}/down/{}", topic::PREFIX, self.id, ch.as_str()).is_ok() && t == topic
-            })
-    }
-
-    /// Opens a frame the gateway sent on `topic` (decrypting `payload` in place) and
-    /// acts on it: acks clear the outbox, settings change the cadence; thresholds and
-    /// commands are handed back for the application.
-    pub fn downlink(
-        &mut self,
-        topic: &str,
-        payload: &mut [u8],
-    ) -> Result<Downlinked, DownlinkError> {
-        let r = self.open_downlink(topic, payload);
-        if r.is_err() {
-            self.stats.downlinks_refused += 1;
-        }
-        r
-    }
-
-    fn open_downlink(
-        &mut self,
-        topic: &str,
-        payload: &mut [u8],
-    ) -> Result<Downlinked, DownlinkError> {
-        let channel = self.channel_of(topic).ok_or(DownlinkError::Topic)?;
-        let class = match channel {
-            DownChannel::Ack => FrameClass::Ack,
-            DownChannel::Cmd | DownChannel::Config => FrameClass::Command,
-        };
-        let (header, body) =
-            seal::open(&self.key, class, self.id, payload).map_err(DownlinkError::Open)?;
-        let downlink = decode_downlink(body).map_err(|_| DownlinkError::Body)?;
-        match (channel, downlink) {
-            (DownChannel::Ack, Downlink::Ack { counter }) if counter == header.counter => {
-                Ok(if self.outbox.ack(counter) {
-                    Downlinked::Acked(counter)
-                } else {
-                    Downlinked::AckForUnknown(counter)
-                })
-            }
-            (DownChannel::Config, Downlink::Config(settings)) => {
-                self.take_command(header.counter)?;
-                self.apply(settings);
-                Ok(Downlinked::Config {
-                    counter: header.counter,
-                    threshold: settings.threshold,
-                })
-            }
-            (DownChannel::Cmd, Downlink::Command(command)) => {
-                self.take_command(header.counter)?;
-                Ok(Downlinked::Command {
-                    counter: header.counter,
-                    command,
-                })
-            }
-            _ => Err(DownlinkError::WrongChannel),
-        }
-    }
-
-    fn take_command(&mut self, counter: u32) -> Result<(), DownlinkError> {
-        if self
-            .last_command
-            .is_some_and(|last| !is_after(counter, last))
-        {
-            return Err(DownlinkError::Replay);
-        }
-        self.last_command = Some(counter);
-        Ok(())
-    }
-
-    fn apply(&mut self, s: Settings) {
-        let c = &mut self.cadence;
-        // Zero would mean "report continuously": keep a floor of one second.
-        c.heartbeat_s = s.heartbeat_s.unwrap_or(c.heartbeat_s).max(1);
-        c.report_s = s.report_s.unwrap_or(c.report_s).max(1);
-        c.alarm_report_s = s.alarm_report_s.unwrap_or(c.alarm_report_s).max(1);
-        // New intervals take effect from now, not after the old ones run out.
-        self.next_heartbeat_ms = 0;
-        self.next_report_ms = 0;
-    }
-
-    /// Answers a settings or command frame: `observed` is what the device sees after
-    /// applying it (for settings: whether the threshold was accepted). Queues the
-    /// [`CommandCheck`] the gateway reads as the acknowledgement.
-    pub fn applied(&mut self, device_time: u32, answer: Answer) -> Result<u32, Refused> {
-        let check = match answer {
-            Answer::Config { counter, accepted } => CommandCheck {
-                target: CommandTarget::Config,
-                requested: counter as i32,
-                observed: counter as i32,
-                applied: accepted,
-            },
-            Answer::Command { command, observed } => {
-                let (target, requested) = command.target();
-                CommandCheck {
-                    target,
-                    requested,
-                    observed,
-                    applied: observed == requested,
-                }
-            }
-        };
-        self.report(device_time, Report::CommandCheck(check), Priority::Change)
-    }
-}
-
-/// What the application made of a settings or command frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    /// Settings: the cadence is applied; `accepted` is false when the threshold did not
-    /// belong to this device or was out of range.
-    Config {
-        /// The config frame's counter.
-        counter: u32,
-        /// Everything in it was taken.
-        accepted: bool,
-    },
-    /// A command, and the value read back afterwards (relay and pump 0/1, dimming %).
-    Command {
-        /// The command.
-        command: Command,
-        /// What the device observed.
-        observed: i32,
-    },
 }

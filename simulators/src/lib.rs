@@ -17,3 +17,4 @@ pub mod device;
 pub mod load;
 pub mod modbus;
 pub mod process;
+pub mod virtual_board;

@@ -1,56 +1,24 @@
 //! A host build of the pendant firmware (the real application loop, node, outbox and
-//! minimq MQTT client from `linli-firmware`, on a tokio socket) against the real `linli`
-//! gateway process: a fall goes out sealed, is acked and leaves the outbox; while the
+//! minimq MQTT client from `linli-firmware`, on a tokio socket; the wearer through a
+//! virtual LIS3DH, the real `lis3dh` driver and the firmware's board glue) against the
+//! real `linli` gateway process: a fall goes out sealed, is acked and leaves the outbox; while the
 //! gateway is down (kill -9) frames are kept; when it returns they are all delivered,
 //! alarms first, none lost.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use linli_firmware::app::pendant::{Pendant, PendantSensors};
+use linli_firmware::app::pendant::Pendant;
 use linli_firmware::app::Device;
-use linli_firmware::fall::scenario::{Kind, Scenario};
+use linli_firmware::fall::scenario::Kind;
 use linli_firmware::node::{Cadence, Node};
 use linli_firmware::outbox::Priority;
 use linli_firmware::{fall, sos};
 use linli_sim::board::{self, Board, Observers, Sent, Snapshot};
+use linli_sim::virtual_board::{self, Wearer};
 use linli_system_tests::*;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-
-/// A wearer: standing still, until the test makes them do something.
-#[derive(Default)]
-struct Wearer {
-    next: Arc<Mutex<VecDeque<Kind>>>,
-    doing: Option<Scenario>,
-}
-
-impl PendantSensors for Wearer {
-    fn acceleration_mg(&mut self) -> Option<[i16; 3]> {
-        if self.doing.is_none() {
-            let kind = self.next.lock().ok()?.pop_front();
-            self.doing = kind.map(|k| Scenario::new(k, 3, 100));
-        }
-        match self.doing.as_mut().and_then(Iterator::next) {
-            Some((_, a)) => Some(a),
-            None => {
-                self.doing = None;
-                Some([0, 1_000, 0])
-            }
-        }
-    }
-    fn sos_pressed(&mut self) -> bool {
-        false
-    }
-    fn cancel_pressed(&mut self) -> bool {
-        false
-    }
-    fn battery_mv(&mut self) -> Option<u16> {
-        Some(3_950)
-    }
-}
 
 async fn wait(
     status: &mut watch::Receiver<Snapshot>,
@@ -102,7 +70,7 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
         .and_then(|k| k.try_into().ok())
         .context("key")?;
     let wearer = Wearer::default();
-    let next = wearer.next.clone();
+    let next = wearer.queue();
     let (status_tx, mut status) = watch::channel(Snapshot::default());
     let (sent_tx, mut sent) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -139,12 +107,12 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
                 node,
                 Pendant::new(fall::Config::default(), sos::Config::default()),
             );
-            let mut wearer = wearer;
+            let mut pendant = virtual_board::pendant(wearer, 3_950)?;
             let obs = Observers {
                 status: status_tx,
                 sent: sent_tx,
             };
-            board::run(&b, &mut dev, &mut wearer, &obs, stop_rx).await
+            board::run(&b, &mut dev, &mut pendant, &obs, stop_rx).await
         })
     });
 
@@ -154,9 +122,7 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
     })
     .await?;
     // A fall: sealed, published, journaled, acked; the gateway raises the alarm.
-    next.lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .push_back(Kind::Fall);
+    next.push(Kind::Fall, 3);
     let alarmed = eventually(Duration::from_secs(60), || async {
         fall_alarms(&gw.http).await >= 1
     })
@@ -173,9 +139,7 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
     drop(gw);
     wait(&mut status, "offline", |s| !s.connected).await?;
     drain(&mut sent);
-    next.lock()
-        .map_err(|_| anyhow::anyhow!("lock"))?
-        .push_back(Kind::Fall);
+    next.push(Kind::Fall, 3);
     let held = wait(&mut status, "the fall held offline with telemetry", |s| {
         s.alarms >= 1 && s.outbox > s.alarms
     })

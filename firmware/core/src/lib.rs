@@ -20,6 +20,7 @@
 pub mod app;
 pub mod backoff;
 pub mod bed;
+pub mod boards;
 pub mod debounce;
 pub mod door;
 pub mod fall;

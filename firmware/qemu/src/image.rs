@@ -1,11 +1,10 @@
 //! What a board flashes, less the board: the device loop every kind runs on the MQTT
-//! client ([`run`]), each kind's sensor glue over its adapters ([`PendantBoard`],
-//! [`StreetLightBoard`]), and stand-ins for what the board's HAL and modem would give
-//! ([`standin`]). The `pendant_image` and `street_light_image` binaries put them on a
+//! client ([`run`]) and stand-ins for what the board's HAL and modem would give
+//! ([`standin`]); each kind's sensor glue is `linli_firmware::boards`. The `pendant_image` and `street_light_image` binaries put them on a
 //! Cortex-M to measure flash and RAM.
 //!
-//! Owns the loop (connect, subscribe, sample, flush, take downlinks, back off) and the
-//! mapping from pins, ADC and adapters to each kind's sensor trait. Does not own the
+//! Owns the loop (connect, subscribe, sample, flush, take downlinks, back off). Does not
+//! own the
 //! device logic (`linli_firmware::app`, `node`), the MQTT session settings
 //! (`linli_firmware::mqtt`), the clock (the binaries' embassy-time driver) or startup.
 
@@ -13,18 +12,10 @@ use core::convert::Infallible;
 use core::fmt;
 
 use embassy_time::{with_timeout, Duration, Instant, Timer};
-use embedded_hal::digital::{InputPin, OutputPin};
-use embedded_hal::i2c::I2c;
-use embedded_hal::pwm::SetDutyCycle;
-use linli_firmware::app::pendant::PendantSensors;
-use linli_firmware::app::street_light::StreetLightSensors;
 use linli_firmware::app::{Application, Device};
 use linli_firmware::mqtt::{self, MqttPublisher};
 use linli_firmware::node::FrameBuf;
 use linli_firmware::publish::flush;
-use linli_firmware::sensors::accel::Accelerometer;
-use linli_firmware::sensors::analog::{AdcChannel, Battery};
-use linli_firmware::sensors::power::PowerMonitor;
 use minimq::{ConnectEvent, Connection, Io, Session};
 
 /// One turn of the loop waits this long for a downlink: the pendant's 100 Hz.
@@ -104,91 +95,6 @@ async fn serve<A, IO, const N: usize, const K: usize>(
             }
             Ok(Err(_)) => return,
         }
-    }
-}
-
-/// The pendant's board: the LIS3DH on I2C, one button (SOS, and cancel during a fall's
-/// cancel window), the cell on an ADC pin behind a divider.
-#[derive(Debug)]
-pub struct PendantBoard<I2C, B, ADC> {
-    /// The accelerometer; `None` when it did not answer at boot (the node still sends
-    /// heartbeats, and the gateway sees no activity).
-    pub accel: Option<Accelerometer<I2C>>,
-    /// The button, high when pressed.
-    pub button: B,
-    /// The cell's ADC pin.
-    pub adc: ADC,
-    /// The cell's curve and divider.
-    pub battery: Battery,
-}
-
-impl<I2C: I2c, B: InputPin, ADC: AdcChannel> PendantSensors for PendantBoard<I2C, B, ADC> {
-    fn acceleration_mg(&mut self) -> Option<[i16; 3]> {
-        self.accel.as_mut()?.poll_mg().ok().flatten()
-    }
-
-    fn sos_pressed(&mut self) -> bool {
-        self.button.is_high().unwrap_or(false)
-    }
-
-    fn cancel_pressed(&mut self) -> bool {
-        self.sos_pressed()
-    }
-
-    fn battery_mv(&mut self) -> Option<u16> {
-        let pin_mv = self.adc.read_mv().ok()?;
-        Some(self.battery.battery_mv(pin_mv))
-    }
-}
-
-/// The street-light controller's board: the INA219 on I2C, the relay and its feedback
-/// contact, the dimming output (PWM) and the driver's dimming feedback on an ADC pin.
-#[derive(Debug)]
-pub struct StreetLightBoard<I2C, R, F, D, ADC> {
-    /// The current/voltage monitor; `None` when it did not answer at boot.
-    pub power: Option<PowerMonitor<I2C>>,
-    /// The relay coil.
-    pub relay: R,
-    /// The relay's feedback contact, high when closed.
-    pub relay_feedback: F,
-    /// The dimming output.
-    pub dimming: D,
-    /// The driver's dimming feedback, 0 mV (off) to `dimming_full_mv` (full light).
-    pub dimming_adc: ADC,
-    /// Feedback at full light, mV.
-    pub dimming_full_mv: u16,
-}
-
-impl<I2C, R, F, D, ADC> StreetLightSensors for StreetLightBoard<I2C, R, F, D, ADC>
-where
-    I2C: I2c,
-    R: OutputPin,
-    F: InputPin,
-    D: SetDutyCycle,
-    ADC: AdcChannel,
-{
-    fn lamp(&mut self) -> Option<(u16, u16)> {
-        let sample = self.power.as_mut()?.measure().ok()??;
-        Some((sample.bus_mv, sample.lamp_current_ma()))
-    }
-
-    fn set_relay(&mut self, on: bool) {
-        // A failed write shows in the feedback contact, which the command answer reads.
-        let _ = self.relay.set_state(on.into());
-    }
-
-    fn relay_feedback(&mut self) -> bool {
-        self.relay_feedback.is_high().unwrap_or(false)
-    }
-
-    fn set_dimming(&mut self, percent: u8) {
-        let _ = self.dimming.set_duty_cycle_percent(percent.min(100));
-    }
-
-    fn dimming_feedback(&mut self) -> u8 {
-        let mv = self.dimming_adc.read_mv().unwrap_or(0);
-        let pct = u32::from(mv) * 100 / u32::from(self.dimming_full_mv.max(1));
-        pct.min(100) as u8
     }
 }
 

@@ -27,6 +27,7 @@ mod analog;
 mod ina219;
 mod lis3dh;
 mod max30102;
+mod pins;
 mod sources;
 mod vl53l0x;
 
@@ -34,6 +35,7 @@ pub use analog::VirtualTransducer;
 pub use ina219::VirtualIna219;
 pub use lis3dh::VirtualLis3dh;
 pub use max30102::VirtualMax30102;
+pub use pins::{VirtualAdc, VirtualPin};
 pub use sources::{
     AccelSource, DistanceSource, LampModel, PowerLevels, PowerSource, PpgSource, WaterRise,
 };

@@ -22,14 +22,15 @@ mod image {
     use cortex_m_rt::entry;
     use linli_firmware::app::pendant::Pendant;
     use linli_firmware::app::Device;
+    use linli_firmware::boards::PendantBoard;
     use linli_firmware::fall::Range;
     use linli_firmware::node::{Cadence, Node};
     use linli_firmware::sensors::accel::{Accelerometer, SlaveAddr};
     use linli_firmware::sensors::analog::{Battery, LI_ION_1S};
     use linli_firmware::{fall, mqtt, sos};
     use linli_firmware_qemu::block_on;
+    use linli_firmware_qemu::image::run;
     use linli_firmware_qemu::image::standin::{Adc, Gpio, I2cBus, Modem};
-    use linli_firmware_qemu::image::{run, PendantBoard};
     use linli_protocol::DeviceKey;
     use minimq::{Buffers, Session};
 

@@ -23,12 +23,13 @@ mod image {
     use cortex_m_rt::entry;
     use linli_firmware::app::street_light::StreetLight;
     use linli_firmware::app::Device;
+    use linli_firmware::boards::StreetLightBoard;
     use linli_firmware::node::{Cadence, Node};
     use linli_firmware::sensors::power::{PowerMonitor, Shunt};
     use linli_firmware::{mqtt, street_light};
     use linli_firmware_qemu::block_on;
+    use linli_firmware_qemu::image::run;
     use linli_firmware_qemu::image::standin::{Adc, Gpio, I2cBus, Modem, Pwm};
-    use linli_firmware_qemu::image::{run, StreetLightBoard};
     use linli_protocol::DeviceKey;
     use minimq::{Buffers, Session};
 

@@ -1,72 +1,24 @@
 //! Settings and commands from the gateway's API to a host build of the street-light
-//! firmware (the real application loop, node and minimq client) over the embedded broker:
-//! sealed, applied, answered with `command_check`, and audited with the answer; a lamp
+//! firmware (the real application loop, node and minimq client; the lamp through a
+//! virtual INA219, the real `ina219` driver and the firmware's board glue) over the
+//! embedded broker:
+//! sealed, applied, answered with an `answer` report, and audited with it; a lamp
 //! whose driver ignores dimming raises the `dimming_fault` alarm; bad requests are
 //! refused with a reason.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use linli_firmware::app::street_light::{StreetLight, StreetLightSensors};
+use linli_firmware::app::street_light::StreetLight;
 use linli_firmware::app::Device;
 use linli_firmware::node::{Cadence, Node};
 use linli_gateway::registry::Trust;
 use linli_protocol::DeviceKind;
 use linli_sim::board::{self, Board, Observers, Snapshot};
+use linli_sim::virtual_board::{self, Lamp};
 use linli_system_tests::*;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
-
-/// A lamp on a relay: 420 mA at full light, proportionally less dimmed; a deaf driver
-/// ignores dimming.
-#[derive(Debug)]
-struct Lamp {
-    relay: bool,
-    dim: u8,
-    deaf: bool,
-}
-
-#[derive(Clone)]
-struct Shared(Arc<Mutex<Lamp>>);
-
-impl Shared {
-    fn with<T>(&self, f: impl FnOnce(&mut Lamp) -> T) -> T {
-        let mut l = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut l)
-    }
-}
-
-impl StreetLightSensors for Shared {
-    fn lamp(&mut self) -> Option<(u16, u16)> {
-        Some(self.with(|l| {
-            (
-                23_000,
-                if l.relay {
-                    420 * u16::from(l.dim) / 100
-                } else {
-                    0
-                },
-            )
-        }))
-    }
-    fn set_relay(&mut self, on: bool) {
-        self.with(|l| l.relay = on);
-    }
-    fn relay_feedback(&mut self) -> bool {
-        self.with(|l| l.relay)
-    }
-    fn set_dimming(&mut self, percent: u8) {
-        self.with(|l| {
-            if !l.deaf {
-                l.dim = percent;
-            }
-        });
-    }
-    fn dimming_feedback(&mut self) -> u8 {
-        self.with(|l| l.dim)
-    }
-}
 
 async fn downlinks(http: &str, id: &str) -> Vec<Value> {
     get_json(&format!("{http}/api/devices/{id}/downlinks"))
@@ -102,11 +54,8 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
     let dev = tg.provision("lamp-7", DeviceKind::StreetLight, Trust::Sealed)?;
     let v5 = tg.gw.mqtt_v5.context("v5 listener")?;
 
-    let lamp = Shared(Arc::new(Mutex::new(Lamp {
-        relay: true,
-        dim: 100,
-        deaf: false,
-    })));
+    // A lamp drawing 420 mA at full light (its relay open until commanded).
+    let lamp = Lamp::new(23_000, 420);
     let (status_tx, mut status) = watch::channel(Snapshot::default());
     let (sent_tx, _sent) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -118,20 +67,26 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
         speed: 1,
     };
     let (id, key, key_id) = (dev.id.clone(), dev.key.clone(), dev.key_id);
-    let mut sensors = lamp.clone();
+    let lamp_for_board = lamp.clone();
     // Firmware futures are not Send (one core, one executor): the board gets a thread.
     let task = std::thread::spawn(move || -> Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         rt.block_on(async move {
-            let node = Node::new(&id, key, key_id, 1, Cadence::default(), 0, 7);
+            // Faults are reported every second while they last (the default is 10 s).
+            let cadence = Cadence {
+                alarm_report_s: 1,
+                ..Cadence::default()
+            };
+            let node = Node::new(&id, key, key_id, 1, cadence, 0, 7);
             let mut dev: Device<'_, StreetLight, 8, 2> =
                 Device::new(node, StreetLight::new(Default::default(), 1_000));
             let obs = Observers {
                 status: status_tx,
                 sent: sent_tx,
             };
+            let mut sensors = virtual_board::street_light(&lamp_for_board)?;
             board::run(&b, &mut dev, &mut sensors, &obs, stop_rx).await
         })
     });
@@ -157,7 +112,7 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
         (Some("applied"), Some(40)),
         "{d}"
     );
-    assert_eq!(lamp.with(|l| l.dim), 40);
+    assert_eq!(lamp.dimming_pct(), 40);
 
     // New settings: the device takes the next counter and answers for that counter.
     let (code, r) = post_json(&url("config"), json!({"heartbeat_s": 30, "by": "ops"})).await?;
@@ -167,7 +122,7 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
     assert_eq!(answered(&http, "lamp-7", c).await?["answer"], "applied");
 
     // A driver that ignores dimming: answered as not applied, and the alarm is raised.
-    lamp.with(|l| l.deaf = true);
+    lamp.set_deaf(true);
     let (code, r) = post_json(
         &url("command"),
         json!({"command": {"dim": {"percent": 10}}, "by": "crew-3"}),
@@ -189,6 +144,27 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
     })
     .await;
     assert!(alarmed, "no dimming_fault alarm");
+
+    // Switched on, the lamp lights; then it dies: the controller sees the relay closed and
+    // no current through the virtual INA219, and the gateway raises `lamp_failure`.
+    let (code, r) = post_json(
+        &url("command"),
+        json!({"command": {"relay": {"on": true}}, "by": "crew-3"}),
+    )
+    .await?;
+    assert_eq!(code, 200, "{r}");
+    let d = answered(&http, "lamp-7", r["counter"].as_u64().context("counter")?).await?;
+    assert_eq!(d["answer"], "applied", "{d}");
+    lamp.set_broken(true);
+    let failed = eventually(Duration::from_secs(30), || async {
+        get_json(&format!("{http}/api/alarms"))
+            .await
+            .ok()
+            .and_then(|v| v["alarms"].as_array().cloned())
+            .is_some_and(|a| a.iter().any(|a| a["kind"] == "lamp_failure"))
+    })
+    .await;
+    assert!(failed, "no lamp_failure alarm for a dead lamp");
 
     // Refused with a reason: a threshold of another kind, a command for another kind, a
     // device without sealed downlinks, an unknown device, a setting of zero.
@@ -227,7 +203,7 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
     .await?;
     assert_eq!(code, 404);
     // Refusals leave no audit record and burn no counter.
-    assert_eq!(downlinks(&http, "lamp-7").await.len(), 3);
+    assert_eq!(downlinks(&http, "lamp-7").await.len(), 4);
     assert!(downlinks(&http, "pendant-9").await.is_empty());
 
     stop_tx.send_replace(true);

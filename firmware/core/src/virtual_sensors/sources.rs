@@ -142,10 +142,17 @@ impl LampModel {
         at.is_some_and(|t| now >= t)
     }
 
+    /// The relay conducts (closed, or welded shut).
+    pub fn conducting(&self) -> bool {
+        self.relay_on || Self::since(self.welds_at_ms, self.now_ms)
+    }
+
     /// Current drawn now, µA.
     pub fn current_ua(&self) -> i32 {
-        let conducting = self.relay_on || Self::since(self.welds_at_ms, self.now_ms);
-        match (conducting, Self::since(self.fails_at_ms, self.now_ms)) {
+        match (
+            self.conducting(),
+            Self::since(self.fails_at_ms, self.now_ms),
+        ) {
             (false, _) => 0,
             (true, true) => STANDBY_UA,
             (true, false) => i32::from(self.lamp_ma) * 1_000,

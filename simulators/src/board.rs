@@ -154,6 +154,9 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
     obs: &Observers,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    // Before the first step: what the board's flash holds at boot.
+    obs.status
+        .send_replace(snapshot(dev, 0, false, 0, dev.node.counter()));
     let clock = Clock {
         start: Instant::now(),
         speed: board.speed.max(1),

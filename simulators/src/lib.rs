@@ -14,6 +14,7 @@ pub mod bench_store;
 pub mod board;
 pub mod corpus;
 pub mod device;
+pub mod fleet;
 pub mod load;
 pub mod modbus;
 pub mod process;

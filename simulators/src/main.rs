@@ -12,6 +12,8 @@ use linli_sim::bench_delivery::DeliveryConfig;
 use linli_sim::bench_store::{Side, StoreBench};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
+mod fleet_cmd;
+
 #[derive(Parser, Debug)]
 #[command(name = "linli-sim", version, about = "Linli simulators and benchmarks")]
 struct Cli {
@@ -40,6 +42,9 @@ enum Command {
     /// unknown units get exception 0x0B (gateway target device failed to respond).
     #[command(verbatim_doc_comment)]
     Modbus(ModbusArgs),
+    /// A fleet of firmware devices (the real application loops and MQTT client on virtual
+    /// boards) from a description file, provisioned into a gateway and run against it.
+    Fleet(fleet_cmd::FleetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -541,6 +546,7 @@ impl IngestArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Modbus(args) => args.run()?,
+        Command::Fleet(args) => args.run()?,
         Command::Corpus(args) => {
             let corpus = Corpus::new(args.config()?)?;
             println!("{}", corpus.stats());

@@ -1,0 +1,97 @@
+//! A fleet from a description file against the real `linli` process: provisioned into
+//! its registry, every device (firmware application loop, node and MQTT client on a
+//! virtual board, its own credentials and key) comes online and is acked, the gateway
+//! lists each in its zone as alive, and a wearer's fall raises the fall alarm for the
+//! right resident.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use linli_firmware::fall::scenario::Kind;
+use linli_sim::fleet::{self, Description};
+use linli_system_tests::*;
+use serde_json::Value;
+
+const FLEET: &str = r#"
+[[group]]
+kind = "pendant"
+count = 3
+id = "wing-a-pendant"
+site = "care-home-1"
+zone = "wing-a"
+resident = "R-A"
+heartbeat_s = 30
+
+[[group]]
+kind = "street_light"
+count = 2
+id = "elm-street-lamp"
+site = "city"
+zone = "elm-street"
+asset = "L-ELM"
+heartbeat_s = 30
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_described_fleet_comes_online_and_a_fall_raises_its_alarm() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = process_config(dir.path(), "")?;
+    let description = Description::parse(FLEET, Path::new("fleet.toml"))?;
+    let members = fleet::provision(&description, &dir.path().join("data"))?;
+    assert_eq!(members.len(), 5);
+    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
+
+    // Device time 10× real time: heartbeats every 3 s, a fall in about 5 s.
+    let fleet = fleet::start(members, c.mqtt_v5, 10)?;
+    let online = fleet::wait_online(&fleet, Duration::from_secs(60)).await;
+    assert_eq!(online, 5, "online: {:?}", fleet.total());
+    let acked = eventually(Duration::from_secs(60), || async {
+        fleet.status.iter().all(|(_, s)| s.borrow().acked >= 1)
+    })
+    .await;
+    assert!(acked, "every device acked: {:?}", fleet.status);
+
+    // The gateway knows each device in its zone, alive.
+    let devices = get_json(&format!("{}/api/devices", gw.http)).await?;
+    let list = devices.as_array().cloned().unwrap_or_default();
+    for (id, zone) in [
+        ("wing-a-pendant-1", "wing-a"),
+        ("wing-a-pendant-3", "wing-a"),
+        ("elm-street-lamp-2", "elm-street"),
+    ] {
+        let d = list
+            .iter()
+            .find(|d| d["id"] == id)
+            .with_context(|| format!("{id} listed: {devices}"))?;
+        assert_eq!(d["zone"], zone, "{d}");
+        assert_eq!(d["liveness"], "ok", "{d}");
+    }
+
+    // Resident R-A-2 falls.
+    let wearer = fleet
+        .wearers
+        .iter()
+        .find(|(id, _)| id == "wing-a-pendant-2")
+        .map(|(_, w)| w.clone())
+        .context("the pendant's wearer")?;
+    wearer.push(Kind::Fall, 3);
+    let http = gw.http.clone();
+    let alarmed = eventually(Duration::from_secs(60), || {
+        let http = http.clone();
+        async move {
+            let Ok(v) = get_json(&format!("{http}/api/alarms")).await else {
+                return false;
+            };
+            v["alarms"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|a: &Value| a["kind"] == "fall" && a.to_string().contains("R-A-2"))
+            })
+        }
+    })
+    .await;
+    assert!(alarmed, "no fall alarm for R-A-2");
+    assert_eq!(fleet.total().refused, 0);
+    fleet.stop()?;
+    Ok(())
+}

@@ -22,9 +22,10 @@ pub struct FleetArgs {
     #[arg(long)]
     description: PathBuf,
     /// The gateway's config file: its data directory (for provisioning) and its MQTT 5
-    /// listener.
-    #[arg(long, short)]
-    config: PathBuf,
+    /// listener. Default: ./linli.toml if it exists, else the gateway's built-in defaults
+    /// (./data, 127.0.0.1:1884), as `linli` itself does.
+    #[arg(long, short, env = "LINLI_CONFIG")]
+    config: Option<PathBuf>,
     /// Where the devices' credentials are kept. If the file exists the fleet uses them;
     /// otherwise it provisions the devices and writes them there (secrets: keep it safe).
     #[arg(long, default_value = "fleet-credentials.json")]
@@ -55,8 +56,17 @@ struct Stored {
 
 impl FleetArgs {
     pub fn run(self) -> Result<()> {
-        let config = Config::load(&self.config)
-            .with_context(|| format!("gateway config {}", self.config.display()))?;
+        let default = PathBuf::from("linli.toml");
+        let path = self
+            .config
+            .clone()
+            .or_else(|| default.exists().then_some(default));
+        let config = match &path {
+            Some(p) => {
+                Config::load(p).with_context(|| format!("gateway config {}", p.display()))?
+            }
+            None => Config::default(),
+        };
         let broker = match (self.broker, config.broker.listen_v5) {
             (Some(b), _) | (None, Some(b)) => b,
             (None, None) => anyhow::bail!(

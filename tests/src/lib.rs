@@ -360,6 +360,11 @@ pub fn linli_bin() -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The `linli-sim` binary, built beside `linli` by [`linli_bin`].
+pub fn linli_sim_bin() -> Result<PathBuf> {
+    Ok(linli_bin()?.with_file_name("linli-sim"))
+}
+
 /// The real `linli` binary running as a child process.
 #[derive(Debug)]
 pub struct GatewayProcess {

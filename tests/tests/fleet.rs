@@ -95,3 +95,62 @@ async fn a_described_fleet_comes_online_and_a_fall_raises_its_alarm() -> Result<
     fleet.stop()?;
     Ok(())
 }
+
+/// The command line: provisions on the first run and keeps the credentials and each
+/// device's saved frame counter; the second run continues from them, so the gateway
+/// stores its frames instead of refusing them as replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_command_keeps_credentials_and_counters_between_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = process_config(dir.path(), "")?;
+    let fleet_file = dir.path().join("fleet.toml");
+    std::fs::write(&fleet_file, FLEET)?;
+    let creds = dir.path().join("creds.json");
+    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
+    let run = || {
+        std::process::Command::new(linli_sim_bin()?)
+            .args(["fleet", "--speed", "10", "--duration-s", "6", "--config"])
+            .arg(&c.path)
+            .arg("--description")
+            .arg(&fleet_file)
+            .arg("--credentials")
+            .arg(&creds)
+            .output()
+            .context("running linli-sim fleet")
+    };
+    let first = run()?;
+    let log = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(first.status.success(), "{log}");
+    assert!(log.contains("provisioned 5 devices"), "{log}");
+    assert!(log.contains("online 5/5"), "{log}");
+    let saved = |path: &Path| -> Result<Vec<u64>> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d["saved_counter"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default())
+    };
+    let after_first = saved(&creds)?;
+    assert_eq!(after_first.len(), 5);
+    assert!(after_first.iter().all(|c| *c > 0), "{after_first:?}");
+
+    let second = run()?;
+    let log = String::from_utf8_lossy(&second.stderr).to_string();
+    assert!(second.status.success(), "{log}");
+    assert!(log.contains("5 devices from"), "{log}");
+    assert!(log.contains("online 5/5"), "{log}");
+    assert!(saved(&creds)?.iter().zip(&after_first).all(|(b, a)| b > a));
+    // Nothing the second run sent was refused as a replay or stale.
+    let metrics = get(&format!("{}/metrics", gw.http)).await?.1;
+    for reason in ["replay", "stale"] {
+        let v = metric(
+            &metrics,
+            &format!("linli_rejected_total{{reason=\"{reason}\"}}"),
+        );
+        assert_eq!(v, Some(0.0), "{reason}");
+    }
+    Ok(())
+}

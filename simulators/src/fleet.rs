@@ -75,6 +75,20 @@ impl Description {
     pub fn parse(text: &str, path: &Path) -> Result<Description> {
         let d: Description = toml::from_str(text)
             .with_context(|| format!("fleet description {}", path.display()))?;
+        let errors = d.problems();
+        if !errors.is_empty() {
+            bail!(
+                "fleet description {}:\n  {}",
+                path.display(),
+                errors.join("\n  ")
+            );
+        }
+        Ok(d)
+    }
+
+    /// Every problem of the description, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let d = self;
         let mut errors = Vec::new();
         if d.group.is_empty() {
             errors.push("no [[group]]: describe at least one group of devices".to_owned());
@@ -110,14 +124,20 @@ impl Description {
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
             errors.push(format!("group ids: {:?} is used twice", w[0]));
         }
-        if !errors.is_empty() {
-            bail!(
-                "fleet description {}:\n  {}",
-                path.display(),
-                errors.join("\n  ")
-            );
-        }
-        Ok(d)
+        errors
+    }
+
+    /// The kind of the device `id`, if the fleet has it.
+    pub fn kind_of(&self, id: &str) -> Option<DeviceKind> {
+        self.group
+            .iter()
+            .find(|g| {
+                id.strip_prefix(g.id.as_str())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| (1..=g.count).contains(&n))
+            })
+            .and_then(|g| DeviceKind::parse(&g.kind))
     }
 
     /// Reads and validates the file at `path`.

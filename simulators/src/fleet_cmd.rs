@@ -1,8 +1,10 @@
 //! `linli-sim fleet`: provisions a described fleet into a gateway (or reads the
 //! credentials of an earlier run) and runs it, printing progress until the duration ends
-//! or Ctrl-C.
+//! or Ctrl-C; `linli-sim scenario`: runs a scenario file against a gateway and prints
+//! its verdict.
 //!
-//! Owns the command line and the credentials file; the fleet is `linli_sim::fleet`.
+//! Owns these command lines and the credentials file; the fleet is `linli_sim::fleet`,
+//! scenarios `linli_sim::scenario`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,17 +58,7 @@ struct Stored {
 
 impl FleetArgs {
     pub fn run(self) -> Result<()> {
-        let default = PathBuf::from("linli.toml");
-        let path = self
-            .config
-            .clone()
-            .or_else(|| default.exists().then_some(default));
-        let config = match &path {
-            Some(p) => {
-                Config::load(p).with_context(|| format!("gateway config {}", p.display()))?
-            }
-            None => Config::default(),
-        };
+        let config = gateway_config(self.config.clone())?;
         let broker = match (self.broker, config.broker.listen_v5) {
             (Some(b), _) | (None, Some(b)) => b,
             (None, None) => anyhow::bail!(
@@ -180,4 +172,60 @@ impl FleetArgs {
         );
         Ok(members)
     }
+}
+
+/// `linli-sim scenario`: runs a scenario file against a running gateway.
+#[derive(Args, Debug)]
+pub struct ScenarioArgs {
+    /// The scenario (TOML: name, speed, `[[group]]` fleet, `[[step]]` storyline,
+    /// `[[expect]]` alarms).
+    scenario: PathBuf,
+    /// The gateway's config file: its data directory, MQTT 5 listener and HTTP API.
+    /// Default: ./linli.toml if it exists, else the gateway's built-in defaults.
+    #[arg(long, short, env = "LINLI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Run at this speed instead of the scenario's.
+    #[arg(long)]
+    speed: Option<u32>,
+}
+
+impl ScenarioArgs {
+    /// Runs it; fails (exit code 1) when an expectation did not hold.
+    pub fn run(self) -> Result<()> {
+        let config = gateway_config(self.config.clone())?;
+        let mut sc = linli_sim::scenario::Scenario::load(&self.scenario)?;
+        if let Some(s) = self.speed {
+            sc.speed = s;
+        }
+        let broker = config.broker.listen_v5.context(
+            "the gateway has no MQTT 5 listener (broker.listen_v5); the firmware speaks MQTT 5",
+        )?;
+        let target = linli_sim::scenario::Target {
+            http: format!("http://{}", config.http.listen),
+            broker,
+            data_dir: config.data_dir.clone(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        eprintln!("scenario {:?}: device time ×{}", sc.name, sc.speed);
+        let outcome = rt.block_on(linli_sim::scenario::run(&sc, &target, &mut |l| {
+            eprintln!("{l}")
+        }))?;
+        print!("{outcome}");
+        if !outcome.passed() {
+            anyhow::bail!("scenario {:?}: an expectation did not hold", sc.name);
+        }
+        Ok(())
+    }
+}
+
+/// The gateway's config as `linli` finds it: the given file, ./linli.toml, or defaults.
+fn gateway_config(path: Option<PathBuf>) -> Result<Config> {
+    let default = PathBuf::from("linli.toml");
+    let path = path.or_else(|| default.exists().then_some(default));
+    Ok(match &path {
+        Some(p) => Config::load(p).with_context(|| format!("gateway config {}", p.display()))?,
+        None => Config::default(),
+    })
 }

@@ -18,4 +18,5 @@ pub mod fleet;
 pub mod load;
 pub mod modbus;
 pub mod process;
+pub mod scenario;
 pub mod virtual_board;

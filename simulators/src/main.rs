@@ -45,6 +45,9 @@ enum Command {
     /// A fleet of firmware devices (the real application loops and MQTT client on virtual
     /// boards) from a description file, provisioned into a gateway and run against it.
     Fleet(fleet_cmd::FleetArgs),
+    /// Runs a scenario (a timed storyline for a simulated fleet, with the alarms the
+    /// gateway must raise) against a running gateway; exits 1 when an expectation fails.
+    Scenario(fleet_cmd::ScenarioArgs),
 }
 
 #[derive(Args, Debug)]
@@ -547,6 +550,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Modbus(args) => args.run()?,
         Command::Fleet(args) => args.run()?,
+        Command::Scenario(args) => args.run()?,
         Command::Corpus(args) => {
             let corpus = Corpus::new(args.config()?)?;
             println!("{}", corpus.stats());

@@ -1,0 +1,47 @@
+//! The shipped storyline `simulators/scenarios/night-in-wing-a.toml` against the real
+//! `linli` process at 20× device time: its fleet of firmware devices is provisioned and
+//! comes online, the steps happen (a fall, a look-alike, lamps switched on through the
+//! API, a lamp dying), and the gateway's alarms match the scenario's expectations — and
+//! an expectation the storyline does not bear out is reported as failed.
+
+use std::path::Path;
+
+use anyhow::Result;
+use linli_sim::scenario::{self, Expect, Scenario, Target};
+use linli_system_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = process_config(dir.path(), "")?;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../simulators/scenarios/night-in-wing-a.toml");
+    let mut sc = Scenario::load(&path)?;
+    let shipped = sc.expect.len();
+    // Nobody else falls: this one must come out FAIL.
+    sc.expect.push(Expect {
+        alarm: "fall".into(),
+        device: "wing-a-pendant-3".into(),
+        by: "3m".into(),
+        absent: false,
+    });
+    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
+    let target = Target {
+        http: gw.http.clone(),
+        broker: c.mqtt_v5,
+        data_dir: dir.path().join("data"),
+    };
+    let mut log = Vec::new();
+    let outcome = scenario::run(&sc, &target, &mut |l| log.push(l)).await?;
+    let report = format!("{}\n{outcome}", log.join("\n"));
+    let (theirs, ours) = outcome.verdicts.split_at(shipped);
+    assert!(theirs.iter().all(|v| v.ok), "{report}");
+    assert!(!ours[0].ok, "an alarm that never came is a FAIL: {report}");
+    assert!(!outcome.passed());
+    // The fall was raised well before its deadline.
+    assert!(
+        theirs[0].seen_at.is_some_and(|t| t.as_secs() < 180),
+        "{report}"
+    );
+    Ok(())
+}

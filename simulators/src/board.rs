@@ -144,6 +144,21 @@ fn snapshot<A: Application, const N: usize, const K: usize>(
     }
 }
 
+/// Runs the future `make` builds on a thread of its own, with a current-thread runtime:
+/// firmware futures are not `Send` (one core, one executor), so a board gets a thread.
+pub fn spawn<F, Fut>(make: F) -> std::thread::JoinHandle<Result<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(make())
+    })
+}
+
 /// Runs `dev` until `stop` turns true: steps it every `step_ms` of device time,
 /// connects to the broker (again and again, paced by the node's backoff), publishes due
 /// frames and hands every downlink to the device.

@@ -68,27 +68,21 @@ async fn lamp_firmware_applies_and_answers_what_the_api_sends() -> Result<()> {
     };
     let (id, key, key_id) = (dev.id.clone(), dev.key.clone(), dev.key_id);
     let lamp_for_board = lamp.clone();
-    // Firmware futures are not Send (one core, one executor): the board gets a thread.
-    let task = std::thread::spawn(move || -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            // Faults are reported every second while they last (the default is 10 s).
-            let cadence = Cadence {
-                alarm_report_s: 1,
-                ..Cadence::default()
-            };
-            let node = Node::new(&id, key, key_id, 1, cadence, 0, 7);
-            let mut dev: Device<'_, StreetLight, 8, 2> =
-                Device::new(node, StreetLight::new(Default::default(), 1_000));
-            let obs = Observers {
-                status: status_tx,
-                sent: sent_tx,
-            };
-            let mut sensors = virtual_board::street_light(&lamp_for_board)?;
-            board::run(&b, &mut dev, &mut sensors, &obs, stop_rx).await
-        })
+    let task = board::spawn(move || async move {
+        // Faults are reported every second while they last (the default is 10 s).
+        let cadence = Cadence {
+            alarm_report_s: 1,
+            ..Cadence::default()
+        };
+        let node = Node::new(&id, key, key_id, 1, cadence, 0, 7);
+        let mut dev: Device<'_, StreetLight, 8, 2> =
+            Device::new(node, StreetLight::new(Default::default(), 1_000));
+        let obs = Observers {
+            status: status_tx,
+            sent: sent_tx,
+        };
+        let mut sensors = virtual_board::street_light(&lamp_for_board)?;
+        board::run(&b, &mut dev, &mut sensors, &obs, stop_rx).await
     });
     tokio::time::timeout(
         Duration::from_secs(30),

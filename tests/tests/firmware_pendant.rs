@@ -82,38 +82,32 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
         speed: 10,
     };
     let id = creds.id.clone();
-    // Firmware futures are not Send (one core, one executor): the board gets a thread.
-    let task = std::thread::spawn(move || -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let cadence = Cadence {
-                heartbeat_s: 60,
-                report_s: 120,
-                alarm_report_s: 10,
-                resend_ms: 20_000,
-            };
-            let node = Node::new(
-                &id,
-                linli_protocol::DeviceKey::new(&key),
-                creds.key_id,
-                1,
-                cadence,
-                0,
-                1,
-            );
-            let mut dev: Device<'_, Pendant, 16, 4> = Device::new(
-                node,
-                Pendant::new(fall::Config::default(), sos::Config::default()),
-            );
-            let mut pendant = virtual_board::pendant(wearer, 3_950)?;
-            let obs = Observers {
-                status: status_tx,
-                sent: sent_tx,
-            };
-            board::run(&b, &mut dev, &mut pendant, &obs, stop_rx).await
-        })
+    let task = board::spawn(move || async move {
+        let cadence = Cadence {
+            heartbeat_s: 60,
+            report_s: 120,
+            alarm_report_s: 10,
+            resend_ms: 20_000,
+        };
+        let node = Node::new(
+            &id,
+            linli_protocol::DeviceKey::new(&key),
+            creds.key_id,
+            1,
+            cadence,
+            0,
+            1,
+        );
+        let mut dev: Device<'_, Pendant, 16, 4> = Device::new(
+            node,
+            Pendant::new(fall::Config::default(), sos::Config::default()),
+        );
+        let mut pendant = virtual_board::pendant(wearer, 3_950)?;
+        let obs = Observers {
+            status: status_tx,
+            sent: sent_tx,
+        };
+        board::run(&b, &mut dev, &mut pendant, &obs, stop_rx).await
     });
 
     // Online: boot reports are acked and leave the outbox.

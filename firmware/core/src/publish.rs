@@ -2,7 +2,12 @@
 //! the pure node and a transport — the MQTT client on a board (`crate::mqtt` with the
 //! `mqtt` feature), an in-memory broker in on-target tests, a channel in simulators.
 //!
-//! Owns handing due frames over in order; does not own connecting or sealing.
+//! Owns handing due frames over in order, and a busy-polling [`block_on`] for boards
+//! and tests without an executor; does not own connecting or sealing.
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
 
 use crate::node::{FrameBuf, Node};
 
@@ -32,4 +37,17 @@ pub async fn flush<P: Publisher, const N: usize, const A: usize>(
         sent += 1;
     }
     Ok(sent)
+}
+
+/// Runs `f` to completion, polling it in a loop with a waker that does nothing: a
+/// busy-polling executor, enough for futures that are ready whenever polled again (an
+/// in-memory broker, a polled UART). No executor crate, no allocation.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
 }

@@ -8,14 +8,10 @@
 //! Events and telemetry travel as the same report type; the tests tell them apart by
 //! time (telemetry goes every 900 s, or every 10 s while an alarm condition lasts).
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use linli_firmware::app::Application;
 use linli_firmware::app::Device;
 use linli_firmware::node::{Cadence, Downlinked, FrameBuf, Node};
-use linli_firmware::publish::{flush, Publisher};
+use linli_firmware::publish::{block_on, flush, Publisher};
 use linli_protocol::codec::{decode_uplink, encode_downlink};
 use linli_protocol::report::{CommandTarget, Settings, Threshold};
 use linli_protocol::seal::{open, seal};
@@ -30,16 +26,6 @@ const SEC: u64 = 1_000;
 const MIN: u64 = 60 * SEC;
 /// Telemetry interval in normal times, s.
 const REPORT_S: u16 = 900;
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 /// Scripted sensors of one kind: told the time, then read through the kind's trait.
 trait Script<A: Application> {

@@ -3,16 +3,13 @@
 //! decoder (the protocol crate); acks, an outage, settings and commands from the gateway.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use linli_firmware::app::pendant::{Pendant, PendantSensors};
 use linli_firmware::app::Device;
 use linli_firmware::fall::scenario::{Kind, Scenario};
 use linli_firmware::node::{Cadence, DownlinkError, Downlinked, FrameBuf, Node, COUNTER_BLOCK};
 use linli_firmware::outbox::Priority;
-use linli_firmware::publish::{flush, Publisher};
+use linli_firmware::publish::{block_on, flush, Publisher};
 use linli_firmware::{fall, sos};
 use linli_protocol::codec::encode_downlink;
 use linli_protocol::report::{
@@ -24,16 +21,6 @@ use linli_protocol::{decode_uplink, DeviceKey, Downlink, FrameClass, Report, Upl
 
 const ID: &str = "pendant-7";
 const KEY: [u8; 32] = [0x42; 32];
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
 
 /// Sensors replaying a scenario, one sample per step; buttons pressed on cue.
 struct Script {

@@ -5,7 +5,7 @@
 //! board would flash, built to measure flash and RAM (see the crate's README).
 //!
 //! Owns the check ([`check::pendant_fall_check`]), its in-memory broker
-//! ([`broker::MemoryBroker`]) and [`block_on`]; does not own the device (the
+//! ([`broker::MemoryBroker`]); does not own the device (the
 //! `linli-firmware` crate), the wire contract, the target's startup or how QEMU is run
 //! (tests/tests/firmware_qemu.rs does that).
 
@@ -15,21 +15,6 @@ pub mod broker;
 pub mod check;
 pub mod image;
 
-use core::future::Future;
-use core::pin::pin;
-use core::task::{Context, Poll, Waker};
+pub use linli_firmware::publish::block_on;
 
 pub use check::{pendant_fall_check, real_pendant, Verdict, FAIL_LINE, PASS_LINE};
-
-/// Runs `f` to completion, polling it in a loop with a waker that does nothing: a
-/// busy-polling executor, enough for futures that are ready whenever polled again (the
-/// in-memory broker, a polled UART). No executor crate, no allocation.
-pub fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}

@@ -1,10 +1,12 @@
-//! Linli simulators: stand-ins for devices that speak the real wire protocol.
+//! Linli simulators: stand-ins for devices and equipment that speak the real wire
+//! protocol.
 //!
-//! Owns simulated device identities ([`device`]), raw MQTT load generation ([`load`]),
-//! simulated Modbus equipment ([`modbus`]), the time-series corpus ([`corpus`]) and the
-//! benchmarks built on them ([`bench`], [`bench_store`], [`bench_alarms`],
-//! [`bench_delivery`]). The firmware's state machines
-//! are not here yet (see the firmware issue); devices here build reports directly.
+//! Owns firmware devices on virtual boards ([`board`], [`virtual_board`]) gathered in
+//! fleets ([`fleet`]) that play scenarios ([`scenario`]); raw sealed devices
+//! ([`device`]) for load ([`load`] for the benches, [`traffic`] for `linli-sim load`);
+//! simulated Modbus equipment ([`modbus`]); the time-series corpus ([`corpus`]) and
+//! the benchmarks ([`bench`], [`bench_store`], [`bench_alarms`], [`bench_delivery`],
+//! [`bench_modbus`]). Does not own device logic: that is the firmware crate's.
 
 pub mod bench;
 pub mod bench_alarms;
@@ -19,4 +21,5 @@ pub mod load;
 pub mod modbus;
 pub mod process;
 pub mod scenario;
+pub mod traffic;
 pub mod virtual_board;

@@ -13,6 +13,7 @@ use linli_sim::bench_store::{Side, StoreBench};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
 mod fleet_cmd;
+mod load_cmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "linli-sim", version, about = "Linli simulators and benchmarks")]
@@ -48,6 +49,11 @@ enum Command {
     /// Runs a scenario (a timed storyline for a simulated fleet, with the alarms the
     /// gateway must raise) against a running gateway; exits 1 when an expectation fails.
     Scenario(fleet_cmd::ScenarioArgs),
+    /// Load: N sealed devices against a gateway of its own at a controlled rate and
+    /// mix, through an optional reconnect storm (drop, or the gateway killed -9);
+    /// prints latency percentiles, the storm's time and a check that every acked frame
+    /// is in the gateway.
+    Load(load_cmd::LoadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -551,6 +557,7 @@ fn main() -> Result<()> {
         Command::Modbus(args) => args.run()?,
         Command::Fleet(args) => args.run()?,
         Command::Scenario(args) => args.run()?,
+        Command::Load(args) => args.run()?,
         Command::Corpus(args) => {
             let corpus = Corpus::new(args.config()?)?;
             println!("{}", corpus.stats());

@@ -10,7 +10,8 @@
 //!
 //! ```toml
 //! [[group]]
-//! kind = "pendant"        # pendant | street_light (the kinds with a virtual board)
+//! kind = "pendant"        # the kinds with a virtual board: pendant | bed | door | motion
+//!                         # | vitals | hazard | street_light | manhole | water_level | waste_bin
 //! count = 4
 //! id = "wing-a-pendant"   # ids wing-a-pendant-1 .. -4
 //! site = "care-home-1"
@@ -22,24 +23,34 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use linli_firmware::app::bed::Bed;
+use linli_firmware::app::door::Door;
+use linli_firmware::app::hazard::Hazard;
+use linli_firmware::app::manhole::Manhole;
+use linli_firmware::app::motion::Motion;
 use linli_firmware::app::pendant::Pendant;
 use linli_firmware::app::street_light::StreetLight;
+use linli_firmware::app::vitals::Vitals;
+use linli_firmware::app::waste_bin::WasteBin;
+use linli_firmware::app::water_level::WaterLevel;
 use linli_firmware::app::{Application, Device};
 use linli_firmware::node::{Cadence, Node};
-use linli_firmware::{fall, sos, street_light};
+use linli_firmware::{
+    bed, fall, manhole, motion, sos, street_light, vitals, waste_bin, water_level,
+};
 use linli_gateway::registry::{DeviceProfile, Registry, SubjectKind, Trust};
 use linli_protocol::{DeviceKey, DeviceKind};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::board::{self, Board, Observers, Snapshot};
-use crate::virtual_board::{self, Lamp, Wearer, WearerQueue};
+use crate::virtual_board::{self, Handle, Lamp, Timed, WearerQueue, FULL_CELL_MV, KINDS};
 
 /// One group of alike devices.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
-    /// Device kind (`pendant`, `street_light`).
+    /// Device kind: one with a virtual board (`pendant`, `street_light`, `water_level` ...).
     pub kind: String,
     /// How many.
     pub count: u32,
@@ -65,9 +76,6 @@ pub struct Description {
     #[serde(default)]
     pub group: Vec<Group>,
 }
-
-/// The kinds that have a virtual board.
-const KINDS: [DeviceKind; 2] = [DeviceKind::Pendant, DeviceKind::StreetLight];
 
 impl Description {
     /// Parses and validates `text` (from `path`, for messages); every problem is named
@@ -217,15 +225,34 @@ pub fn provision(d: &Description, data_dir: &Path) -> Result<Vec<Member>> {
 pub struct Fleet {
     /// Each device's latest snapshot, in member order.
     pub status: Vec<(String, watch::Receiver<Snapshot>)>,
-    /// Pendant wearers, by device id.
-    pub wearers: Vec<(String, WearerQueue)>,
-    /// Street lamps, by device id.
-    pub lamps: Vec<(String, Lamp)>,
+    /// Each device's scene handle, by device id, in member order.
+    pub handles: Vec<(String, Handle)>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl Fleet {
+    /// The handle to the scene of device `id`.
+    pub fn handle(&self, id: &str) -> Option<&Handle> {
+        self.handles.iter().find(|(d, _)| d == id).map(|(_, h)| h)
+    }
+
+    /// The wearer of pendant `id`.
+    pub fn wearer(&self, id: &str) -> Option<&WearerQueue> {
+        match self.handle(id)? {
+            Handle::Pendant(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The lamp of street light `id`.
+    pub fn lamp(&self, id: &str) -> Option<&Lamp> {
+        match self.handle(id)? {
+            Handle::StreetLight(l) => Some(l),
+            _ => None,
+        }
+    }
+
     /// What each device's flash holds now (its saved frame counter), by id: keep it for
     /// the next run, or its frames would repeat counters the gateway has seen.
     pub fn saved_counters(&self) -> Vec<(String, u32)> {
@@ -285,25 +312,20 @@ impl Fleet {
 pub fn start(members: Vec<Member>, broker: std::net::SocketAddr, speed: u32) -> Result<Fleet> {
     let (stop, stop_rx) = watch::channel(false);
     let mut status = Vec::new();
-    let mut wearers = Vec::new();
-    let mut lamps = Vec::new();
+    let mut handles = Vec::new();
     let mut jobs = Vec::new();
     for m in members {
+        let Some(handle) = Handle::new(m.kind, u64::from(seed_of(&m.id))) else {
+            bail!("{}: no virtual board for kind {}", m.id, m.kind.as_str());
+        };
         let (tx, rx) = watch::channel(Snapshot::default());
         status.push((m.id.clone(), rx));
-        let job = match m.kind {
-            DeviceKind::Pendant => {
-                let wearer = Wearer::default();
-                wearers.push((m.id.clone(), wearer.queue()));
-                Job::Pendant(m, Box::new(wearer), tx)
-            }
-            _ => {
-                let lamp = Lamp::new(23_000, 420);
-                lamps.push((m.id.clone(), lamp.clone()));
-                Job::StreetLight(m, lamp, tx)
-            }
-        };
-        jobs.push(job);
+        handles.push((m.id.clone(), handle.clone()));
+        jobs.push(Job {
+            member: m,
+            handle,
+            status: tx,
+        });
     }
     let thread = std::thread::Builder::new()
         .name("linli-sim-fleet".into())
@@ -331,38 +353,99 @@ pub fn start(members: Vec<Member>, broker: std::net::SocketAddr, speed: u32) -> 
         .context("starting the fleet's thread")?;
     Ok(Fleet {
         status,
-        wearers,
-        lamps,
+        handles,
         stop,
         thread: Some(thread),
     })
 }
 
-enum Job {
-    Pendant(Member, Box<Wearer>, watch::Sender<Snapshot>),
-    StreetLight(Member, Lamp, watch::Sender<Snapshot>),
+/// One device to run: who it is, its scene, where it reports its state.
+struct Job {
+    member: Member,
+    handle: Handle,
+    status: watch::Sender<Snapshot>,
 }
 
 impl Job {
+    /// Builds the device's board over its scene and runs its application on it, with
+    /// the firmware's default settings. Outboxes: 16 slots, 4 for alarms, for the
+    /// pendant (falls and SOS); 8 and 2 for the rest. Boards whose scene moves with
+    /// device time run their application in [`Timed`].
     async fn run(
         self,
         broker: std::net::SocketAddr,
         speed: u32,
         stop: watch::Receiver<bool>,
     ) -> Result<()> {
-        match self {
-            Job::Pendant(m, wearer, tx) => {
-                let mut sensors = virtual_board::pendant(*wearer, 3_950)?;
+        let Job {
+            member: m,
+            handle,
+            status: tx,
+        } = self;
+        match handle {
+            Handle::Pendant(wearer) => {
+                let mut sensors = virtual_board::pendant(wearer.wearer(), FULL_CELL_MV)?;
                 let app = Pendant::new(fall::Config::default(), sos::Config::default());
                 run_device::<_, 16, 4>(&m, app, &mut sensors, broker, speed, tx, stop).await
             }
-            Job::StreetLight(m, lamp, tx) => {
+            Handle::StreetLight(lamp) => {
                 let mut sensors = virtual_board::street_light(&lamp)?;
                 let app = StreetLight::new(street_light::Config::default(), 1_000);
                 run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
             }
+            Handle::WaterLevel(water) => {
+                let mut sensors = virtual_board::water_level(&water);
+                // Every 10 s: 31 readings span the gauge's 5 min rate window.
+                let app = WaterLevel::new(water_level::Config::default(), 10_000);
+                let app = Timed::new(app);
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::Manhole(cover) => {
+                let mut sensors = virtual_board::manhole(&cover)?;
+                let (cfg, water) = (manhole::Config::default(), water_level::Config::default());
+                // Every 5 s: the installed position is learnt in 80 s.
+                let app = Timed::new(Manhole::new(cfg, water, 5_000));
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::WasteBin(bin) => {
+                let mut sensors = virtual_board::waste_bin(&bin)?;
+                // Full at 90 %; read once a minute, as the fire decision wants.
+                let app = WasteBin::new(waste_bin::Config::default(), 90, 60_000);
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::Bed(pad) => {
+                let mut sensors = virtual_board::bed(&pad);
+                let app = Bed::new(bed::Config::default());
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::Door(door) => {
+                let mut sensors = virtual_board::door(&door);
+                let app = Door::new(50);
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::Motion(pir) => {
+                let mut sensors = virtual_board::motion(&pir);
+                let app = Motion::new(motion::Config::default(), 0);
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::Vitals(sleeper) => {
+                let mut sensors = virtual_board::vitals(&sleeper)?;
+                let app = Timed::new(Vitals::new(vitals::Config::default()));
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
+            Handle::Hazard(detector) => {
+                let mut sensors = virtual_board::hazard(&detector);
+                let app = Hazard::new(1_000);
+                run_device::<_, 8, 2>(&m, app, &mut sensors, broker, speed, tx, stop).await
+            }
         }
     }
+}
+
+/// A device's own seed (its jitter, its scene's noise), from its id.
+fn seed_of(id: &str) -> u32 {
+    id.bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
 }
 
 async fn run_device<A: Application, const N: usize, const K: usize>(
@@ -379,9 +462,7 @@ async fn run_device<A: Application, const N: usize, const K: usize>(
         ..Cadence::default()
     };
     // Each device's jitter differs: seeded from its id.
-    let seed =
-        m.id.bytes()
-            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let seed = seed_of(&m.id);
     let node = Node::new(
         &m.id,
         DeviceKey::new(&m.key),
@@ -449,7 +530,7 @@ mod tests {
             .expect_err("invalid")
             .to_string();
         for want in [
-            "group[1].kind: \"toaster\" has no virtual board; use one of pendant, street_light",
+            "group[1].kind: \"toaster\" has no virtual board; use one of pendant, bed, door, motion, vitals, hazard, street_light, manhole, water_level, waste_bin",
             "group[1].count: at least 1",
             "group[1].id: \"bad id\"",
             "group[1]: give resident or asset, not both",

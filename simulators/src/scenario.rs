@@ -407,18 +407,14 @@ pub async fn run(
 
 async fn perform(fl: &fleet::Fleet, target: &Target, s: &Step) -> Result<()> {
     if let Some(kind) = s.action.wearer() {
-        let (_, w) = fl
-            .wearers
-            .iter()
-            .find(|(id, _)| *id == s.device)
+        let w = fl
+            .wearer(&s.device)
             .with_context(|| format!("{} is not a pendant of the fleet", s.device))?;
         w.push(kind, 7);
         return Ok(());
     }
-    let (_, lamp) = fl
-        .lamps
-        .iter()
-        .find(|(id, _)| *id == s.device)
+    let lamp = fl
+        .lamp(&s.device)
         .with_context(|| format!("{} is not a street light of the fleet", s.device))?;
     match s.action {
         Action::LampBreaks => lamp.set_broken(true),

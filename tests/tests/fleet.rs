@@ -70,10 +70,8 @@ async fn a_described_fleet_comes_online_and_a_fall_raises_its_alarm() -> Result<
 
     // Resident R-A-2 falls.
     let wearer = fleet
-        .wearers
-        .iter()
-        .find(|(id, _)| id == "wing-a-pendant-2")
-        .map(|(_, w)| w.clone())
+        .wearer("wing-a-pendant-2")
+        .cloned()
         .context("the pendant's wearer")?;
     wearer.push(Kind::Fall, 3);
     let http = gw.http.clone();

@@ -1,98 +1,22 @@
-//! Virtual boards: the firmware's own board glue (`linli_firmware::boards`) over its
-//! register-level virtual chips, with sources the simulation drives from outside while
-//! the board runs (a wearer told to fall; a lamp that breaks, whose relay welds or whose
-//! dimming driver stops listening).
+//! The street-light controller's virtual board: a lamp the simulation can break, fix,
+//! weld or make deaf, measured through a virtual INA219 and the real `ina219` driver, on
+//! the firmware's own board glue (`StreetLightBoard`).
 //!
-//! Owns the scenario queues; does not own the chips (`linli_firmware::virtual_sensors`),
-//! the device logic or the connection (`crate::board`).
+//! Owns the lamp's scene and its relay and dimming-driver pins; does not own the lamp
+//! model (`linli_firmware::virtual_sensors::LampModel`) or the fault sensing.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Result};
 use embedded_hal::digital::{self, InputPin, OutputPin};
 use embedded_hal::pwm::{self, SetDutyCycle};
-use linli_firmware::boards::{PendantBoard, StreetLightBoard};
-use linli_firmware::fall::scenario::{Kind, Scenario};
-use linli_firmware::fall::Range;
-use linli_firmware::sensors::accel::{Accelerometer, SlaveAddr};
-use linli_firmware::sensors::analog::{AdcChannel, Battery, LI_ION_1S};
+use linli_firmware::boards::StreetLightBoard;
+use linli_firmware::sensors::analog::AdcChannel;
 use linli_firmware::sensors::power::{PowerMonitor, Shunt};
-use linli_firmware::virtual_sensors::{
-    AccelSource, LampModel, PowerLevels, PowerSource, VirtualAdc, VirtualIna219, VirtualLis3dh,
-    VirtualPin,
-};
+use linli_firmware::virtual_sensors::{LampModel, PowerLevels, PowerSource, VirtualIna219};
 
-/// Sample rate of the scenarios, Hz (the board steps at 10 ms).
-const RATE_HZ: u16 = 100;
-
-/// What a pendant's wearer does: stands still until told to do something (a fall, a
-/// hard sit-down ...), then plays that scenario through the accelerometer.
-#[derive(Debug, Clone, Default)]
-pub struct Wearer {
-    next: Arc<Mutex<VecDeque<(Kind, u64)>>>,
-    doing: Option<Scenario>,
-}
-
-impl Wearer {
-    /// A handle to queue what the wearer does next (kind, seed), from another thread.
-    pub fn queue(&self) -> WearerQueue {
-        WearerQueue(self.next.clone())
-    }
-}
-
-/// Queues scenarios for a [`Wearer`] while its board runs.
-#[derive(Debug, Clone)]
-pub struct WearerQueue(Arc<Mutex<VecDeque<(Kind, u64)>>>);
-
-impl WearerQueue {
-    /// The wearer does `kind` (drawn from `seed`) after what it is doing now.
-    pub fn push(&self, kind: Kind, seed: u64) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back((kind, seed));
-    }
-}
-
-impl AccelSource for Wearer {
-    fn next_mg(&mut self) -> Option<[i16; 3]> {
-        if self.doing.is_none() {
-            let next = self
-                .next
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_front();
-            self.doing = next.map(|(kind, seed)| Scenario::new(kind, seed, RATE_HZ));
-        }
-        match self.doing.as_mut().and_then(Iterator::next) {
-            Some((_, a)) => Some(a),
-            None => {
-                // Standing still, pendant hanging level.
-                self.doing = None;
-                Some([0, 1_000, 0])
-            }
-        }
-    }
-}
-
-/// A pendant board on virtual chips: the wearer through a LIS3DH (±16 g) and the real
-/// `lis3dh` driver, one button, a cell at `cell_mv` behind a 2:1 divider.
-pub type VirtualPendant = PendantBoard<VirtualLis3dh<Wearer>, VirtualPin, VirtualAdc>;
-
-/// Builds a [`VirtualPendant`] for `wearer`.
-pub fn pendant(wearer: Wearer, cell_mv: u16) -> Result<VirtualPendant> {
-    let chip = VirtualLis3dh::new(0x18, wearer);
-    let accel = Accelerometer::new(chip, SlaveAddr::Default, Range::G16)
-        .map_err(|e| anyhow!("virtual LIS3DH: {e}"))?;
-    Ok(PendantBoard {
-        accel: Some(accel),
-        button: VirtualPin::default(),
-        adc: VirtualAdc { mv: cell_mv / 2 },
-        battery: Battery::new(LI_ION_1S).with_divider(2, 1),
-    })
-}
+use super::lock;
 
 /// A street lamp the simulation can break, fix or make deaf while its controller runs:
 /// the firmware's lamp model (relay, failure, welded relay) plus a dimming driver.
@@ -117,7 +41,7 @@ impl Lamp {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut LampState) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut lock(&self.0))
     }
 
     /// The lamp dies (true) or is replaced (false).

@@ -1,8 +1,9 @@
-//! The gateway a load run drives: a `linli` process on free loopback ports, sized for
-//! the run (connections, broker memory, readings kept per device), that the run can
-//! kill -9 and start again on the same data.
+//! A `linli` gateway process the simulators start (the load run, the demo): its config
+//! and data in a scratch directory, on chosen loopback ports; started, killed -9 and
+//! started again on the same data, stopped with SIGINT.
 //!
-//! Owns the process and its CPU accounting across restarts; does not own the traffic.
+//! Owns the process, its addresses and its CPU accounting across restarts; does not own
+//! what the config says (the caller writes it) or any traffic.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,68 +21,94 @@ pub struct Gateway {
     config: PathBuf,
     /// Data directory (registry, journal).
     pub data: PathBuf,
-    /// MQTT 3.1.1 listener.
-    pub mqtt: SocketAddr,
-    /// HTTP API.
-    pub http: SocketAddr,
+    /// Its listeners.
+    pub ports: Ports,
+    /// Where its log goes (None: this process's stderr).
+    log: Option<PathBuf>,
     child: Option<Child>,
     /// CPU seconds of processes already gone (before a restart).
     spent_cpu_s: f64,
     peak_rss_mib: f64,
 }
 
-/// Sizing for a run of `devices` devices keeping `recent` readings each in memory.
-pub fn config_text(
-    data: &Path,
-    mqtt: SocketAddr,
-    http: SocketAddr,
-    devices: usize,
-    recent: usize,
-) -> String {
-    // rumqttd holds ~40 KiB per connection; leave room for the messages themselves.
-    let budget_mib = (128 + devices * 48 / 1024).min(65_536);
-    format!(
-        "data_dir = {data:?}\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"127.0.0.1:0\"\n\
-         max_connections = {conns}\nmemory_budget_mib = {budget_mib}\nconnect_timeout_ms = 30000\n\
-         [http]\nlisten = \"{http}\"\n[ingest]\nrecent_per_device = {recent}\n\
-         [log]\nlevel = \"warn,rumqttd=off\"\n",
-        conns = devices + 64,
-    )
+/// Where a gateway listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// MQTT 3.1.1.
+    pub mqtt: SocketAddr,
+    /// MQTT 5 (the firmware's client speaks it).
+    pub mqtt5: SocketAddr,
+    /// HTTP API.
+    pub http: SocketAddr,
+}
+
+impl Ports {
+    /// Three free loopback ports.
+    pub fn free() -> Result<Ports> {
+        Ok(Ports {
+            mqtt: free_addr()?,
+            mqtt5: free_addr()?,
+            http: free_addr()?,
+        })
+    }
 }
 
 impl Gateway {
-    /// Writes a config into `work` (data under `work/data`) without starting anything.
-    pub fn prepare(bin: &Path, work: &Path, devices: usize, recent: usize) -> Result<Gateway> {
+    /// Writes `config(data dir, ports)` to `work/linli.toml` (data under `work/data`)
+    /// without starting anything; `log`: a file for the gateway's output.
+    pub fn prepare(
+        bin: &Path,
+        work: &Path,
+        ports: Ports,
+        log: Option<PathBuf>,
+        config: impl FnOnce(&Path, &Ports) -> String,
+    ) -> Result<Gateway> {
         let data = work.join("data");
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        let (mqtt, http) = (free_addr()?, free_addr()?);
-        let config = work.join("linli.toml");
-        std::fs::write(&config, config_text(&data, mqtt, http, devices, recent))
-            .with_context(|| format!("writing {}", config.display()))?;
+        let path = work.join("linli.toml");
+        std::fs::write(&path, config(&data, &ports))
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(Gateway {
             bin: bin.to_owned(),
-            config,
+            config: path,
             data,
-            mqtt,
-            http,
+            ports,
+            log,
             child: None,
             spent_cpu_s: 0.0,
             peak_rss_mib: 0.0,
         })
     }
 
+    /// Its config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// Starts the process and waits until its API answers.
     pub async fn start(&mut self) -> Result<()> {
+        let (out, err) = match &self.log {
+            Some(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                (Stdio::from(f.try_clone()?), Stdio::from(f))
+            }
+            None => (Stdio::null(), Stdio::inherit()),
+        };
         let child = Command::new(&self.bin)
             .args(["run", "--config"])
             .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
         self.child = Some(child);
-        wait_port(self.http, Duration::from_secs(120)).await?;
-        wait_port(self.mqtt, Duration::from_secs(30)).await
+        wait_port(self.ports.http, Duration::from_secs(120)).await?;
+        wait_port(self.ports.mqtt, Duration::from_secs(30)).await?;
+        wait_port(self.ports.mqtt5, Duration::from_secs(30)).await
     }
 
     /// Kills the process with SIGKILL (no chance to flush or say goodbye).

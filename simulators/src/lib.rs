@@ -17,6 +17,7 @@ pub mod board;
 pub mod corpus;
 pub mod device;
 pub mod fleet;
+pub mod gateway;
 pub mod load;
 pub mod modbus;
 pub mod process;

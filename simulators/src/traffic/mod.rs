@@ -6,11 +6,10 @@
 //! gateway. Prints progress on the way and a summary with percentiles.
 //!
 //! Owns the run's timeline, the check and the summary; one device's loop is
-//! [`device`], the gateway process [`gateway`]. Does not own the wire codec or the
-//! gateway itself.
+//! [`device`]; the gateway process is [`crate::gateway`]. Does not own the wire codec or
+//! the gateway itself.
 
 pub mod device;
-pub mod gateway;
 mod summary;
 
 use std::path::PathBuf;
@@ -26,7 +25,7 @@ use tokio::sync::watch;
 pub use summary::{LoadReport, StormReport};
 
 use self::device::{Control, Plan, Shared};
-use self::gateway::Gateway;
+use crate::gateway::{Gateway, Ports};
 
 /// What makes every device reconnect at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +201,22 @@ fn profile(kind: DeviceKind, i: usize) -> DeviceProfile {
     }
 }
 
+/// The gateway's config for `devices` devices keeping `recent` readings each in memory.
+fn config_text(data: &std::path::Path, p: &Ports, devices: usize, recent: usize) -> String {
+    // rumqttd holds ~40 KiB per connection; leave room for the messages themselves.
+    let budget_mib = (128 + devices * 48 / 1024).min(65_536);
+    format!(
+        "data_dir = {data:?}\n[broker]\nlisten_v4 = \"{mqtt}\"\nlisten_v5 = \"{mqtt5}\"\n\
+         max_connections = {conns}\nmemory_budget_mib = {budget_mib}\nconnect_timeout_ms = 30000\n\
+         [http]\nlisten = \"{http}\"\n[ingest]\nrecent_per_device = {recent}\n\
+         [log]\nlevel = \"warn,rumqttd=off\"\n",
+        mqtt = p.mqtt,
+        mqtt5 = p.mqtt5,
+        http = p.http,
+        conns = devices + 64,
+    )
+}
+
 /// Runs `cfg` in a scratch directory; prints progress and returns the figures.
 pub async fn run(cfg: &LoadConfig) -> Result<LoadReport> {
     let problems = cfg.problems();
@@ -228,7 +243,9 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
     let per_device = cfg.rate / n as f64;
     let expected_each = (per_device * cfg.seconds).ceil() as usize;
     let recent = (expected_each + expected_each / 4 + 32).clamp(256, 100_000);
-    let mut gw = Gateway::prepare(&cfg.gateway_bin, work, n, recent)?;
+    let mut gw = Gateway::prepare(&cfg.gateway_bin, work, Ports::free()?, None, |data, p| {
+        config_text(data, p, n, recent)
+    })?;
     let t = Instant::now();
     eprintln!("load: provisioning {n} devices ...");
     let profiles: Vec<DeviceProfile> = (0..n).map(|i| profile(kind_of(&cfg.mix, i), i)).collect();
@@ -266,7 +283,7 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
             seed: 0x10AD_0000 + i as u64,
             drop_on_storm: cfg.storm.is_some_and(|s| s.cause == StormCause::Drop),
         };
-        let (ctl, shared, gate, addr) = (ctl.clone(), shared.clone(), gate.clone(), gw.mqtt);
+        let (ctl, shared, gate, addr) = (ctl.clone(), shared.clone(), gate.clone(), gw.ports.mqtt);
         tasks.spawn(async move { device::run(dev, addr, plan, ctl, &shared, &gate).await });
     }
     // Everyone online before the clock starts.
@@ -379,7 +396,7 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
         outcomes.push(r.context("a device task panicked")??);
     }
     eprintln!("load: checking every acked frame in the gateway ...");
-    let http = gw.http;
+    let http = gw.ports.http;
     let check =
         tokio::task::spawn_blocking(move || summary::check(http, &outcomes, recent)).await??;
     let gateway_peak_rss_mib = gw.peak_rss_mib();

@@ -384,7 +384,7 @@ impl Job {
         } = self;
         match handle {
             Handle::Pendant(wearer) => {
-                let mut sensors = virtual_board::pendant(wearer.wearer(), FULL_CELL_MV)?;
+                let mut sensors = virtual_board::pendant(&wearer, FULL_CELL_MV)?;
                 let app = Pendant::new(fall::Config::default(), sos::Config::default());
                 run_device::<_, 16, 4>(&m, app, &mut sensors, broker, speed, tx, stop).await
             }
@@ -442,6 +442,15 @@ impl Job {
     }
 }
 
+/// Seconds between a kind's periodic readings: a vital-sign sensor every 30 s (the
+/// gateway's heart-rate rule holds for a minute), the rest at the firmware's default.
+fn report_s(kind: DeviceKind) -> u16 {
+    match kind {
+        DeviceKind::Vitals => 30,
+        _ => Cadence::default().report_s,
+    }
+}
+
 /// A device's own seed (its jitter, its scene's noise), from its id.
 fn seed_of(id: &str) -> u32 {
     id.bytes()
@@ -459,6 +468,7 @@ async fn run_device<A: Application, const N: usize, const K: usize>(
 ) -> Result<()> {
     let cadence = Cadence {
         heartbeat_s: m.heartbeat_s,
+        report_s: report_s(A::KIND),
         ..Cadence::default()
     };
     // Each device's jitter differs: seeded from its id.

@@ -204,6 +204,8 @@ impl ScenarioArgs {
             http: format!("http://{}", config.http.listen),
             broker,
             data_dir: config.data_dir.clone(),
+            routing: config.delivery.routing.clone(),
+            pages: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -12,6 +12,7 @@ use linli_sim::bench_delivery::DeliveryConfig;
 use linli_sim::bench_store::{Side, StoreBench};
 use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
+mod demo_cmd;
 mod fleet_cmd;
 mod load_cmd;
 
@@ -54,6 +55,9 @@ enum Command {
     /// prints latency percentiles, the storm's time and a check that every acked frame
     /// is in the gateway.
     Load(load_cmd::LoadArgs),
+    /// A gateway on its embedded defaults plus a simulated neighbourhood living through
+    /// a night: alarms within the first minutes, pages to the people on duty.
+    Demo(demo_cmd::DemoArgs),
 }
 
 #[derive(Args, Debug)]
@@ -558,6 +562,7 @@ fn main() -> Result<()> {
         Command::Fleet(args) => args.run()?,
         Command::Scenario(args) => args.run()?,
         Command::Load(args) => args.run()?,
+        Command::Demo(args) => args.run()?,
         Command::Corpus(args) => {
             let corpus = Corpus::new(args.config()?)?;
             println!("{}", corpus.stats());

@@ -60,6 +60,8 @@ pub enum Action {
     Jog,
     /// Lies down to sleep.
     LieDown,
+    /// Presses the pendant's SOS button.
+    Sos,
     /// A street lamp dies.
     LampBreaks,
     /// A street lamp is replaced.
@@ -72,6 +74,52 @@ pub enum Action {
     SwitchOn,
     /// The operator switches a lamp off.
     SwitchOff,
+    /// Water (at a gauge, or under a manhole cover) rises `mm_per_min` (negative: falls;
+    /// 0: stops).
+    WaterRises,
+    /// The water is at `mm` now.
+    WaterLevel,
+    /// The gauge's current loop is cut (every read fails).
+    LoopCut,
+    /// A manhole cover is lifted off its frame.
+    CoverLifted,
+    /// A manhole cover is pried `deg` degrees out of its frame.
+    CoverTilted,
+    /// A manhole cover is back in its frame.
+    CoverReplaced,
+    /// A waste bin is `pct` full.
+    BinFill,
+    /// A fire starts in a waste bin.
+    BinFire,
+    /// The fire in a waste bin is out.
+    BinFireOut,
+    /// A waste bin is knocked over.
+    BinKnockedOver,
+    /// A resident gets into bed.
+    BedEnter,
+    /// A resident gets out of bed.
+    BedExit,
+    /// A door opens.
+    DoorOpen,
+    /// A door closes.
+    DoorClose,
+    /// Someone moves in front of a PIR.
+    Motion,
+    /// The heart rate of the person under a vital-sign sensor is `bpm`.
+    HeartRate,
+    /// Their SpO2 is `pct`.
+    Spo2,
+    /// They get into bed (the sensor reads them).
+    InBed,
+    /// They leave the bed.
+    OutOfBed,
+    /// A hazard detector goes off.
+    HazardOn,
+    /// It stops.
+    HazardOff,
+    /// The roster changes: the gateway's routing file is replaced by `routing` (a path
+    /// relative to the scenario) and reloaded. No device.
+    Roster,
 }
 
 impl Action {
@@ -86,19 +134,90 @@ impl Action {
             _ => return None,
         })
     }
+
+    /// The device kinds it applies to (none: it takes no device).
+    fn kinds(self) -> &'static [DeviceKind] {
+        use Action as A;
+        use DeviceKind as K;
+        match self {
+            A::Fall | A::FallThenCancel | A::SitHard | A::Drop | A::Jog | A::LieDown | A::Sos => {
+                &[K::Pendant]
+            }
+            A::LampBreaks
+            | A::LampFixed
+            | A::RelayWelds
+            | A::DriverDeaf
+            | A::SwitchOn
+            | A::SwitchOff => &[K::StreetLight],
+            A::WaterRises | A::WaterLevel => &[K::WaterLevel, K::Manhole],
+            A::LoopCut => &[K::WaterLevel],
+            A::CoverLifted | A::CoverTilted | A::CoverReplaced => &[K::Manhole],
+            A::BinFill | A::BinFire | A::BinFireOut | A::BinKnockedOver => &[K::WasteBin],
+            A::BedEnter | A::BedExit => &[K::Bed],
+            A::DoorOpen | A::DoorClose => &[K::Door],
+            A::Motion => &[K::Motion],
+            A::HeartRate | A::Spo2 | A::InBed | A::OutOfBed => &[K::Vitals],
+            A::HazardOn | A::HazardOff => &[K::Hazard],
+            A::Roster => &[],
+        }
+    }
+
+    /// The step key it needs a value in, if any.
+    fn needs(self) -> Option<&'static str> {
+        Some(match self {
+            Action::WaterRises => "mm_per_min",
+            Action::WaterLevel => "mm",
+            Action::CoverTilted => "deg",
+            Action::BinFill | Action::Spo2 => "pct",
+            Action::HeartRate => "bpm",
+            Action::Roster => "routing",
+            _ => return None,
+        })
+    }
 }
 
 /// One step of the storyline.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
-    /// When, device time since the fleet came online ("30s", "2m", "1h30m").
+    /// When: device time since the fleet came online ("30s", "2m", "1h30m"), or a clock
+    /// time ("03:10") when the scenario has a `start`.
     pub at: String,
-    /// Which device.
-    pub device: String,
+    /// Which device (every action but `roster`).
+    pub device: Option<String>,
     /// What happens.
     #[serde(rename = "do")]
     pub action: Action,
+    /// `water_rises`: mm per minute.
+    pub mm_per_min: Option<i32>,
+    /// `water_level`: mm.
+    pub mm: Option<u16>,
+    /// `cover_tilted`: degrees.
+    pub deg: Option<u8>,
+    /// `bin_fill`, `spo2`: percent.
+    pub pct: Option<u8>,
+    /// `heart_rate`: beats per minute.
+    pub bpm: Option<u8>,
+    /// `roster`: the new routing file, relative to the scenario file.
+    pub routing: Option<String>,
+}
+
+impl Step {
+    fn device(&self) -> &str {
+        self.device.as_deref().unwrap_or("")
+    }
+
+    fn has(&self, key: &str) -> bool {
+        match key {
+            "mm_per_min" => self.mm_per_min.is_some(),
+            "mm" => self.mm.is_some(),
+            "deg" => self.deg.is_some(),
+            "pct" => self.pct.is_some(),
+            "bpm" => self.bpm.is_some(),
+            "routing" => self.routing.is_some(),
+            _ => false,
+        }
+    }
 }
 
 /// What the gateway must have done.
@@ -114,6 +233,23 @@ pub struct Expect {
     /// The alarm must not be raised.
     #[serde(default)]
     pub absent: bool,
+    /// The alarm's count (repeats of its cause) must be this at the end.
+    pub count: Option<u32>,
+    /// Instead of the alarm itself: a page about it to this person (an id of the
+    /// gateway's routing file), as the simulation's pager received it.
+    pub page: Option<String>,
+    /// The rule holds its condition this many seconds before raising. The gateway
+    /// keeps real time, so at speed N the hold spans N times as much device time: the
+    /// deadline moves by `gateway_hold_s` × (N − 1) device seconds.
+    pub gateway_hold_s: Option<u64>,
+}
+
+impl Expect {
+    /// Its deadline in device time at `speed`, for scenario `sc`.
+    fn deadline(&self, sc: &Scenario) -> Option<Duration> {
+        let hold = self.gateway_hold_s.unwrap_or(0) * u64::from(sc.speed.max(1) - 1);
+        Some(sc.offset(&self.by)? + Duration::from_secs(hold))
+    }
 }
 
 /// A scenario file.
@@ -125,6 +261,13 @@ pub struct Scenario {
     /// Device time runs this many times faster than real time.
     #[serde(default = "one")]
     pub speed: u32,
+    /// The clock time the storyline starts at ("03:00"): steps and deadlines may then
+    /// be written as clock times ("03:10" = 10 minutes in). A label for the storyline:
+    /// the gateway keeps its own clock.
+    pub start: Option<String>,
+    /// The directory of the scenario file (files it names are relative to it).
+    #[serde(skip)]
+    pub base: std::path::PathBuf,
     /// The fleet.
     #[serde(default)]
     pub group: Vec<Group>,
@@ -163,7 +306,38 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (digits.is_empty() && any).then(|| Duration::from_millis(total))
 }
 
+/// Parses "03:10" or "03:10:30" into the time since midnight.
+pub fn parse_clock(s: &str) -> Option<Duration> {
+    let mut parts = s.trim().split(':');
+    let h: u64 = parts.next()?.parse().ok()?;
+    let m: u64 = parts.next()?.parse().ok()?;
+    let sec: u64 = match parts.next() {
+        Some(p) => p.parse().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some() || h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    Some(Duration::from_secs(h * 3_600 + m * 60 + sec))
+}
+
 impl Scenario {
+    /// The device time of `at` since the start: a duration, or a clock time after
+    /// `start` (wrapping past midnight).
+    pub fn offset(&self, at: &str) -> Option<Duration> {
+        if !at.contains(':') {
+            return parse_duration(at);
+        }
+        let start = parse_clock(self.start.as_deref()?)?;
+        let t = parse_clock(at)?;
+        let day = Duration::from_secs(86_400);
+        Some(if t >= start {
+            t - start
+        } else {
+            t + day - start
+        })
+    }
+
     /// Parses and validates `text` (from `path`); every problem is named by its key.
     pub fn parse(text: &str, path: &Path) -> Result<Scenario> {
         let sc: Scenario =
@@ -174,42 +348,62 @@ impl Scenario {
         if sc.speed == 0 {
             errors.push("speed: at least 1".into());
         }
-        for (i, s) in sc.step.iter().enumerate() {
-            if parse_duration(&s.at).is_none() {
-                errors.push(format!(
-                    "step[{i}].at: {:?} is not a time like 30s, 2m or 1h30m",
-                    s.at
-                ));
+        if let Some(t) = &sc.start {
+            if parse_clock(t).is_none() {
+                errors.push(format!("start: {t:?} is not a clock time like 03:00"));
             }
-            match fleet.kind_of(&s.device) {
-                None => errors.push(format!(
-                    "step[{i}].device: {:?} is not in the fleet",
-                    s.device
+        }
+        let when = "a time like 30s, 2m or 1h30m, or a clock time like 03:10 after `start`";
+        for (i, s) in sc.step.iter().enumerate() {
+            if sc.offset(&s.at).is_none() {
+                errors.push(format!("step[{i}].at: {:?} is not {when}", s.at));
+            }
+            let kinds = s.action.kinds();
+            match (&s.device, kinds.is_empty()) {
+                (Some(d), true) => errors.push(format!(
+                    "step[{i}].device: {:?} takes no device (remove {d:?})",
+                    s.action
                 )),
-                Some(kind) => {
-                    let pendant = s.action.wearer().is_some();
-                    if pendant != (kind == DeviceKind::Pendant) {
-                        errors.push(format!(
-                            "step[{i}].do: {:?} does not apply to a {}",
-                            s.action,
-                            kind.as_str()
-                        ));
-                    }
+                (None, false) => errors.push(format!("step[{i}].device: missing")),
+                (Some(d), false) => match fleet.kind_of(d) {
+                    None => errors.push(format!("step[{i}].device: {d:?} is not in the fleet")),
+                    Some(kind) if !kinds.contains(&kind) => errors.push(format!(
+                        "step[{i}].do: {:?} does not apply to a {}",
+                        s.action,
+                        kind.as_str()
+                    )),
+                    Some(_) => {}
+                },
+                (None, true) => {}
+            }
+            if let Some(key) = s.action.needs() {
+                if !s.has(key) {
+                    errors.push(format!("step[{i}].{key}: {:?} needs it", s.action));
+                }
+            }
+            if let Some(r) = &s.routing {
+                if !path.parent().unwrap_or(Path::new(".")).join(r).is_file() {
+                    errors.push(format!(
+                        "step[{i}].routing: {r:?} is not a file (paths are relative to the scenario)"
+                    ));
                 }
             }
         }
         for (i, e) in sc.expect.iter().enumerate() {
-            if parse_duration(&e.by).is_none() {
-                errors.push(format!(
-                    "expect[{i}].by: {:?} is not a time like 30s, 2m or 1h30m",
-                    e.by
-                ));
+            if sc.offset(&e.by).is_none() {
+                errors.push(format!("expect[{i}].by: {:?} is not {when}", e.by));
             }
             if fleet.kind_of(&e.device).is_none() {
                 errors.push(format!(
                     "expect[{i}].device: {:?} is not in the fleet",
                     e.device
                 ));
+            }
+            if e.absent && e.count.is_some() {
+                errors.push(format!("expect[{i}]: `count` of an absent alarm"));
+            }
+            if e.page.is_some() && e.count.is_some() {
+                errors.push(format!("expect[{i}]: `count` is an alarm's, not a page's"));
             }
         }
         if sc.expect.is_empty() {
@@ -218,6 +412,8 @@ impl Scenario {
         if !errors.is_empty() {
             bail!("scenario {}:\n  {}", path.display(), errors.join("\n  "));
         }
+        let mut sc = sc;
+        sc.base = path.parent().unwrap_or(Path::new(".")).to_owned();
         Ok(sc)
     }
 
@@ -245,6 +441,10 @@ pub struct Target {
     pub broker: std::net::SocketAddr,
     /// Its data directory (the fleet is provisioned into its registry).
     pub data_dir: std::path::PathBuf,
+    /// Its routing file (`[delivery] routing`), which a `roster` step replaces.
+    pub routing: Option<std::path::PathBuf>,
+    /// The pages its page webhook delivered to the simulation's pager, if it has one.
+    pub pages: Option<crate::pager::Pages>,
 }
 
 /// How one expectation came out.
@@ -256,6 +456,8 @@ pub struct Verdict {
     pub ok: bool,
     /// When the alarm was first seen, device time since the start.
     pub seen_at: Option<Duration>,
+    /// Its count when last seen.
+    pub count: Option<u32>,
 }
 
 /// Every expectation's verdict.
@@ -263,6 +465,8 @@ pub struct Verdict {
 pub struct Outcome {
     /// In the file's order.
     pub verdicts: Vec<Verdict>,
+    /// The storyline's clock at its start, if it has one (for showing times).
+    pub start: Option<Duration>,
 }
 
 impl Outcome {
@@ -276,13 +480,26 @@ impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for v in &self.verdicts {
             let e = &v.expect;
-            let what = if e.absent { "no" } else { "a" };
+            let what = match (e.absent, &e.page) {
+                (true, None) => "no".to_owned(),
+                (false, None) => "a".to_owned(),
+                (true, Some(p)) => format!("no page to {p} about a"),
+                (false, Some(p)) => format!("a page to {p} about a"),
+            };
             let seen = v.seen_at.map_or("never seen".to_owned(), |t| {
-                format!("seen at {}s", t.as_secs())
+                format!("seen at {}", clock_label(self.start, t).trim_start())
             });
+            let count = match (e.count, v.count) {
+                (Some(want), got) => format!(", count {} (want {want})", got.unwrap_or(0)),
+                _ => String::new(),
+            };
+            let held = e
+                .gateway_hold_s
+                .map(|h| format!(" (+{h} s held on the gateway's clock)"))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "{} {what} {} alarm for {} by {}: {seen}",
+                "{} {what} {} alarm for {} by {}{held}: {seen}{count}",
                 if v.ok { "PASS" } else { "FAIL" },
                 e.alarm,
                 e.device,
@@ -293,8 +510,7 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-async fn alarms(http: &str) -> Vec<Value> {
-    let url = format!("{http}/api/alarms");
+async fn http_get(url: String) -> Option<Value> {
     let got = tokio::task::spawn_blocking(move || {
         ureq::get(&url)
             .timeout(Duration::from_secs(5))
@@ -306,29 +522,45 @@ async fn alarms(http: &str) -> Vec<Value> {
     .ok()
     .flatten();
     got.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+}
+
+async fn alarms(http: &str) -> Vec<Value> {
+    http_get(format!("{http}/api/alarms"))
+        .await
         .and_then(|v| v["alarms"].as_array().cloned())
         .unwrap_or_default()
 }
 
-async fn command(http: &str, device: &str, on: bool) -> Result<()> {
-    let url = format!("{http}/api/devices/{device}/command");
-    let body = json!({"command": {"relay": {"on": on}}, "by": "scenario"});
+async fn post(url: String, body: Value) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         ureq::post(&url)
             .set("content-type", "application/json")
             .timeout(Duration::from_secs(5))
             .send_string(&body.to_string())
             .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("{e}"))
+            .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))
     })
     .await?
-    .with_context(|| format!("switching {device}"))?;
-    Ok(())
+}
+
+/// The roster changes: `file` replaces the gateway's routing file, which it reloads.
+async fn roster(target: &Target, file: &Path) -> Result<()> {
+    let Some(routing) = &target.routing else {
+        bail!(
+            "a roster step replaces the gateway's routing file, and this gateway has none \
+             ([delivery] routing in its config)"
+        );
+    };
+    std::fs::copy(file, routing)
+        .with_context(|| format!("copying {} to {}", file.display(), routing.display()))?;
+    post(format!("{}/api/routing/reload", target.http), json!({}))
+        .await
+        .context("the gateway refused the new roster")
 }
 
 /// Runs `sc` against `target`: provisions and starts its fleet, waits until every device
-/// is online, plays the steps at their device times, and watches the gateway's alarms
-/// until the last deadline. `progress` gets a line per step and per verdict.
+/// is online, then [`play`]s the storyline. `progress` gets a line per step, per alarm
+/// and per verdict.
 pub async fn run(
     sc: &Scenario,
     target: &Target,
@@ -344,42 +576,108 @@ pub async fn run(
         bail!("only {online} of {n} devices came online within a minute");
     }
     progress(format!("{n} devices online; device time ×{speed}"));
+    let outcome = play(sc, &fl, target, progress).await;
+    fl.stop()?;
+    outcome
+}
+
+/// How a moment of the storyline reads: `   75s`, or `03:11:15` with a `start`.
+fn label(sc: &Scenario, t: Duration) -> String {
+    clock_label(sc.start.as_deref().and_then(parse_clock), t)
+}
+
+fn clock_label(start: Option<Duration>, t: Duration) -> String {
+    match start {
+        Some(start) => {
+            let s = (start + t).as_secs() % 86_400;
+            format!("{:02}:{:02}:{:02}", s / 3_600, s / 60 % 60, s % 60)
+        }
+        None => format!("{:>5}s", t.as_secs()),
+    }
+}
+
+/// Plays the steps of `sc` on the running fleet `fl` at their device times and watches
+/// the gateway's alarms until the last deadline: each step and each alarm the gateway
+/// raises goes to `progress` as it happens.
+pub async fn play(
+    sc: &Scenario,
+    fl: &fleet::Fleet,
+    target: &Target,
+    progress: &mut dyn FnMut(String),
+) -> Result<Outcome> {
+    let speed = sc.speed.max(1);
     let start = tokio::time::Instant::now();
     let real = |device: Duration| device / speed;
     let device_since = |start: tokio::time::Instant| start.elapsed() * speed;
     let mut steps: Vec<&Step> = sc.step.iter().collect();
-    steps.sort_by_key(|s| parse_duration(&s.at));
+    steps.sort_by_key(|s| sc.offset(&s.at));
     let last = sc
         .expect
         .iter()
-        .filter_map(|e| parse_duration(&e.by))
+        .filter_map(|e| e.deadline(sc))
         .max()
         .unwrap_or_default();
-    let mut seen: Vec<Option<Duration>> = vec![None; sc.expect.len()];
+    let mut seen: Vec<(Option<Duration>, Option<u32>)> = vec![(None, None); sc.expect.len()];
+    let mut announced = std::collections::HashSet::new();
+    let mut paged = 0;
+    if target.pages.is_none() && sc.expect.iter().any(|e| e.page.is_some()) {
+        bail!("the scenario expects pages, and this run has no pager (linli-sim demo has one)");
+    }
     let mut next = 0;
     loop {
         let now = device_since(start);
         while let Some(s) = steps
             .get(next)
-            .filter(|s| parse_duration(&s.at).is_some_and(|at| at <= now))
+            .filter(|s| sc.offset(&s.at).is_some_and(|at| at <= now))
         {
-            progress(format!(
-                "{:>5}s  {} {:?}",
-                now.as_secs(),
-                s.device,
-                s.action
-            ));
-            perform(&fl, target, s).await?;
+            let what = format!("{} {:?}", s.device(), s.action);
+            progress(format!("{}  {}", label(sc, now), what.trim_start()));
+            perform(fl, target, sc, s).await?;
             next += 1;
         }
         let raised = alarms(&target.http).await;
-        for (e, t) in sc.expect.iter().zip(seen.iter_mut()) {
-            if t.is_none()
-                && raised
-                    .iter()
-                    .any(|a| a["kind"] == e.alarm.as_str() && a["device"] == e.device.as_str())
-            {
-                *t = Some(device_since(start));
+        for a in &raised {
+            if announced.insert(a["id"].as_u64().unwrap_or(0)) {
+                progress(format!(
+                    "{}  ALARM P{} {} from {}{}",
+                    label(sc, now),
+                    a["priority"],
+                    a["kind"].as_str().unwrap_or("?"),
+                    a["device"].as_str().unwrap_or("?"),
+                    a["subject"]
+                        .as_str()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let pages = target.pages.as_ref().map(|p| p.all()).unwrap_or_default();
+        for page in &pages[paged..] {
+            progress(format!(
+                "{}  PAGE to {} ({}): {}",
+                label(sc, now),
+                page.name,
+                page.to,
+                page.text
+            ));
+        }
+        paged = pages.len();
+        for (e, (t, count)) in sc.expect.iter().zip(seen.iter_mut()) {
+            if let Some(person) = &e.page {
+                let found = pages.iter().any(|p| {
+                    p.to == *person && p.kind == e.alarm && p.device.as_deref() == Some(&e.device)
+                });
+                if found {
+                    t.get_or_insert(device_since(start));
+                }
+                continue;
+            }
+            let found = raised
+                .iter()
+                .find(|a| a["kind"] == e.alarm.as_str() && a["device"] == e.device.as_str());
+            if let Some(a) = found {
+                t.get_or_insert(device_since(start));
+                *count = a["count"].as_u64().map(|c| c as u32);
             }
         }
         if now >= last && next >= steps.len() {
@@ -387,43 +685,87 @@ pub async fn run(
         }
         tokio::time::sleep(real(Duration::from_secs(1)).max(Duration::from_millis(50))).await;
     }
-    fl.stop()?;
     let verdicts = sc
         .expect
         .iter()
         .zip(seen)
-        .map(|(e, t)| {
-            let by = parse_duration(&e.by).unwrap_or_default();
+        .map(|(e, (t, count))| {
+            let by = e.deadline(sc).unwrap_or_default();
             let in_time = t.is_some_and(|t| t <= by);
+            let counted = e.count.is_none_or(|want| count == Some(want));
             Verdict {
                 expect: e.clone(),
-                ok: if e.absent { t.is_none() } else { in_time },
+                ok: if e.absent {
+                    t.is_none()
+                } else {
+                    in_time && counted
+                },
                 seen_at: t,
+                count,
             }
         })
         .collect();
-    Ok(Outcome { verdicts })
+    Ok(Outcome {
+        verdicts,
+        start: sc.start.as_deref().and_then(parse_clock),
+    })
 }
 
-async fn perform(fl: &fleet::Fleet, target: &Target, s: &Step) -> Result<()> {
-    if let Some(kind) = s.action.wearer() {
-        let w = fl
-            .wearer(&s.device)
-            .with_context(|| format!("{} is not a pendant of the fleet", s.device))?;
-        w.push(kind, 7);
-        return Ok(());
+async fn perform(fl: &fleet::Fleet, target: &Target, sc: &Scenario, s: &Step) -> Result<()> {
+    use crate::virtual_board::Handle as H;
+    use Action as A;
+    if s.action == A::Roster {
+        let file = sc.base.join(s.routing.as_deref().unwrap_or_default());
+        return roster(target, &file).await;
     }
-    let lamp = fl
-        .lamp(&s.device)
-        .with_context(|| format!("{} is not a street light of the fleet", s.device))?;
-    match s.action {
-        Action::LampBreaks => lamp.set_broken(true),
-        Action::LampFixed => lamp.set_broken(false),
-        Action::RelayWelds => lamp.set_welded(true),
-        Action::DriverDeaf => lamp.set_deaf(true),
-        Action::SwitchOn => command(&target.http, &s.device, true).await?,
-        Action::SwitchOff => command(&target.http, &s.device, false).await?,
-        _ => {}
+    let device = s.device();
+    let h = fl
+        .handle(device)
+        .with_context(|| format!("{device} is not in the fleet"))?;
+    let (mm_per_min, mm) = (s.mm_per_min.unwrap_or(0), s.mm.unwrap_or(0));
+    match (s.action, h) {
+        (a, H::Pendant(w)) if a.wearer().is_some() => {
+            w.push(a.wearer().unwrap_or(Kind::LieDown), 7);
+        }
+        (A::Sos, H::Pendant(w)) => w.press(),
+        (A::LampBreaks, H::StreetLight(l)) => l.set_broken(true),
+        (A::LampFixed, H::StreetLight(l)) => l.set_broken(false),
+        (A::RelayWelds, H::StreetLight(l)) => l.set_welded(true),
+        (A::DriverDeaf, H::StreetLight(l)) => l.set_deaf(true),
+        (A::SwitchOn | A::SwitchOff, H::StreetLight(_)) => {
+            let body =
+                json!({"command": {"relay": {"on": s.action == A::SwitchOn}}, "by": "scenario"});
+            post(
+                format!("{}/api/devices/{device}/command", target.http),
+                body,
+            )
+            .await
+            .with_context(|| format!("switching {device}"))?;
+        }
+        (A::WaterRises, H::WaterLevel(w)) => w.rise(mm_per_min),
+        (A::WaterRises, H::Manhole(c)) => c.water().rise(mm_per_min),
+        (A::WaterLevel, H::WaterLevel(w)) => w.set_level_mm(mm),
+        (A::WaterLevel, H::Manhole(c)) => c.water().set_level_mm(mm),
+        (A::LoopCut, H::WaterLevel(w)) => w.set_cut(true),
+        (A::CoverLifted, H::Manhole(c)) => c.lift(),
+        (A::CoverTilted, H::Manhole(c)) => c.tilt(s.deg.unwrap_or(0)),
+        (A::CoverReplaced, H::Manhole(c)) => c.replace(),
+        (A::BinFill, H::WasteBin(b)) => b.set_fill_pct(s.pct.unwrap_or(0)),
+        (A::BinFire, H::WasteBin(b)) => b.set_fire(true),
+        (A::BinFireOut, H::WasteBin(b)) => b.set_fire(false),
+        (A::BinKnockedOver, H::WasteBin(b)) => b.set_knocked_over(true),
+        (A::BedEnter, H::Bed(p)) => p.set_occupied(true),
+        (A::BedExit, H::Bed(p)) => p.set_occupied(false),
+        (A::DoorOpen, H::Door(d)) => d.set_open(true),
+        (A::DoorClose, H::Door(d)) => d.set_open(false),
+        (A::Motion, H::Motion(p)) => p.pulse(),
+        (A::HeartRate, H::Vitals(v)) => v.set_heart_rate_bpm(s.bpm.unwrap_or(0)),
+        (A::Spo2, H::Vitals(v)) => v.set_spo2_pct(s.pct.unwrap_or(0)),
+        (A::InBed, H::Vitals(v)) => v.set_in_bed(true),
+        (A::OutOfBed, H::Vitals(v)) => v.set_in_bed(false),
+        (A::HazardOn, H::Hazard(d)) => d.set_alarm(true),
+        (A::HazardOff, H::Hazard(d)) => d.set_alarm(false),
+        (a, h) => bail!("{a:?} does not apply to {device}, a {}", h.kind().as_str()),
     }
     Ok(())
 }
@@ -440,6 +782,38 @@ mod tests {
         for bad in ["", "30", "3x", "m", "1m30"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn clock_times_count_from_the_start_and_wrap_past_midnight() {
+        let sc = |start: Option<&str>| Scenario {
+            name: "t".into(),
+            speed: 10,
+            start: start.map(str::to_owned),
+            base: Default::default(),
+            group: vec![],
+            step: vec![],
+            expect: vec![],
+        };
+        let night = sc(Some("23:50"));
+        assert_eq!(night.offset("23:55"), Some(Duration::from_secs(300)));
+        assert_eq!(night.offset("00:10:30"), Some(Duration::from_secs(1_230)));
+        assert_eq!(night.offset("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(sc(None).offset("03:10"), None, "a clock time needs a start");
+        for bad in ["24:00", "03:60", "3", "03:10:10:10", "x:10"] {
+            assert_eq!(parse_clock(bad), None, "{bad:?}");
+        }
+        let hold = Expect {
+            alarm: "a".into(),
+            device: "d".into(),
+            by: "00:00".into(),
+            absent: false,
+            count: None,
+            page: None,
+            gateway_hold_s: Some(60),
+        };
+        // At 10x, 60 real seconds of hold span 600 device seconds: 540 more.
+        assert_eq!(hold.deadline(&night), Some(Duration::from_secs(600 + 540)));
     }
 
     #[test]
@@ -460,6 +834,14 @@ mod tests {
             at = "1m"
             device = "p-1"
             do = "lamp_breaks"
+            [[step]]
+            at = "03:10"
+            do = "roster"
+            device = "p-1"
+            [[step]]
+            at = "1m"
+            device = "p-1"
+            do = "heart_rate"
             [[expect]]
             alarm = "fall"
             device = "q-1"
@@ -473,6 +855,11 @@ mod tests {
             "step[0].device: \"p-2\" is not in the fleet",
             "step[1].do: LampBreaks does not apply to a pendant",
             "expect[0].device: \"q-1\" is not in the fleet",
+            "step[2].at: \"03:10\" is not a time like 30s",
+            "step[2].device: Roster takes no device",
+            "step[2].routing: Roster needs it",
+            "step[3].do: HeartRate does not apply to a pendant",
+            "step[3].bpm: HeartRate needs it",
         ] {
             assert!(e.contains(want), "{want:?} missing from:\n{e}");
         }
@@ -484,9 +871,12 @@ mod tests {
         let mut n = 0;
         for f in std::fs::read_dir(&dir).expect("scenarios/") {
             let path = f.expect("entry").path();
-            Scenario::load(&path).expect("valid");
-            n += 1;
+            // rosters/ holds the routing files the scenarios name.
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                n += 1;
+            }
         }
-        assert!(n >= 1);
+        assert!(n >= 2);
     }
 }

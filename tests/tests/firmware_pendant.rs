@@ -15,7 +15,7 @@ use linli_firmware::node::{Cadence, Node};
 use linli_firmware::outbox::Priority;
 use linli_firmware::{fall, sos};
 use linli_sim::board::{self, Board, Observers, Sent, Snapshot};
-use linli_sim::virtual_board::{self, Wearer};
+use linli_sim::virtual_board::{self, WearerQueue};
 use linli_system_tests::*;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -69,8 +69,8 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
         .ok()
         .and_then(|k| k.try_into().ok())
         .context("key")?;
-    let wearer = Wearer::default();
-    let next = wearer.queue();
+    let next = WearerQueue::default();
+    let wearer = next.clone();
     let (status_tx, mut status) = watch::channel(Snapshot::default());
     let (sent_tx, mut sent) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,7 +102,7 @@ async fn pendant_firmware_delivers_falls_through_a_gateway_outage() -> Result<()
             node,
             Pendant::new(fall::Config::default(), sos::Config::default()),
         );
-        let mut pendant = virtual_board::pendant(wearer, 3_950)?;
+        let mut pendant = virtual_board::pendant(&wearer, 3_950)?;
         let obs = Observers {
             status: status_tx,
             sent: sent_tx,

@@ -24,12 +24,17 @@ async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()
         device: "wing-a-pendant-3".into(),
         by: "3m".into(),
         absent: false,
+        count: None,
+        page: None,
+        gateway_hold_s: None,
     });
     let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
     let target = Target {
         http: gw.http.clone(),
         broker: c.mqtt_v5,
         data_dir: dir.path().join("data"),
+        routing: None,
+        pages: None,
     };
     let mut log = Vec::new();
     let outcome = scenario::run(&sc, &target, &mut |l| log.push(l)).await?;

@@ -172,6 +172,20 @@ mod tests {
     }
 
     #[test]
+    fn a_racing_heart_is_reported_racing() {
+        let sleeper = Sleeper::new(5);
+        let mut board = vitals(&sleeper).expect("board");
+        let mut rig = rig();
+        rig.run_until(&mut board, 61 * SEC);
+        sleeper.set_heart_rate_bpm(145);
+        let got = rig.run_until(&mut board, 241 * SEC);
+        let v = vitals_at(&got);
+        assert!(v.len() >= 3, "{v:?}");
+        let (_, w) = v[v.len() - 1];
+        assert!(w.heart_rate_bpm.abs_diff(145) <= 5, "{w:?}");
+    }
+
+    #[test]
     fn nobody_in_bed_no_estimate() {
         let sleeper = Sleeper::new(5);
         sleeper.set_in_bed(false);

@@ -29,8 +29,9 @@ use crate::bench_alarms::latency::normal_report;
 use crate::corpus::model::Rng;
 use crate::device::SimDevice;
 
-/// A device resends what it holds when no ack has come for this long.
-pub const RESEND_AFTER: Duration = Duration::from_secs(2);
+/// A device resends what it holds when no ack has come for this long (the firmware's
+/// default `resend_ms`; resending sooner only floods a gateway that is catching up).
+pub const RESEND_AFTER: Duration = Duration::from_secs(10);
 /// Longest wait between connection attempts while the gateway is away.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 const MAX_PACKET: usize = 64 * 1024;

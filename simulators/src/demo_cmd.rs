@@ -26,17 +26,13 @@ pub struct DemoArgs {
     /// Stop after the storyline; exit 1 when an alarm it expects did not come.
     #[arg(long)]
     exit: bool,
-    /// The gateway binary (default: `linli` beside this one).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: crate::gateway_arg::GatewayBin,
 }
 
 impl DemoArgs {
     pub fn run(self) -> Result<()> {
-        let gateway_bin = match self.gateway_bin {
-            Some(p) => p,
-            None => std::env::current_exe()?.with_file_name("linli"),
-        };
+        let gateway_bin = self.gateway.path()?;
         let cfg = DemoConfig {
             dir: self.dir,
             gateway_bin,

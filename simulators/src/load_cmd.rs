@@ -59,9 +59,8 @@ pub struct LoadArgs {
     /// Seconds between progress lines (0 = none).
     #[arg(long, default_value_t = 5.0)]
     progress_s: f64,
-    /// The gateway binary (default: `linli` beside this one).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: crate::gateway_arg::GatewayBin,
     /// Scratch directory (default: a new one under $TMPDIR).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -72,10 +71,7 @@ pub struct LoadArgs {
 
 impl LoadArgs {
     pub fn run(self) -> Result<()> {
-        let gateway_bin = match self.gateway_bin {
-            Some(p) => p,
-            None => std::env::current_exe()?.with_file_name("linli"),
-        };
+        let gateway_bin = self.gateway.path()?;
         let cfg = LoadConfig {
             devices: self.devices,
             rate: self.rate,

@@ -14,6 +14,7 @@ use linli_sim::corpus::{Corpus, CorpusConfig, DEFAULT_END_S};
 
 mod demo_cmd;
 mod fleet_cmd;
+mod gateway_arg;
 mod load_cmd;
 
 #[derive(Parser, Debug)]
@@ -208,9 +209,8 @@ struct ModbusBenchArgs {
     /// Runs; medians are printed over them.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// The `linli` binary (default: beside this one).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: crate::gateway_arg::GatewayBin,
 }
 
 #[derive(Args, Debug)]
@@ -255,9 +255,8 @@ struct DeliveryArgs {
     /// Seconds between progress lines (0 = none).
     #[arg(long, default_value_t = 5.0)]
     progress_s: f64,
-    /// The gateway binary (default: `linli` next to this binary).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: crate::gateway_arg::GatewayBin,
     /// Scratch directory for the gateways' data (default: a new one under $TMPDIR).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -268,10 +267,7 @@ struct DeliveryArgs {
 
 impl DeliveryArgs {
     fn run(self) -> Result<()> {
-        let gateway_bin = match self.gateway_bin {
-            Some(p) => p,
-            None => std::env::current_exe()?.with_file_name("linli"),
-        };
+        let gateway_bin = self.gateway.path()?;
         let cfg = DeliveryConfig {
             alarms: self.alarms,
             alarm_rate: self.alarm_rate,
@@ -346,9 +342,8 @@ struct AlarmsArgs {
     /// Part 2: gateway journal fsync policy.
     #[arg(long, default_value = "batch", value_parser = ["batch", "interval", "never"])]
     fsync: String,
-    /// Part 2: the gateway binary (default: `linli` next to this binary).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: crate::gateway_arg::GatewayBin,
     /// Part 2: keep the gateway's scratch directory.
     #[arg(long)]
     keep: bool,
@@ -378,10 +373,7 @@ impl AlarmsArgs {
                 anyhow::bail!("--alarm-share must be between 0 and 1");
             }
             let cfg = LatencyConfig {
-                gateway_bin: match self.gateway_bin {
-                    Some(p) => p,
-                    None => std::env::current_exe()?.with_file_name("linli"),
-                },
+                gateway_bin: self.gateway.path()?,
                 connections: self.connections,
                 rate: self.rate,
                 seconds: self.seconds,
@@ -523,9 +515,8 @@ struct IngestArgs {
     /// Runs of each system (alternating); medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// The gateway binary (default: `linli` next to this binary).
-    #[arg(long)]
-    gateway_bin: Option<PathBuf>,
+    #[command(flatten)]
+    gateway: crate::gateway_arg::GatewayBin,
     /// The mosquitto binary.
     #[arg(long, default_value = "/usr/sbin/mosquitto")]
     mosquitto_bin: PathBuf,
@@ -539,10 +530,7 @@ struct IngestArgs {
 
 impl IngestArgs {
     fn into_bench(self) -> Result<IngestBench> {
-        let gateway_bin = match self.gateway_bin {
-            Some(p) => p,
-            None => std::env::current_exe()?.with_file_name("linli"),
-        };
+        let gateway_bin = self.gateway.path()?;
         Ok(IngestBench {
             connections: self.connections,
             per_connection: self.per_connection,
@@ -580,10 +568,7 @@ fn main() -> Result<()> {
             which: Bench::Modbus(a),
         } => {
             let cfg = linli_sim::bench_modbus::ModbusBenchConfig {
-                gateway_bin: match a.gateway_bin {
-                    Some(p) => p,
-                    None => std::env::current_exe()?.with_file_name("linli"),
-                },
+                gateway_bin: a.gateway.path()?,
                 lamps: a.lamps,
                 meters: a.meters,
                 poll_ms: a.poll_ms,

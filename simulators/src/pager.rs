@@ -34,6 +34,8 @@ pub struct Page {
     pub kind: String,
     /// The alarm's device, if it has one.
     pub device: Option<String>,
+    /// The alarm's resident or asset, if it has one.
+    pub subject: Option<String>,
     /// The escalation step that paged them (1 = the first).
     pub step: u64,
 }
@@ -51,6 +53,7 @@ impl Page {
             text: s("/text").unwrap_or_default(),
             kind: s("/alarm/kind")?,
             device: s("/alarm/device"),
+            subject: s("/alarm/subject"),
             step: v["step"].as_u64().unwrap_or(0),
         })
     }

@@ -50,3 +50,42 @@ async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()
     );
     Ok(())
 }
+
+/// The alarm engine's scenarios that firmware devices can play against the built-in
+/// rules (`simulators/scenarios/engine-*.toml`), one after another on one gateway: every
+/// expectation of every file holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alarm_engine_scenarios_hold_against_the_real_gateway() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = process_config(dir.path(), "")?;
+    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
+    let target = Target {
+        http: gw.http.clone(),
+        broker: c.mqtt_v5,
+        data_dir: dir.path().join("data"),
+        routing: None,
+        pages: None,
+    };
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../simulators/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&folder)?
+        .filter_map(|f| f.ok().map(|f| f.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("engine-") && n.ends_with(".toml"))
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    // One after another: a wearer's movements play one sample per step of the device,
+    // so a fleet thread starved of CPU stretches them (a fall "cancelled" too late).
+    let mut report = String::new();
+    for f in &files {
+        let sc = Scenario::load(f)?;
+        let mut log = Vec::new();
+        let outcome = scenario::run(&sc, &target, &mut |l| log.push(l)).await?;
+        report += &format!("== {}\n{}\n{outcome}\n", sc.name, log.join("\n"));
+        assert!(outcome.passed(), "{report}");
+    }
+    Ok(())
+}

@@ -123,15 +123,28 @@ impl Description {
 
     /// The kind of the device `id`, if the fleet has it.
     pub fn kind_of(&self, id: &str) -> Option<DeviceKind> {
-        self.group
-            .iter()
-            .find(|g| {
-                id.strip_prefix(g.id.as_str())
-                    .and_then(|rest| rest.strip_prefix('-'))
-                    .and_then(|n| n.parse::<u32>().ok())
-                    .is_some_and(|n| (1..=g.count).contains(&n))
-            })
-            .and_then(|g| DeviceKind::parse(&g.kind))
+        self.member(id)
+            .and_then(|(g, _)| DeviceKind::parse(&g.kind))
+    }
+
+    /// The resident or asset device `id` serves (`R-A-2`), if the fleet has it and
+    /// its group names one.
+    pub fn subject_of(&self, id: &str) -> Option<String> {
+        let (g, n) = self.member(id)?;
+        let prefix = g.resident.as_ref().or(g.asset.as_ref())?;
+        Some(format!("{prefix}-{n}"))
+    }
+
+    /// The group of device `id` and its number in it.
+    fn member(&self, id: &str) -> Option<(&Group, u32)> {
+        self.group.iter().find_map(|g| {
+            let n = id
+                .strip_prefix(g.id.as_str())?
+                .strip_prefix('-')?
+                .parse::<u32>()
+                .ok()?;
+            (1..=g.count).contains(&n).then_some((g, n))
+        })
     }
 
     /// Reads and validates the file at `path`.
@@ -252,6 +265,19 @@ mod tests {
         assert!(!e.contains("group[0]"), "{e}");
         let unknown = Description::parse("[[group]]\nkinds = 1\n", Path::new("f.toml"));
         assert!(unknown.is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn a_device_is_found_with_its_kind_and_subject() {
+        let text = "[[group]]\nkind = \"pendant\"\ncount = 3\nid = \"p\"\nsite = \"s\"\nzone = \"z\"\nresident = \"R\"\n\
+                    [[group]]\nkind = \"door\"\ncount = 1\nid = \"p-door\"\nsite = \"s\"\nzone = \"z\"\n";
+        let d = Description::parse(text, Path::new("f.toml")).expect("valid");
+        assert_eq!(d.kind_of("p-3"), Some(DeviceKind::Pendant));
+        assert_eq!(d.subject_of("p-3").as_deref(), Some("R-3"));
+        assert_eq!(d.kind_of("p-door-1"), Some(DeviceKind::Door));
+        assert_eq!(d.subject_of("p-door-1"), None, "no resident or asset given");
+        assert_eq!(d.kind_of("p-4"), None);
+        assert_eq!(d.kind_of("p-0"), None);
     }
 
     #[test]

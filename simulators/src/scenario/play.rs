@@ -201,6 +201,7 @@ pub async fn play(
         .max()
         .unwrap_or_default();
     let mut seen: Vec<(Option<Duration>, Option<u32>)> = vec![(None, None); sc.expect.len()];
+    let fleet_description = sc.fleet();
     let mut announced = std::collections::HashSet::new();
     let mut paged = 0;
     if target.pages.is_none() && sc.expect.iter().any(|e| e.page.is_some()) {
@@ -226,7 +227,7 @@ pub async fn play(
                     label(sc, now),
                     a["priority"],
                     a["kind"].as_str().unwrap_or("?"),
-                    a["device"].as_str().unwrap_or("?"),
+                    a["device"].as_str().unwrap_or("its subject"),
                     a["subject"]
                         .as_str()
                         .map(|s| format!(" ({s})"))
@@ -247,17 +248,26 @@ pub async fn play(
         paged = pages.len();
         for (e, (t, count)) in sc.expect.iter().zip(seen.iter_mut()) {
             if let Some(person) = &e.page {
+                let subject = fleet_description.subject_of(&e.device);
                 let found = pages.iter().any(|p| {
-                    p.to == *person && p.kind == e.alarm && p.device.as_deref() == Some(&e.device)
+                    p.to == *person
+                        && p.kind == e.alarm
+                        && (p.device.as_deref() == Some(&e.device)
+                            || (subject.is_some() && p.subject == subject))
                 });
                 if found {
                     t.get_or_insert(device_since(start));
                 }
                 continue;
             }
-            let found = raised
-                .iter()
-                .find(|a| a["kind"] == e.alarm.as_str() && a["device"] == e.device.as_str());
+            // An alarm of a resident or an asset names the device whose reading raised
+            // it, or none when a hold ran out on the gateway's clock: match either.
+            let subject = fleet_description.subject_of(&e.device);
+            let found = raised.iter().find(|a| {
+                a["kind"] == e.alarm.as_str()
+                    && (a["device"] == e.device.as_str()
+                        || subject.as_deref().is_some_and(|s| a["subject"] == s))
+            });
             if let Some(a) = found {
                 t.get_or_insert(device_since(start));
                 *count = a["count"].as_u64().map(|c| c as u32);

@@ -144,6 +144,34 @@ fn snapshot<A: Application, const N: usize, const K: usize>(
     }
 }
 
+/// The device's steps: one every `step_ms` of device time, as its timer would fire on a
+/// board, however the host's ticks fall. A tick that spans several steps runs them all
+/// (at 20x a 1 ms tick spans two 10 ms steps), so a 100 Hz accelerometer is sampled 100
+/// times a device second at any speed; a host too far behind skips ahead instead.
+struct Steps {
+    next_ms: u64,
+    step_ms: u64,
+}
+
+impl Steps {
+    /// Most steps one tick catches up (2 s of device time at 10 ms steps).
+    const MAX_CATCH_UP: u32 = 200;
+
+    /// Runs `step` for every step due by `now_ms`, each at its own device time.
+    fn until(&mut self, now_ms: u64, mut step: impl FnMut(u64)) {
+        let mut n = 0;
+        while self.next_ms <= now_ms && n < Self::MAX_CATCH_UP {
+            step(self.next_ms);
+            self.next_ms += self.step_ms;
+            n += 1;
+        }
+        if self.next_ms <= now_ms {
+            // The host stalled: skip ahead rather than replay seconds at once.
+            self.next_ms = now_ms + self.step_ms;
+        }
+    }
+}
+
 /// Runs the future `make` builds on a thread of its own, with a current-thread runtime:
 /// firmware futures are not `Send` (one core, one executor), so a board gets a thread.
 pub fn spawn<F, Fut>(make: F) -> std::thread::JoinHandle<Result<()>>
@@ -192,6 +220,10 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
     let mut flash = dev.node.counter();
     let mut tick = tokio::time::interval(clock.real(board.step_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut steps = Steps {
+        next_ms: 0,
+        step_ms: board.step_ms.max(1),
+    };
     let mut stopping = *stop.borrow();
     while !stopping {
         let conn = async {
@@ -220,7 +252,7 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
                         _ = tick.tick() => {
                             // The device samples at its own pace, not at the network's.
                             let now = clock.now_ms();
-                            dev.step(now, 0, sensors);
+                            steps.until(now, |t| dev.step(t, 0, sensors));
                             dev.node.save_counter(|c| {
                                 flash = c;
                                 true
@@ -265,7 +297,7 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
             tokio::select! {
                 _ = tick.tick() => {
                     let now = clock.now_ms();
-                    dev.step(now, 0, sensors);
+                    steps.until(now, |t| dev.step(t, 0, sensors));
                     obs.status.send_replace(snapshot(dev, now, false, connects, flash));
                 }
                 r = stop.changed() => stopping = r.is_err() || *stop.borrow(),
@@ -291,5 +323,34 @@ impl<P: Publisher> Publisher for Logged<P> {
             self.counters.push(h.counter);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Steps;
+
+    #[test]
+    fn a_tick_runs_every_step_due_each_at_its_own_time_and_a_stall_skips_ahead() {
+        let mut s = Steps {
+            next_ms: 0,
+            step_ms: 10,
+        };
+        let mut at = Vec::new();
+        s.until(0, |t| at.push(t));
+        s.until(25, |t| at.push(t));
+        assert_eq!(at, [0, 10, 20]);
+        at.clear();
+        s.until(29, |t| at.push(t));
+        assert!(at.is_empty(), "nothing due before 30");
+        // A 10 s stall: 200 steps at most, then the next step is after now.
+        s.until(10_000, |t| at.push(t));
+        assert_eq!(at.len(), Steps::MAX_CATCH_UP as usize);
+        assert_eq!(at[0], 30);
+        at.clear();
+        s.until(10_005, |t| at.push(t));
+        assert!(at.is_empty());
+        s.until(10_010, |t| at.push(t));
+        assert_eq!(at, [10_010]);
     }
 }

@@ -144,6 +144,9 @@ fn snapshot<A: Application, const N: usize, const K: usize>(
     }
 }
 
+/// How often a board's host loop wakes, at most (real time).
+const HOST_TICK: Duration = Duration::from_millis(20);
+
 /// The device's steps: one every `step_ms` of device time, as its timer would fire on a
 /// board, however the host's ticks fall. A tick that spans several steps runs them all
 /// (at 20x a 1 ms tick spans two 10 ms steps), so a 100 Hz accelerometer is sampled 100
@@ -218,7 +221,10 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
     let mut buf = FrameBuf::default();
     // The board's flash: the counter reserve the node asks to save.
     let mut flash = dev.node.counter();
-    let mut tick = tokio::time::interval(clock.real(board.step_ms));
+    // The host wakes at most every HOST_TICK and runs the steps due since (see Steps):
+    // each wake re-arms minimq's keep-alive timer on embassy-time's std driver (a mutex
+    // and a thread wake-up), which at a wake per 1 ms step cost more than the devices.
+    let mut tick = tokio::time::interval(clock.real(board.step_ms).max(HOST_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut steps = Steps {
         next_ms: 0,

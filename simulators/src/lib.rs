@@ -19,6 +19,7 @@ pub mod demo;
 pub mod device;
 pub mod fleet;
 pub mod gateway;
+mod host_clock;
 pub mod load;
 pub mod modbus;
 pub mod pager;

@@ -222,8 +222,8 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
     // The board's flash: the counter reserve the node asks to save.
     let mut flash = dev.node.counter();
     // The host wakes at most every HOST_TICK and runs the steps due since (see Steps):
-    // each wake re-arms minimq's keep-alive timer on embassy-time's std driver (a mutex
-    // and a thread wake-up), which at a wake per 1 ms step cost more than the devices.
+    // each wake re-arms minimq's keep-alive timer (`crate::host_clock`), so waking per
+    // 1 ms step at high speed would cost more than the steps.
     let mut tick = tokio::time::interval(clock.real(board.step_ms).max(HOST_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut steps = Steps {

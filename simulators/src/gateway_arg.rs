@@ -1,4 +1,5 @@
-//! The `--gateway-bin` option of every command that starts a gateway of its own.
+//! Options of the commands that start a gateway of their own: which binary
+//! (`--gateway-bin`), and where its scratch files go (`--work-dir`, `--keep`).
 
 use std::path::PathBuf;
 
@@ -20,4 +21,16 @@ impl GatewayBin {
             None => Ok(std::env::current_exe()?.with_file_name("linli")),
         }
     }
+}
+
+/// Where a run keeps its gateway's config and data.
+#[derive(Args, Debug, Clone)]
+pub struct Scratch {
+    /// Scratch directory for the gateway's config and data (default: a new one under
+    /// $TMPDIR).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Keep the scratch directory afterwards.
+    #[arg(long)]
+    pub keep: bool,
 }

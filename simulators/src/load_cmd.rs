@@ -1,6 +1,5 @@
 //! `linli-sim load`: the command line of a load run (see `linli_sim::traffic`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -61,12 +60,8 @@ pub struct LoadArgs {
     progress_s: f64,
     #[command(flatten)]
     gateway: crate::gateway_arg::GatewayBin,
-    /// Scratch directory (default: a new one under $TMPDIR).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Keep the scratch directory (the gateway's data and config).
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    scratch: crate::gateway_arg::Scratch,
 }
 
 impl LoadArgs {
@@ -91,8 +86,8 @@ impl LoadArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout_s),
             progress: (self.progress_s > 0.0).then(|| Duration::from_secs_f64(self.progress_s)),
             gateway_bin,
-            work_dir: self.work_dir,
-            keep: self.keep,
+            work_dir: self.scratch.work_dir,
+            keep: self.scratch.keep,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -257,12 +257,8 @@ struct DeliveryArgs {
     progress_s: f64,
     #[command(flatten)]
     gateway: crate::gateway_arg::GatewayBin,
-    /// Scratch directory for the gateways' data (default: a new one under $TMPDIR).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Keep the scratch directory.
-    #[arg(long)]
-    keep: bool,
+    #[command(flatten)]
+    scratch: crate::gateway_arg::Scratch,
 }
 
 impl DeliveryArgs {
@@ -283,8 +279,8 @@ impl DeliveryArgs {
             progress: Duration::try_from_secs_f64(self.progress_s)
                 .ok()
                 .filter(|d| !d.is_zero()),
-            work_dir: self.work_dir,
-            keep: self.keep,
+            work_dir: self.scratch.work_dir,
+            keep: self.scratch.keep,
             ..DeliveryConfig::new(gateway_bin)
         };
         let rt = tokio::runtime::Builder::new_multi_thread()

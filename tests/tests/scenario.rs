@@ -10,10 +10,25 @@ use anyhow::Result;
 use linli_sim::scenario::{self, Expect, Scenario, Target};
 use linli_system_tests::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()> {
+/// A gateway of its own on free ports (alive while the handles are) and the scenario
+/// target on it.
+async fn gateway() -> Result<(tempfile::TempDir, GatewayProcess, Target)> {
     let dir = tempfile::tempdir()?;
     let c = process_config(dir.path(), "")?;
+    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
+    let target = Target {
+        http: gw.http.clone(),
+        broker: c.mqtt_v5,
+        data_dir: dir.path().join("data"),
+        routing: None,
+        pages: None,
+    };
+    Ok((dir, gw, target))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()> {
+    let (_dir, _gw, target) = gateway().await?;
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../simulators/scenarios/night-in-wing-a.toml");
     let mut sc = Scenario::load(&path)?;
@@ -28,14 +43,6 @@ async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()
         page: None,
         gateway_hold_s: None,
     });
-    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
-    let target = Target {
-        http: gw.http.clone(),
-        broker: c.mqtt_v5,
-        data_dir: dir.path().join("data"),
-        routing: None,
-        pages: None,
-    };
     let mut log = Vec::new();
     let outcome = scenario::run(&sc, &target, &mut |l| log.push(l)).await?;
     let report = format!("{}\n{outcome}", log.join("\n"));
@@ -56,16 +63,7 @@ async fn the_night_in_wing_a_raises_exactly_the_alarms_it_expects() -> Result<()
 /// expectation of every file holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alarm_engine_scenarios_hold_against_the_real_gateway() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let c = process_config(dir.path(), "")?;
-    let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
-    let target = Target {
-        http: gw.http.clone(),
-        broker: c.mqtt_v5,
-        data_dir: dir.path().join("data"),
-        routing: None,
-        pages: None,
-    };
+    let (_dir, _gw, target) = gateway().await?;
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../simulators/scenarios");
     let mut files: Vec<_> = std::fs::read_dir(&folder)?
         .filter_map(|f| f.ok().map(|f| f.path()))

@@ -57,6 +57,8 @@ pub struct Shared {
     pub failed_connects: AtomicU64,
     /// Frames not sealed when due because the device already held `window` frames.
     pub deferred: AtomicU64,
+    /// Devices that have seen publishing end (and seal nothing more).
+    pub quiet: AtomicUsize,
     /// Send-to-ack latencies, ms, of frames acked on the connection that sent them once.
     pub latencies_ms: Mutex<Vec<f32>>,
 }
@@ -243,6 +245,7 @@ pub async fn run(
     let mut last_ack = Instant::now();
     let mut resend = tokio::time::interval(RESEND_AFTER / 2);
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quiet = false;
     let mut stopping = *ctl.stop.borrow();
     while !stopping {
         if session.is_none() && Instant::now() >= retry_at {
@@ -288,6 +291,11 @@ pub async fn run(
         let publishing = *ctl.publishing.borrow();
         if publishing && life.start.is_none() {
             life.start = Some(Instant::now() + life.plan.phase);
+        }
+        if !publishing && life.start.is_some() && !quiet {
+            // Whatever it sealed is counted in `waiting` by now.
+            quiet = true;
+            shared.quiet.fetch_add(1, Relaxed);
         }
         let can_seal = publishing && life.held.len() < life.plan.window;
         let due = life.due_at(life.next_reading).unwrap_or_else(Instant::now);

@@ -371,10 +371,12 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
     }
     let publish_s = t0.elapsed().as_secs_f64();
     publishing_tx.send_replace(false);
-    // Deliver what is held (and wait for stragglers of a late storm).
+    // Deliver what is held (and wait for stragglers of a late storm): done once every
+    // device has seen publishing end and nothing waits for its ack.
     let t_drain = Instant::now();
     while t_drain.elapsed() < cfg.drain_timeout
-        && (shared.waiting.load(Relaxed) > 0
+        && (shared.quiet.load(Relaxed) < n
+            || shared.waiting.load(Relaxed) > 0
             || storm_report
                 .as_ref()
                 .is_some_and(|r| r.all_back_s.is_none()))

@@ -154,16 +154,25 @@ const HOST_TICK: Duration = Duration::from_millis(20);
 struct Steps {
     next_ms: u64,
     step_ms: u64,
+    /// Most steps one tick catches up: twice a tick's worth, and 200 at least.
+    max_catch_up: u64,
 }
 
 impl Steps {
-    /// Most steps one tick catches up (2 s of device time at 10 ms steps).
-    const MAX_CATCH_UP: u32 = 200;
+    /// Steps of `step_ms` for a host waking every `tick_device_ms` of device time.
+    fn new(step_ms: u64, tick_device_ms: u64) -> Self {
+        let step_ms = step_ms.max(1);
+        Steps {
+            next_ms: 0,
+            step_ms,
+            max_catch_up: (2 * tick_device_ms.div_ceil(step_ms)).max(200),
+        }
+    }
 
     /// Runs `step` for every step due by `now_ms`, each at its own device time.
     fn until(&mut self, now_ms: u64, mut step: impl FnMut(u64)) {
         let mut n = 0;
-        while self.next_ms <= now_ms && n < Self::MAX_CATCH_UP {
+        while self.next_ms <= now_ms && n < self.max_catch_up {
             step(self.next_ms);
             self.next_ms += self.step_ms;
             n += 1;
@@ -224,12 +233,13 @@ pub async fn run<A: Application, const N: usize, const K: usize>(
     // The host wakes at most every HOST_TICK and runs the steps due since (see Steps):
     // each wake re-arms minimq's keep-alive timer (`crate::host_clock`), so waking per
     // 1 ms step at high speed would cost more than the steps.
-    let mut tick = tokio::time::interval(clock.real(board.step_ms).max(HOST_TICK));
+    let tick_real = clock.real(board.step_ms).max(HOST_TICK);
+    let mut tick = tokio::time::interval(tick_real);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut steps = Steps {
-        next_ms: 0,
-        step_ms: board.step_ms.max(1),
-    };
+    let mut steps = Steps::new(
+        board.step_ms,
+        tick_real.as_millis() as u64 * u64::from(clock.speed),
+    );
     let mut stopping = *stop.borrow();
     while !stopping {
         let conn = async {
@@ -338,10 +348,7 @@ mod tests {
 
     #[test]
     fn a_tick_runs_every_step_due_each_at_its_own_time_and_a_stall_skips_ahead() {
-        let mut s = Steps {
-            next_ms: 0,
-            step_ms: 10,
-        };
+        let mut s = Steps::new(10, 20);
         let mut at = Vec::new();
         s.until(0, |t| at.push(t));
         s.until(25, |t| at.push(t));
@@ -351,12 +358,21 @@ mod tests {
         assert!(at.is_empty(), "nothing due before 30");
         // A 10 s stall: 200 steps at most, then the next step is after now.
         s.until(10_000, |t| at.push(t));
-        assert_eq!(at.len(), Steps::MAX_CATCH_UP as usize);
+        assert_eq!(at.len(), 200);
         assert_eq!(at[0], 30);
         at.clear();
         s.until(10_005, |t| at.push(t));
         assert!(at.is_empty());
         s.until(10_010, |t| at.push(t));
         assert_eq!(at, [10_010]);
+    }
+
+    #[test]
+    fn a_fast_host_tick_is_caught_up_whole() {
+        // At 500x a 20 ms tick spans 10 s of device time: 1,000 steps, none dropped.
+        let mut s = Steps::new(10, 20 * 500);
+        let mut n = 0;
+        s.until(9_990, |_| n += 1);
+        assert_eq!(n, 1_000);
     }
 }

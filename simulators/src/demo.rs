@@ -35,8 +35,6 @@ const FILES: [(&str, &str); 3] = [
     ),
 ];
 
-/// Marks a directory the demo made (and may clear on the next run).
-const MARKER: &str = ".linli-demo";
 /// The page webhook's secret (loopback only).
 const SECRET: &str = "linli-demo-pager";
 
@@ -81,24 +79,11 @@ fn config_text(data: &Path, p: &Ports, routing: &Path, pager: &str) -> String {
     )
 }
 
-/// Empties `dir` of an earlier demo (only a directory the demo made), or creates it.
+/// Empties `dir` of an earlier demo (only a directory a simulator run made), or creates
+/// it, and writes the storyline's files.
 fn fresh(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        let empty = std::fs::read_dir(dir)?.next().is_none();
-        if !empty && !dir.join(MARKER).exists() {
-            bail!(
-                "{} exists and is not a demo directory: choose another with --dir",
-                dir.display()
-            );
-        }
-        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir.join("rosters"))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(
-        dir.join(MARKER),
-        "made by linli-sim demo; cleared by the next demo\n",
-    )?;
+    crate::gateway::claim_dir(dir, "linli-sim demo")?;
+    std::fs::create_dir_all(dir.join("rosters"))?;
     for (name, text) in FILES {
         std::fs::write(dir.join(name), text)?;
     }

@@ -31,6 +31,31 @@ pub struct Gateway {
     peak_rss_mib: f64,
 }
 
+/// The file that marks a directory as made by a simulator run (and so clearable).
+const MARKER: &str = ".linli-sim";
+
+/// Makes `dir` an empty scratch directory for `who`: creates it, or clears it when an
+/// earlier simulator run made it (it holds the marker). Refuses any other non-empty
+/// directory, so a mistyped `--work-dir` never deletes someone's data.
+pub fn claim_dir(dir: &Path, who: &str) -> Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !empty && !dir.join(MARKER).exists() {
+            anyhow::bail!(
+                "{} exists, is not empty and was not made by linli-sim: choose another directory",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        format!("made by {who}; the next run may clear it\n"),
+    )?;
+    Ok(())
+}
+
 /// Where a gateway listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -152,5 +177,29 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_dir;
+
+    #[test]
+    fn a_scratch_directory_is_claimed_only_when_empty_or_made_by_a_run() {
+        let base = std::env::temp_dir().join(format!("linli-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        // Someone's data: refused and left alone.
+        std::fs::create_dir_all(&base).expect("dir");
+        std::fs::write(base.join("precious.txt"), "keep me").expect("file");
+        let e = claim_dir(&base, "test").expect_err("refused");
+        assert!(e.to_string().contains("not made by linli-sim"), "{e}");
+        assert!(base.join("precious.txt").exists());
+        // A run's directory: cleared and claimed again.
+        let run = base.join("run");
+        claim_dir(&run, "test").expect("new");
+        std::fs::write(run.join("data.bin"), "x").expect("file");
+        claim_dir(&run, "test").expect("again");
+        assert!(!run.join("data.bin").exists());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

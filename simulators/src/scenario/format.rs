@@ -216,8 +216,11 @@ pub struct Expect {
 impl Expect {
     /// Its deadline in device time at `speed`, for scenario `sc`.
     pub(super) fn deadline(&self, sc: &Scenario) -> Option<Duration> {
-        let hold = self.gateway_hold_s.unwrap_or(0) * u64::from(sc.speed.max(1) - 1);
-        Some(sc.offset(&self.by)? + Duration::from_secs(hold))
+        let hold = self
+            .gateway_hold_s
+            .unwrap_or(0)
+            .checked_mul(u64::from(sc.speed.max(1) - 1))?;
+        sc.offset(&self.by)?.checked_add(Duration::from_secs(hold))
     }
 }
 
@@ -264,12 +267,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         }
         let n: u64 = digits.parse().ok()?;
         digits.clear();
-        total += n * match c {
+        let unit = match c {
             'h' => 3_600_000,
             'm' => 60_000,
             's' => 1_000,
             _ => return None,
         };
+        total = total.checked_add(n.checked_mul(unit)?)?;
         any = true;
     }
     (digits.is_empty() && any).then(|| Duration::from_millis(total))
@@ -368,6 +372,9 @@ impl Scenario {
                     e.device
                 ));
             }
+            if sc.offset(&e.by).is_some() && e.deadline(&sc).is_none() {
+                errors.push(format!("expect[{i}].gateway_hold_s: too large"));
+            }
             if e.absent && e.count.is_some() {
                 errors.push(format!("expect[{i}]: `count` of an absent alarm"));
             }
@@ -410,7 +417,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7_200)));
-        for bad in ["", "30", "3x", "m", "1m30"] {
+        for bad in ["", "30", "3x", "m", "1m30", "99999999999999999h"] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }

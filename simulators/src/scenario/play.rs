@@ -107,8 +107,10 @@ async fn http_get(url: String) -> Option<Value> {
     got.and_then(|t| serde_json::from_str::<Value>(&t).ok())
 }
 
-async fn alarms(http: &str) -> Vec<Value> {
-    http_get(format!("{http}/api/alarms"))
+/// The alarms raised since `since_ms` (wall clock): a gateway that ran earlier
+/// scenarios keeps their alarms.
+async fn alarms(http: &str, since_ms: u64) -> Vec<Value> {
+    http_get(format!("{http}/api/alarms?since={since_ms}"))
         .await
         .and_then(|v| v["alarms"].as_array().cloned())
         .unwrap_or_default()
@@ -182,7 +184,37 @@ fn clock_label(start: Option<Duration>, t: Duration) -> String {
 /// Plays the steps of `sc` on the running fleet `fl` at their device times and watches
 /// the gateway's alarms until the last deadline: each step and each alarm the gateway
 /// raises goes to `progress` as it happens.
+///
+/// A storyline with `roster` steps changes the gateway's routing file: it is put back
+/// (and reloaded) afterwards, whatever happened.
 pub async fn play(
+    sc: &Scenario,
+    fl: &fleet::Fleet,
+    target: &Target,
+    progress: &mut dyn FnMut(String),
+) -> Result<Outcome> {
+    let rosters = sc.step.iter().any(|s| s.action == Action::Roster);
+    let original = match (&target.routing, rosters) {
+        (Some(path), true) => Some((path, std::fs::read(path).ok())),
+        _ => None,
+    };
+    let outcome = play_story(sc, fl, target, progress).await;
+    if let Some((path, Some(text))) = original {
+        let restored = match std::fs::write(path, text) {
+            Ok(()) => post(format!("{}/api/routing/reload", target.http), json!({})).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = restored {
+            progress(format!(
+                "could not put the routing file {} back: {e:#}",
+                path.display()
+            ));
+        }
+    }
+    outcome
+}
+
+async fn play_story(
     sc: &Scenario,
     fl: &fleet::Fleet,
     target: &Target,
@@ -190,6 +222,7 @@ pub async fn play(
 ) -> Result<Outcome> {
     let speed = sc.speed.max(1);
     let start = tokio::time::Instant::now();
+    let since_ms = linli_gateway::clock::now_ms().saturating_sub(1_000);
     let real = |device: Duration| device / speed;
     let device_since = |start: tokio::time::Instant| start.elapsed() * speed;
     let mut steps: Vec<&Step> = sc.step.iter().collect();
@@ -219,7 +252,7 @@ pub async fn play(
             perform(fl, target, sc, s).await?;
             next += 1;
         }
-        let raised = alarms(&target.http).await;
+        let raised = alarms(&target.http, since_ms).await;
         for a in &raised {
             if announced.insert(a["id"].as_u64().unwrap_or(0)) {
                 progress(format!(
@@ -256,7 +289,7 @@ pub async fn play(
                             || (subject.is_some() && p.subject == subject))
                 });
                 if found {
-                    t.get_or_insert(device_since(start));
+                    t.get_or_insert(now);
                 }
                 continue;
             }
@@ -269,7 +302,7 @@ pub async fn play(
                         || subject.as_deref().is_some_and(|s| a["subject"] == s))
             });
             if let Some(a) = found {
-                t.get_or_insert(device_since(start));
+                t.get_or_insert(now);
                 *count = a["count"].as_u64().map(|c| c as u32);
             }
         }
@@ -289,7 +322,7 @@ pub async fn play(
             Verdict {
                 expect: e.clone(),
                 ok: if e.absent {
-                    t.is_none()
+                    t.is_none_or(|t| t > by)
                 } else {
                     in_time && counted
                 },

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::Release};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -246,6 +246,8 @@ pub async fn run(
     let mut resend = tokio::time::interval(RESEND_AFTER / 2);
     resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quiet = false;
+    // Counted in `Shared::returned` (once, however often it drops again).
+    let mut returned = false;
     let mut stopping = *ctl.stop.borrow();
     while !stopping {
         if session.is_none() && Instant::now() >= retry_at {
@@ -266,10 +268,11 @@ pub async fn run(
                     backoff = Duration::from_millis(500);
                     shared.connects.fetch_add(1, Relaxed);
                     shared.online.fetch_add(1, Relaxed);
-                    if lost_in_storm {
+                    if lost_in_storm && !returned {
                         shared.returned.fetch_add(1, Relaxed);
-                        lost_in_storm = false;
+                        returned = true;
                     }
+                    lost_in_storm = false;
                     // Deliver what was held while away, oldest first.
                     if deliver_held(&mut life, &mut s, shared).await.is_ok() {
                         session = Some(s);
@@ -295,7 +298,7 @@ pub async fn run(
         if !publishing && life.start.is_some() && !quiet {
             // Whatever it sealed is counted in `waiting` by now.
             quiet = true;
-            shared.quiet.fetch_add(1, Relaxed);
+            shared.quiet.fetch_add(1, Release);
         }
         let can_seal = publishing && life.held.len() < life.plan.window;
         let due = life.due_at(life.next_reading).unwrap_or_else(Instant::now);
@@ -333,7 +336,7 @@ pub async fn run(
                     let mut held = Held { counter, first_sent: None, last_sent: None, connection: 0, resent: false };
                     if let Some(s) = session.as_mut() {
                         let bytes = life.publish_bytes(counter)?;
-                        if s.wr.write_all(&bytes).await.is_err() {
+                        if write(&mut s.wr, &bytes).await.is_err() {
                             lost = true;
                         } else {
                             held.first_sent = Some(Instant::now());
@@ -400,6 +403,15 @@ pub async fn run(
     })
 }
 
+/// Writes `bytes`, or fails when the peer has not taken them within [`RESEND_AFTER`] (a
+/// gateway that stopped reading must not hang the device, or the run's stop).
+async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<()> {
+    match tokio::time::timeout(RESEND_AFTER, wr.write_all(bytes)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => bail!("the gateway took no data for {RESEND_AFTER:?}"),
+    }
+}
+
 /// Writes every held frame on `s`, oldest first; frames written before count as resent.
 async fn deliver_held(life: &mut Life, s: &mut Session, shared: &Shared) -> Result<()> {
     let mut wire = BytesMut::new();
@@ -407,7 +419,7 @@ async fn deliver_held(life: &mut Life, s: &mut Session, shared: &Shared) -> Resu
     for c in counters {
         wire.extend_from_slice(&life.publish_bytes(c)?);
     }
-    s.wr.write_all(&wire).await?;
+    write(&mut s.wr, &wire).await?;
     let now = Instant::now();
     for h in life.held.iter_mut() {
         h.last_sent = Some(now);

@@ -227,8 +227,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("linli-load-{}", std::process::id())),
     };
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    crate::gateway::claim_dir(&work, "linli-sim load")?;
     let r = run_in(cfg, &work).await;
     if cfg.keep {
         eprintln!("kept {}", work.display());
@@ -375,7 +374,7 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
     // device has seen publishing end and nothing waits for its ack.
     let t_drain = Instant::now();
     while t_drain.elapsed() < cfg.drain_timeout
-        && (shared.quiet.load(Relaxed) < n
+        && (shared.quiet.load(std::sync::atomic::Ordering::Acquire) < n
             || shared.waiting.load(Relaxed) > 0
             || storm_report
                 .as_ref()
@@ -394,8 +393,24 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
     let online_at_end = shared.online.load(Relaxed);
     stop_tx.send_replace(true);
     let mut outcomes = Vec::with_capacity(n);
-    while let Some(r) = tasks.join_next().await {
-        outcomes.push(r.context("a device task panicked")??);
+    // Devices stop at once (their writes give up after a while); bounded all the same.
+    let joined = tokio::time::timeout(device::RESEND_AFTER * 3, async {
+        while let Some(r) = tasks.join_next().await {
+            outcomes.push(r.context("a device task panicked")??);
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    match joined {
+        Ok(r) => r?,
+        Err(_) => {
+            tasks.abort_all();
+            bail!(
+                "{} devices did not stop within {:?}",
+                n - outcomes.len(),
+                device::RESEND_AFTER * 3
+            );
+        }
     }
     eprintln!("load: checking every acked frame in the gateway ...");
     let http = gw.ports.http;

@@ -226,8 +226,7 @@ pub async fn run_bench(cfg: &DeliveryConfig) -> Result<Vec<DeliveryRun>> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("linli-bench-delivery-{}", std::process::id())),
     };
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
+    crate::gateway::claim_dir(&work, "linli-sim bench delivery")?;
     let r = run_in(cfg, &work).await;
     if cfg.keep {
         eprintln!("kept {}", work.display());

@@ -56,6 +56,26 @@ pub fn claim_dir(dir: &Path, who: &str) -> Result<()> {
     Ok(())
 }
 
+/// The scratch directory of a run: `given`, or `$TMPDIR/{name}-{pid}`, claimed for
+/// `name` (see [`claim_dir`]).
+pub fn scratch_dir(given: Option<&Path>, name: &str) -> Result<PathBuf> {
+    let dir = match given {
+        Some(d) => d.to_owned(),
+        None => std::env::temp_dir().join(format!("{name}-{}", std::process::id())),
+    };
+    claim_dir(&dir, name)?;
+    Ok(dir)
+}
+
+/// After a run: removes its scratch directory, or says where it was kept.
+pub fn leave_scratch(dir: &Path, keep: bool) {
+    if keep {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Where a gateway listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {

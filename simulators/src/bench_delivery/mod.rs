@@ -222,17 +222,9 @@ impl DeliveryRun {
 /// into a seed registry that each run's gateway starts from.
 pub async fn run_bench(cfg: &DeliveryConfig) -> Result<Vec<DeliveryRun>> {
     cfg.check()?;
-    let work = match &cfg.work_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("linli-bench-delivery-{}", std::process::id())),
-    };
-    crate::gateway::claim_dir(&work, "linli-sim bench delivery")?;
+    let work = crate::gateway::scratch_dir(cfg.work_dir.as_deref(), "linli-bench-delivery")?;
     let r = run_in(cfg, &work).await;
-    if cfg.keep {
-        eprintln!("kept {}", work.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&work);
-    }
+    crate::gateway::leave_scratch(&work, cfg.keep);
     r
 }
 

@@ -223,17 +223,9 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport> {
     if !problems.is_empty() {
         bail!("load:\n  {}", problems.join("\n  "));
     }
-    let work = match &cfg.work_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("linli-load-{}", std::process::id())),
-    };
-    crate::gateway::claim_dir(&work, "linli-sim load")?;
+    let work = crate::gateway::scratch_dir(cfg.work_dir.as_deref(), "linli-load")?;
     let r = run_in(cfg, &work).await;
-    if cfg.keep {
-        eprintln!("kept {}", work.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&work);
-    }
+    crate::gateway::leave_scratch(&work, cfg.keep);
     r
 }
 

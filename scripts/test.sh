@@ -20,6 +20,12 @@ command -v socat >/dev/null || need_apt+=(socat)
 command -v mbpoll >/dev/null || need_apt+=(mbpoll)
 # The pendant firmware's on-target test runs on an emulated Cortex-M4 (mps2-an386).
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+# The dashboard's browser tests: Debian's chromium, driven headless by playwright-core
+# (from npm, pinned in tests/browser/package-lock.json) under Debian's node.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -33,6 +39,10 @@ fi
 # loopback ports, so a system broker on 1883 does not disturb them.
 # victoria-metrics is the real server behind the InfluxDB export tests (it serves the
 # InfluxDB v2 write API); the tests start their own on a free port.
+
+# playwright-core only (no browser download: the tests use /usr/bin/chromium).
+echo "==> installing the browser tests' npm packages"
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # The device firmware's no_std logic is built for a Cortex-M4F as well as tested on the host.

@@ -36,6 +36,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Modbus equipment the gateway polls.
     pub modbus: crate::ingest::modbus::config::ModbusConfig,
+    /// The web dashboard: sessions and the street map.
+    pub web: crate::web::WebConfig,
 }
 
 /// `[delivery]`: routing file and channels (see `notify`).
@@ -576,6 +578,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             alarms: AlarmsConfig::default(),
             modbus: Default::default(),
+            web: Default::default(),
         }
     }
 }
@@ -920,6 +923,7 @@ impl Config {
         }
         self.delivery.validate(&mut issues);
         self.modbus.validate(&mut issues);
+        self.web.validate(&mut issues);
         issues
     }
 
@@ -1095,6 +1099,22 @@ give_up_after_s = 86400
 #url = "http://127.0.0.1:9000/linli"
 #secret_env = "LINLI_PLATFORM_SECRET"
 #receives = "events"
+
+[web]
+# The dashboard at http://<http.listen>/ (sign-in: `linli user add`; the first start makes
+# an admin and prints its password once). Sessions end after this long unused, and this
+# long after sign-in whatever happens:
+session_idle_min = 720
+session_max_hours = 24
+# The session cookie is Secure (HTTPS, or http://127.0.0.1 / localhost). Set false only
+# for plain HTTP on a trusted network:
+secure_cookies = true
+# Street assets on the street view's schematic map (no online tiles): one entry each.
+#[[web.map]]
+#asset = "L-1"
+#label = "Lamp 1, Elm St"
+#lat = 31.2301
+#lon = 121.4702
 
 [modbus]
 # Equipment the gateway polls (gateway/MODBUS.md). Each [[modbus.device]] is registered

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod notify;
+pub mod people;
 pub mod pipeline;
 pub mod reading;
 pub mod registry;
@@ -23,6 +24,7 @@ pub mod rules;
 pub mod state;
 pub mod store;
 pub mod supervision;
+pub mod web;
 pub mod worker;
 
 pub use config::Config;

@@ -9,6 +9,8 @@ use linli_gateway::config::{Config, LogFormat, TEMPLATE};
 use linli_gateway::registry::{DeviceProfile, Registry, SubjectKind, Trust};
 use linli_protocol::DeviceKind;
 
+mod user_cmd;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "linli",
@@ -62,6 +64,21 @@ enum Command {
     /// Print the shipped Modbus profiles (street-light, eastron-sdm, pump-station): the
     /// form for your own `modbus.profiles` file.
     ModbusProfiles,
+    /// People who sign in to the dashboard: add, list, passwd, remove.
+    User {
+        #[command(subcommand)]
+        action: user_cmd::UserAction,
+    },
+    /// Print the audit log (sign-ins, views of residents' data, every action), newest
+    /// first: time ms, who, role, action, target, detail.
+    Audit {
+        /// Only records about this target, e.g. `resident:R-1` or `session`.
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -244,6 +261,14 @@ fn run_cli(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::User { action } => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            user_cmd::user(&config, action)
+        }
+        Command::Audit { target, limit } => {
+            let (config, _) = load_config(cli.config.as_deref())?;
+            user_cmd::audit(&config, target.as_deref(), limit)
+        }
         Command::Run => run(cli.config.as_deref()),
     }
 }
@@ -356,11 +381,24 @@ fn run(config_path: Option<&Path>) -> Result<()> {
             }
         });
         println!("Linli gateway is running (config: {source}).");
+        println!("  Dashboard:      http://{}/", gw.http);
+        match &gw.first_admin_password {
+            Some(pw) => println!(
+                "                  first start: sign in as admin / {pw}  (shown once; add people: linli user add NAME --role caregiver --zones wing-a)"
+            ),
+            None => println!(
+                "                  people: linli user list; a new admin password: linli user passwd admin"
+            ),
+        }
         println!("  MQTT (v3.1.1):  {}", gw.mqtt_v4);
         if let Some(v5) = gw.mqtt_v5 {
             println!("  MQTT (v5):      {v5}");
         }
-        println!("  HTTP API:       http://{}/api/devices", gw.http);
+        println!(
+            "  HTTP API:       http://{}/api/devices  (sign in, or send Authorization: Bearer $(cat {}))",
+            gw.http,
+            data_dir.join("api-token").display()
+        );
         println!(
             "  Time series:    http://{}/api/series/list  (then /api/series?device=ID&metric=NAME&step=1m)",
             gw.http

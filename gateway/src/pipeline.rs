@@ -55,6 +55,10 @@ pub struct Shared {
     pub modbus: Option<Arc<Modbus>>,
     /// Settings and commands to firmware devices.
     pub downlinks: Arc<crate::downlink::Downlinks>,
+    /// Dashboard users, sessions, the audit log and the API token.
+    pub people: Arc<crate::people::People>,
+    /// When the gateway started.
+    pub started: std::time::Instant,
     /// Test and maintenance hook: while true the ingest worker takes nothing from its
     /// queue (simulates a slow stage; messages queue up unacked).
     pub paused: AtomicBool,
@@ -101,6 +105,9 @@ pub enum StartError {
     /// The InfluxDB export could not start.
     #[error(transparent)]
     Export(#[from] crate::store::influxdb::ExportError),
+    /// People (users, sessions, API token) could not be opened.
+    #[error(transparent)]
+    People(#[from] crate::people::PeopleError),
     /// A thread could not be spawned.
     #[error("cannot spawn {what}: {source}")]
     Spawn {
@@ -124,6 +131,8 @@ pub struct Gateway {
     pub shared: Arc<Shared>,
     /// What journal recovery found at start.
     pub recovery: Recovery,
+    /// The first start's `admin` password (shown once), when nobody existed yet.
+    pub first_admin_password: Option<String>,
     http_task: tokio::task::JoinHandle<()>,
 }
 
@@ -269,6 +278,14 @@ pub async fn start(
         })?)
     };
 
+    let people = Arc::new(crate::people::People::open(
+        &config.data_dir,
+        crate::people::SessionLimits {
+            idle_ms: config.web.session_idle_min * 60_000,
+            max_ms: config.web.session_max_hours * 3_600_000,
+        },
+    )?);
+    let first_admin_password = people.first_admin(now_ms())?;
     let shared = Arc::new(Shared {
         config: config.clone(),
         registry,
@@ -279,6 +296,8 @@ pub async fn start(
         notify,
         modbus,
         downlinks,
+        people,
+        started: std::time::Instant::now(),
         paused: AtomicBool::new(false),
     });
     if let Some(s) = export_sender {
@@ -349,6 +368,8 @@ pub async fn start(
     })?;
     let app = crate::api::router(shared.clone());
     let http_task = tokio::spawn(async move {
+        // The peer's address: sign-in attempts are slowed per address as well as per name.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -363,6 +384,7 @@ pub async fn start(
         http,
         shared,
         recovery,
+        first_admin_password,
         http_task,
     })
 }

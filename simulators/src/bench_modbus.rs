@@ -92,14 +92,12 @@ fn errors(m: &std::collections::HashMap<String, f64>) -> f64 {
         .sum()
 }
 
-async fn jitter(http: std::net::SocketAddr, reset: bool) -> Result<serde_json::Value> {
+async fn jitter(api: &crate::api::Api, reset: bool) -> Result<serde_json::Value> {
     tokio::task::block_in_place(|| {
-        let body = ureq::get(&format!("http://{http}/api/modbus/jitter?reset={reset}"))
-            .timeout(Duration::from_secs(5))
-            .call()
-            .context("GET /api/modbus/jitter")?
-            .into_string()?;
-        Ok(serde_json::from_str(&body)?)
+        api.get(
+            &format!("/api/modbus/jitter?reset={reset}"),
+            Duration::from_secs(5),
+        )
     })
 }
 
@@ -125,7 +123,8 @@ pub async fn run_once(cfg: &ModbusBenchConfig, dir: &Path) -> Result<ModbusRun> 
     let me = std::process::id().to_string();
     wait_port(http, Duration::from_secs(60)).await?;
     tokio::time::sleep(Duration::from_secs_f64(cfg.warmup_s)).await;
-    jitter(http, true).await?;
+    let api = crate::api::Api::new(&http.to_string(), &dir.join("data"))?;
+    jitter(&api, true).await?;
     let m0 = tokio::task::block_in_place(|| scrape(http))?;
     let (gw0, me0, t0) = (cpu_seconds(&pid)?, cpu_seconds(&me)?, Instant::now());
     let mut left = cfg.seconds;
@@ -145,7 +144,7 @@ pub async fn run_once(cfg: &ModbusBenchConfig, dir: &Path) -> Result<ModbusRun> 
         t0.elapsed().as_secs_f64(),
     );
     let m1 = tokio::task::block_in_place(|| scrape(http))?;
-    let j = jitter(http, false).await?;
+    let j = jitter(&api, false).await?;
     drop(server);
     fleet.shutdown().await?;
     let readings = |m: &std::collections::HashMap<String, f64>| {

@@ -8,6 +8,7 @@
 //! the benchmarks ([`bench`], [`bench_store`], [`bench_alarms`], [`bench_delivery`],
 //! [`bench_modbus`]). Does not own device logic: that is the firmware crate's.
 
+pub mod api;
 pub mod bench;
 pub mod bench_alarms;
 pub mod bench_delivery;

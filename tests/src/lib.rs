@@ -33,6 +33,17 @@ pub struct TestGateway {
     _stop: oneshot::Sender<()>,
 }
 
+/// The machine API token every test gateway is given (written to its data directory's
+/// `api-token` before it starts); the HTTP helpers below send it.
+pub const API_TOKEN: &str = "linli-system-tests-api-token-0123456789abcdef";
+
+/// Writes [`API_TOKEN`] as `data_dir`'s `api-token` (creating the directory).
+pub fn seed_api_token(data_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(data_dir.join("api-token"), API_TOKEN)?;
+    Ok(())
+}
+
 /// A config on port 0 everywhere, in `data_dir`.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut c = Config {
@@ -53,6 +64,7 @@ impl TestGateway {
         let dir = tempfile::tempdir()?;
         let mut c = test_config(dir.path());
         tweak(&mut c);
+        seed_api_token(&c.data_dir)?;
         let (tx, rx) = oneshot::channel::<()>();
         let gw = linli_gateway::start(c, async {
             let _ = rx.await;
@@ -255,7 +267,11 @@ pub fn mosquitto_pub(addr: SocketAddr, dev: &SimDevice, topic: &str, payload: &[
 pub async fn get(url: &str) -> Result<(u16, String)> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || {
-        match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+        let r = ureq::get(&url)
+            .set("authorization", &format!("Bearer {API_TOKEN}"))
+            .timeout(Duration::from_secs(10))
+            .call();
+        match r {
             Ok(r) => Ok((r.status(), r.into_string()?)),
             Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string()?)),
             Err(e) => Err(anyhow::Error::from(e)),
@@ -269,6 +285,7 @@ pub async fn post_json(url: &str, body: serde_json::Value) -> Result<(u16, serde
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || {
         let r = ureq::post(&url)
+            .set("authorization", &format!("Bearer {API_TOKEN}"))
             .timeout(Duration::from_secs(10))
             .send_json(body);
         let (code, text) = match r {
@@ -402,6 +419,7 @@ pub struct ProcessConfig {
 pub fn process_config(dir: &Path, extra: &str) -> Result<ProcessConfig> {
     let port = || -> Result<SocketAddr> { Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))) };
     let (mqtt, mqtt_v5, http) = (port()?, port()?, port()?);
+    seed_api_token(&dir.join("data"))?;
     let path = dir.join("linli.toml");
     std::fs::write(
         &path,

@@ -167,7 +167,8 @@ fn sse(http: &str) -> std::sync::mpsc::Receiver<Value> {
     let (tx, rx) = std::sync::mpsc::channel();
     let url = format!("{http}/api/events");
     std::thread::spawn(move || {
-        let Ok(resp) = ureq::get(&url).call() else {
+        let auth = format!("Bearer {}", API_TOKEN);
+        let Ok(resp) = ureq::get(&url).set("authorization", &auth).call() else {
             return;
         };
         for line in BufReader::new(resp.into_reader()).lines() {

@@ -1,8 +1,9 @@
 //! `/api/alarms`, `/api/notes`, `/api/rules`: alarms with their history, people's
 //! actions (acknowledge, resolve, shelve, out of service, away), and rule reloads.
 //!
-//! Owns these routes' JSON shapes; the decisions are the lifecycle's. Every action names
-//! who did it (`by`); sign-in and roles come with the dashboard.
+//! Owns these routes' JSON shapes; the decisions are the lifecycle's. Every action is
+//! recorded under the signed-in person's name (or, with the API token, the body's `by`);
+//! a caller sees and acts on alarms in their scope only (`scope`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,10 +11,12 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::scope::{audit_view, sees_alarm, Residents};
+use super::session::Caller;
 use super::{bad_request, internal, not_found, ApiError};
 use crate::alarms::db::Filter;
 use crate::alarms::follower::AlarmMetrics;
@@ -22,7 +25,7 @@ use crate::pipeline::Shared;
 
 type S = State<Arc<Shared>>;
 
-fn view(a: &Alarm) -> Value {
+pub(super) fn view(a: &Alarm) -> Value {
     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
     if let Some(o) = v.as_object_mut() {
         o.remove("recent");
@@ -63,14 +66,17 @@ pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> 
         .map_err(|e| bad_request(format!("request body: {}", e.body_text())))
 }
 
-pub(super) fn who(by: &str) -> Result<&str, ApiError> {
-    let by = by.trim();
-    if by.is_empty() || by.len() > 128 {
-        return Err(bad_request(
-            "`by` (who does this, 1-128 characters) is required".into(),
-        ));
+/// 404 unless `caller` may see alarm `id` (alarms outside their scope do not exist
+/// for them); a look at a resident's alarm is audited.
+fn in_scope(s: &Shared, caller: &Caller, id: u64) -> Result<(), ApiError> {
+    let found = tokio::task::block_in_place(|| s.alarms.get(id)).map_err(internal)?;
+    let (a, _) = found.ok_or_else(|| not_found(&format!("alarm {id}")))?;
+    let residents = Residents::load(s)?;
+    let v = view(&a);
+    if !sees_alarm(caller, &residents, &v) {
+        return Err(not_found(&format!("alarm {id}")));
     }
-    Ok(by)
+    Ok(())
 }
 
 /// `GET /api/alarms` query.
@@ -87,6 +93,7 @@ pub struct ListQuery {
 /// Alarms, newest first (`?open=true` for open ones only).
 pub async fn list(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
@@ -98,17 +105,51 @@ pub async fn list(
         limit: q.limit.unwrap_or(200).min(10_000),
     };
     let alarms = tokio::task::block_in_place(|| s.alarms.list(&f)).map_err(internal)?;
-    Ok(Json(
-        json!({ "alarms": alarms.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    let residents = Residents::load(&s)?;
+    let shown: Vec<Value> = alarms
+        .iter()
+        .map(view)
+        .filter(|v| sees_alarm(&caller, &residents, v))
+        .collect();
+    Ok(Json(json!({ "alarms": shown })))
 }
 
 /// One alarm with every transition (who, when, what).
-pub async fn one(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+pub async fn one(
+    State(s): S,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
     let found = tokio::task::block_in_place(|| s.alarms.get(id)).map_err(internal)?;
     let (a, history) = found.ok_or_else(|| not_found(&format!("alarm {id}")))?;
     let mut v = view(&a);
-    v["history"] = serde_json::to_value(history).unwrap_or(Value::Null);
+    let residents = Residents::load(&s)?;
+    if !sees_alarm(&caller, &residents, &v) {
+        return Err(not_found(&format!("alarm {id}")));
+    }
+    if let Some(r) = residents.of_alarm(&v) {
+        audit_view(&s, &caller, &r, &format!("GET /api/alarms/{id}"));
+    }
+    // People's names as others see them, beside the sign-in names the history keeps.
+    let names: std::collections::HashMap<String, String> = s
+        .people
+        .list()
+        .map_err(internal)?
+        .into_iter()
+        .map(|p| (p.name, p.display_name))
+        .collect();
+    let display = |who: &Value| {
+        who.as_str()
+            .and_then(|w| names.get(w))
+            .map_or(Value::Null, |d| json!(d))
+    };
+    v["acked_by_display"] = display(&v["acked_by"]);
+    v["assignee_display"] = display(&v["assignee"]);
+    let mut history = serde_json::to_value(history).unwrap_or(Value::Null);
+    for h in history.as_array_mut().into_iter().flatten() {
+        h["who_display"] = display(&h["who"]);
+    }
+    v["history"] = history;
     Ok(Json(v))
 }
 
@@ -116,6 +157,7 @@ pub async fn one(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>, ApiErr
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActBody {
+    #[serde(default)]
     by: String,
     #[serde(default)]
     note: String,
@@ -126,11 +168,13 @@ pub struct ActBody {
 /// Acknowledges an alarm.
 pub async fn ack(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     b: Result<Json<ActBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
+    in_scope(&s, &caller, id)?;
     act(&s, |c, now| c.alarms.ack(id, by, now, &b.note))
 }
 
@@ -138,6 +182,7 @@ pub async fn ack(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
+    #[serde(default)]
     by: String,
     #[serde(default)]
     to: String,
@@ -148,40 +193,53 @@ pub struct NoteBody {
 /// Assigns an alarm to a person (`to`).
 pub async fn assign(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     b: Result<Json<NoteBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
+    in_scope(&s, &caller, id)?;
     act(&s, |c, now| c.alarms.assign(id, b.to.trim(), by, now))
 }
 
 /// Adds a comment (`text`) to an alarm's history.
 pub async fn comment(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     b: Result<Json<NoteBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
+    in_scope(&s, &caller, id)?;
     act(&s, |c, now| c.alarms.comment(id, &b.text, by, now))
 }
 
 /// Closes an alarm with a disposition.
 pub async fn resolve(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     b: Result<Json<ActBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
-    act(&s, |c, now| c.alarms.resolve(id, by, now, &b.disposition))
+    let by = caller.by(&b.by)?;
+    in_scope(&s, &caller, id)?;
+    // The disposition is what was done; a note adds detail to it.
+    let disposition = match (b.disposition.trim(), b.note.trim()) {
+        (d, "") => d.to_owned(),
+        ("", n) => n.to_owned(),
+        (d, n) => format!("{d} — {n}"),
+    };
+    act(&s, |c, now| c.alarms.resolve(id, by, now, &disposition))
 }
 
 /// Body of shelve.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShelveBody {
+    #[serde(default)]
     by: String,
     seconds: u64,
     reason: String,
@@ -190,11 +248,13 @@ pub struct ShelveBody {
 /// Shelves an alarm (capped; refused for life-safety alarms).
 pub async fn shelve(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     b: Result<Json<ShelveBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
+    in_scope(&s, &caller, id)?;
     if b.reason.trim().is_empty() {
         return Err(bad_request(
             "`reason` is required: say why the alarm is shelved".into(),
@@ -211,11 +271,13 @@ pub async fn shelve(
 /// Takes a shelf off.
 pub async fn unshelve(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<u64>,
     b: Result<Json<ActBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
+    in_scope(&s, &caller, id)?;
     act(&s, |c, now| c.alarms.unshelve(id, by, now))
 }
 
@@ -225,16 +287,18 @@ pub async fn unshelve(
 pub struct OosBody {
     source: String,
     on: bool,
+    #[serde(default)]
     by: String,
 }
 
 /// Takes a source or device out of service (or back).
 pub async fn out_of_service(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     b: Result<Json<OosBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
     if !known(&s, &b.source)? {
         return Err(not_found(&format!(
             "source `{}` (give a device id, or device:ID, resident:ID, asset:ID, zone:ID of a registered device)",
@@ -256,17 +320,19 @@ pub async fn out_of_service(
 #[serde(deny_unknown_fields)]
 pub struct AwayBody {
     on: bool,
+    #[serde(default)]
     by: String,
 }
 
 /// Marks a resident away (away-gated rules raise nothing) or back.
 pub async fn away(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     b: Result<Json<AwayBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
     if !known(&s, &format!("resident:{id}"))? {
         return Err(not_found(&format!(
             "resident {id} (no registered device belongs to them)"

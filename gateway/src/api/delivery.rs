@@ -14,13 +14,15 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
+use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::alarms::{body, who};
+use super::alarms::body;
+use super::scope::{sees_alarm, Residents};
+use super::session::Caller;
 use super::{bad_request, internal, not_found, ApiError};
 use crate::clock::now_ms;
 use crate::notify::router::{work_order_json, Answer};
@@ -34,10 +36,21 @@ type S = State<Arc<Shared>>;
 /// `id:` the event's key, `data:` the documented JSON). A subscriber too slow to keep
 /// up gets an `event: lagged` with how many it missed, and should re-read
 /// `/api/alarms?open=true`.
-pub async fn events(State(s): S) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    State(s): S,
+    Extension(caller): Extension<Caller>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.notify.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let e = match rx.recv().await {
+    let ctx = (s.clone(), caller);
+    let stream = futures_util::stream::unfold((rx, ctx), |(mut rx, ctx)| async move {
+        let e = loop {
+            match rx.recv().await {
+                Ok(ev) if !sees_event(&ctx.0, &ctx.1, &ev.body) => continue,
+                Ok(ev) => break Ok(ev),
+                Err(e) => break Err(e),
+            }
+        };
+        let e = match e {
             Ok(ev) => {
                 let kind = ev
                     .body
@@ -54,9 +67,22 @@ pub async fn events(State(s): S) -> Sse<impl Stream<Item = Result<Event, Infalli
                 .data(json!({"missed": n}).to_string()),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(e), rx))
+        Some((Ok(e), (rx, ctx)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// Whether an event is for `caller`: alarm events for alarms in their scope, work order
+/// events for street roles, anything else (pages) for operations.
+fn sees_event(s: &Shared, caller: &Caller, body: &Value) -> bool {
+    let can = caller.person.role.can();
+    if body.get("type").and_then(Value::as_str) == Some("work_order") && !can.street {
+        return false;
+    }
+    match body.get("alarm") {
+        Some(a) => Residents::load(s).is_ok_and(|r| sees_alarm(caller, &r, a)),
+        None => can.ops,
+    }
 }
 
 /// `GET /api/work-orders` query.
@@ -109,6 +135,7 @@ pub async fn work_order(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>,
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkBody {
+    #[serde(default)]
     by: String,
     #[serde(default)]
     note: String,
@@ -117,6 +144,7 @@ pub struct WorkBody {
 /// `POST /api/work-orders/{id}/{accept|arrive|fixed}`.
 pub async fn work_action(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path((id, action)): Path<(u64, String)>,
     b: Result<Json<WorkBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -126,7 +154,7 @@ pub async fn work_action(
         )));
     }
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
     let w = tokio::task::block_in_place(|| s.notify.work_action(id, &action, by, &b.note))
         .map_err(|e| {
             let (status, code) = match e {
@@ -219,7 +247,12 @@ pub async fn kpis(
     q: Result<Query<KpiQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
-    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 400);
+    Ok(Json(kpi_view(&s, q.hours.unwrap_or(24))?))
+}
+
+/// Answer times over the last `hours` (1 h to 400 days), overall and per team.
+pub(super) fn kpi_view(s: &Shared, hours: u64) -> Result<Value, ApiError> {
+    let hours = hours.clamp(1, 24 * 400);
     let since = now_ms().saturating_sub(hours * 3_600_000);
     let all = tokio::task::block_in_place(|| s.notify.answers(since)).map_err(internal)?;
     let mut teams: std::collections::BTreeMap<&str, Vec<&Answer>> = Default::default();
@@ -230,11 +263,11 @@ pub async fn kpis(
         .iter()
         .map(|(t, l)| ((*t).to_owned(), answer_stats(l)))
         .collect();
-    Ok(Json(json!({
+    Ok(json!({
         "hours": hours,
         "overall": answer_stats(&all.iter().collect::<Vec<_>>()),
         "teams": per_team,
-    })))
+    }))
 }
 
 /// The routing in force: teams with who is on duty now, and the policies.

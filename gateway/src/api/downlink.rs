@@ -9,12 +9,13 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use linli_protocol::report::{Command, Settings, Threshold};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::alarms::{body, who};
+use super::alarms::body;
+use super::session::Caller;
 use super::{internal, not_found, ApiError};
 use crate::clock::now_ms;
 use crate::downlink::{DownlinkError, Order};
@@ -30,6 +31,7 @@ pub struct ConfigBody {
     report_s: Option<u16>,
     alarm_report_s: Option<u16>,
     threshold: Option<Threshold>,
+    #[serde(default)]
     by: String,
 }
 
@@ -38,6 +40,7 @@ pub struct ConfigBody {
 #[serde(deny_unknown_fields)]
 pub struct CommandBody {
     command: Command,
+    #[serde(default)]
     by: String,
 }
 
@@ -74,6 +77,7 @@ fn send(s: &Shared, id: &str, order: Order, by: &str) -> Result<Json<Value>, Api
 /// for devices without sealed downlinks.
 pub async fn config(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     b: Result<Json<ConfigBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -84,17 +88,18 @@ pub async fn config(
         alarm_report_s: b.alarm_report_s,
         threshold: b.threshold,
     };
-    send(&s, &id, Order::Config(settings), who(&b.by)?)
+    send(&s, &id, Order::Config(settings), caller.by(&b.by)?)
 }
 
 /// `POST /api/devices/{id}/command`: like `config`, for a command.
 pub async fn command(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     b: Result<Json<CommandBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    send(&s, &id, Order::Command(b.command), who(&b.by)?)
+    send(&s, &id, Order::Command(b.command), caller.by(&b.by)?)
 }
 
 /// `GET /api/devices/{id}/downlinks` query.

@@ -1,7 +1,9 @@
-//! HTTP API (axum): health, Prometheus metrics, device views, (in `series`) the
-//! time-series store's queries, and (in `alarms`) alarms, people's actions on them and
-//! rule reloads; (in `delivery`) pages, work orders and answer times; (in `modbus`)
-//! polled equipment and commands to it.
+//! HTTP API (axum) and the web dashboard's files: health, Prometheus metrics, device
+//! views, (in `series`) the time-series store's queries, and (in `alarms`) alarms,
+//! people's actions on them and rule reloads; (in `delivery`) pages, work orders and
+//! answer times; (in `modbus`) polled equipment and commands to it; (in `views`) the
+//! dashboard's resident, street-map, operations and audit views. `session` signs people
+//! in and guards every `/api/…` route; `scope` limits what each caller sees.
 //!
 //! Owns routes, JSON shapes and the error envelope
 //! `{"error": {"code": "...", "message": "..."}}`. Actions go to the alarm desk, which
@@ -11,10 +13,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -22,7 +24,12 @@ mod alarms;
 mod delivery;
 mod downlink;
 mod modbus;
+mod scope;
 mod series;
+pub mod session;
+mod views;
+
+use session::Caller;
 
 use crate::clock::now_ms;
 use crate::pipeline::{device_liveness, Shared};
@@ -77,6 +84,17 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/api/session",
+            post(session::sign_in)
+                .get(session::me)
+                .delete(session::sign_out),
+        )
+        .route("/api/residents", get(views::residents))
+        .route("/api/residents/:id", get(views::resident))
+        .route("/api/map", get(views::map))
+        .route("/api/ops", get(views::ops))
+        .route("/api/audit", get(views::audit))
         .route("/metrics", get(metrics))
         .route("/api/devices", get(devices))
         .route("/api/devices/:id", get(device))
@@ -115,8 +133,36 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/modbus/devices/:id/write", post(modbus::write))
         .route("/api/modbus/commands", get(modbus::commands))
         .route("/api/modbus/jitter", get(modbus::jitter))
-        .fallback(|| async { not_found("route") })
+        .fallback(web_asset)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            session::guard,
+        ))
         .with_state(shared)
+}
+
+/// The dashboard's files (anything that is not an API route).
+async fn web_asset(uri: Uri) -> Response {
+    let path = uri.path();
+    let found = (!path.starts_with("/api/"))
+        .then(|| crate::web::asset(path))
+        .flatten();
+    let Some(a) = found else {
+        return not_found("route").into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, a.content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        a.body,
+    )
+        .into_response()
 }
 
 async fn healthz(State(s): State<Arc<Shared>>) -> Response {
@@ -197,8 +243,12 @@ fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> Devi
     }
 }
 
-async fn devices(State(s): State<Arc<Shared>>) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
-    let all = s.registry.all().map_err(internal)?;
+async fn devices(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let mut all = s.registry.all().map_err(internal)?;
+    all.retain(|d| scope::sees_device(&caller, d));
     let status = s.alarms.device_status();
     let views = s.views.lock();
     let now = now_ms();
@@ -218,13 +268,10 @@ async fn devices(State(s): State<Arc<Shared>>) -> Result<Json<Vec<DeviceSummary>
 
 async fn device(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let d = s
-        .registry
-        .get(&id)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(&format!("device {id}")))?;
+    let d = scope::device(&s, &caller, &id, &format!("GET /api/devices/{id}"))?;
     let status = s.alarms.device_status();
     let views = s.views.lock();
     let v = views.get(&id);
@@ -257,13 +304,11 @@ struct ReadingsQuery {
 
 async fn readings(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<ReadingsQuery>,
 ) -> Result<Json<Vec<Reading>>, ApiError> {
-    s.registry
-        .get(&id)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(&format!("device {id}")))?;
+    scope::device(&s, &caller, &id, &format!("GET /api/devices/{id}/readings"))?;
     let views = s.views.lock();
     let limit = q.limit.unwrap_or(100);
     let out = views

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::alarms::{body, who};
+use super::alarms::body;
+use super::session::Caller;
 use super::{internal, not_found, ApiError};
 use crate::clock::now_ms;
 use crate::ingest::modbus::poller::{CommandError, Modbus};
@@ -65,6 +66,7 @@ pub async fn device(State(s): S, Path(id): Path<String>) -> Result<Json<Value>, 
 pub struct WriteBody {
     register: String,
     value: f64,
+    #[serde(default)]
     by: String,
 }
 
@@ -73,11 +75,12 @@ pub struct WriteBody {
 /// or value; 502 when the device did not take it (the record says why).
 pub async fn write(
     State(s): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     b: Result<Json<WriteBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let b = body(b)?;
-    let by = who(&b.by)?;
+    let by = caller.by(&b.by)?;
     let m = poller(&s)?;
     match m.command(&id, &b.register, b.value, "api", by).await {
         Ok(r) => Ok(Json(json!(r))),

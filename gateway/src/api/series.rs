@@ -1,7 +1,9 @@
 //! HTTP routes of the time-series store: a series' points (raw or bucketed) as JSON or
 //! CSV, the series catalogue, and the latest value of every metric of a device.
 //!
-//! Owns query-parameter parsing and response shapes; the store answers the queries.
+//! Owns query-parameter parsing and response shapes; the store answers the queries. A
+//! caller sees only the devices in their scope (`scope`); a look at a resident's series
+//! is audited.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -9,11 +11,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{internal, ApiError};
+use super::session::Caller;
+use super::{internal, scope, ApiError};
 use crate::clock::now_ms;
 use crate::pipeline::Shared;
 use crate::store::rollup::Agg;
@@ -169,8 +172,18 @@ fn run(store: &Store, p: &Plan) -> Result<Vec<(i64, f64)>, ApiError> {
     }
 }
 
-async fn query(s: Arc<Shared>, q: SeriesQuery) -> Result<(Plan, Vec<(i64, f64)>), ApiError> {
+async fn query(
+    s: Arc<Shared>,
+    caller: &Caller,
+    q: SeriesQuery,
+) -> Result<(Plan, Vec<(i64, f64)>), ApiError> {
     let p = plan(q)?;
+    scope::device(
+        &s,
+        caller,
+        &p.device,
+        &format!("GET /api/series {}", p.metric),
+    )?;
     tokio::task::spawn_blocking(move || {
         let points = run(&s.store, &p)?;
         Ok((p, points))
@@ -182,9 +195,10 @@ async fn query(s: Arc<Shared>, q: SeriesQuery) -> Result<(Plan, Vec<(i64, f64)>)
 /// `GET /api/series`: JSON `{device, metric, from, to, step, agg, points: [[ms, value]]}`.
 pub async fn series(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<SeriesQuery>,
 ) -> Result<Response, ApiError> {
-    let (p, points) = query(s, q).await?;
+    let (p, points) = query(s, &caller, q).await?;
     let (step, agg) = match p.step {
         Some((ms, agg)) => (Some(ms), Some(format!("{agg:?}").to_lowercase())),
         None => (None, None),
@@ -204,9 +218,10 @@ pub async fn series(
 /// `GET /api/series.csv`: the same query as CSV (`time_ms,value`), as a download.
 pub async fn series_csv(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<SeriesQuery>,
 ) -> Result<Response, ApiError> {
-    let (p, points) = query(s, q).await?;
+    let (p, points) = query(s, &caller, q).await?;
     let mut body = String::with_capacity(points.len() * 24 + 16);
     body.push_str("time_ms,value\n");
     for (t, v) in points {
@@ -235,20 +250,35 @@ pub struct ListQuery {
 /// `GET /api/series/list`: the series catalogue.
 pub async fn list(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let list = tokio::task::spawn_blocking(move || s.store.series(q.device.as_deref()))
+    if let Some(d) = &q.device {
+        scope::device(&s, &caller, d, "GET /api/series/list")?;
+    }
+    let visible: std::collections::HashSet<String> = s
+        .registry
+        .all()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|d| scope::sees_device(&caller, d))
+        .map(|d| d.profile.id.clone())
+        .collect();
+    let mut list = tokio::task::spawn_blocking(move || s.store.series(q.device.as_deref()))
         .await
         .map_err(internal)?
         .map_err(internal)?;
+    list.retain(|x| visible.contains(&x.device));
     Ok(Json(list).into_response())
 }
 
 /// `GET /api/devices/:id/latest`: latest value of every metric of a device.
 pub async fn latest(
     State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    scope::device(&s, &caller, &id, &format!("GET /api/devices/{id}/latest"))?;
     let latest = tokio::task::spawn_blocking(move || s.store.latest(&id))
         .await
         .map_err(internal)?

@@ -13,6 +13,7 @@ use linli_firmware::fall::scenario::Kind;
 use serde_json::{json, Value};
 
 use super::format::{parse_clock, Action, Expect, Scenario, Step};
+use crate::api::Api;
 use crate::fleet;
 
 /// The gateway a scenario runs against.
@@ -93,39 +94,34 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-async fn http_get(url: String) -> Option<Value> {
-    let got = tokio::task::spawn_blocking(move || {
-        ureq::get(&url)
-            .timeout(Duration::from_secs(5))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-    })
-    .await
-    .ok()
-    .flatten();
-    got.and_then(|t| serde_json::from_str::<Value>(&t).ok())
+/// The gateway's API, with its token.
+fn api(target: &Target) -> Result<Api> {
+    Api::new(&target.http, &target.data_dir)
 }
 
 /// The alarms raised since `since_ms` (wall clock): a gateway that ran earlier
 /// scenarios keeps their alarms.
-async fn alarms(http: &str, since_ms: u64) -> Vec<Value> {
-    http_get(format!("{http}/api/alarms?since={since_ms}"))
-        .await
-        .and_then(|v| v["alarms"].as_array().cloned())
-        .unwrap_or_default()
+async fn alarms(target: &Target, since_ms: u64) -> Vec<Value> {
+    let Ok(api) = api(target) else {
+        return Vec::new();
+    };
+    tokio::task::spawn_blocking(move || {
+        api.get(
+            &format!("/api/alarms?since={since_ms}"),
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .and_then(|v| v["alarms"].as_array().cloned())
+    .unwrap_or_default()
 }
 
-async fn post(url: String, body: Value) -> Result<()> {
-    tokio::task::spawn_blocking(move || {
-        ureq::post(&url)
-            .set("content-type", "application/json")
-            .timeout(Duration::from_secs(5))
-            .send_string(&body.to_string())
-            .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))
-    })
-    .await?
+async fn post(target: &Target, path: String, body: Value) -> Result<()> {
+    let api = api(target)?;
+    tokio::task::spawn_blocking(move || api.post(&path, &body, Duration::from_secs(5)).map(|_| ()))
+        .await?
 }
 
 /// The roster changes: `file` replaces the gateway's routing file, which it reloads.
@@ -138,7 +134,7 @@ async fn roster(target: &Target, file: &Path) -> Result<()> {
     };
     std::fs::copy(file, routing)
         .with_context(|| format!("copying {} to {}", file.display(), routing.display()))?;
-    post(format!("{}/api/routing/reload", target.http), json!({}))
+    post(target, "/api/routing/reload".into(), json!({}))
         .await
         .context("the gateway refused the new roster")
 }
@@ -201,7 +197,7 @@ pub async fn play(
     let outcome = play_story(sc, fl, target, progress).await;
     if let Some((path, Some(text))) = original {
         let restored = match std::fs::write(path, text) {
-            Ok(()) => post(format!("{}/api/routing/reload", target.http), json!({})).await,
+            Ok(()) => post(target, "/api/routing/reload".into(), json!({})).await,
             Err(e) => Err(e.into()),
         };
         if let Err(e) = restored {
@@ -252,7 +248,7 @@ async fn play_story(
             perform(fl, target, sc, s).await?;
             next += 1;
         }
-        let raised = alarms(&target.http, since_ms).await;
+        let raised = alarms(target, since_ms).await;
         for a in &raised {
             if announced.insert(a["id"].as_u64().unwrap_or(0)) {
                 progress(format!(
@@ -361,12 +357,9 @@ async fn perform(fl: &fleet::Fleet, target: &Target, sc: &Scenario, s: &Step) ->
         (A::SwitchOn | A::SwitchOff, H::StreetLight(_)) => {
             let body =
                 json!({"command": {"relay": {"on": s.action == A::SwitchOn}}, "by": "scenario"});
-            post(
-                format!("{}/api/devices/{device}/command", target.http),
-                body,
-            )
-            .await
-            .with_context(|| format!("switching {device}"))?;
+            post(target, format!("/api/devices/{device}/command"), body)
+                .await
+                .with_context(|| format!("switching {device}"))?;
         }
         (A::WaterRises, H::WaterLevel(w)) => w.rise(mm_per_min),
         (A::WaterRises, H::Manhole(c)) => c.water().rise(mm_per_min),

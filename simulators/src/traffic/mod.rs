@@ -405,9 +405,9 @@ async fn run_in(cfg: &LoadConfig, work: &std::path::Path) -> Result<LoadReport> 
         }
     }
     eprintln!("load: checking every acked frame in the gateway ...");
-    let http = gw.ports.http;
+    let api = crate::api::Api::new(&gw.ports.http.to_string(), &gw.data)?;
     let check =
-        tokio::task::spawn_blocking(move || summary::check(http, &outcomes, recent)).await??;
+        tokio::task::spawn_blocking(move || summary::check(&api, &outcomes, recent)).await??;
     let gateway_peak_rss_mib = gw.peak_rss_mib();
     gw.stop();
     let mut latencies = std::mem::take(

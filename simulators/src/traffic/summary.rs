@@ -4,9 +4,9 @@
 //! Owns the figures and their presentation; does not run anything.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::api::Api;
 use anyhow::{Context, Result};
 use linli_protocol::DeviceKind;
 
@@ -218,17 +218,15 @@ impl Check {
 /// Looks up each device's acked frames (its counters 1 ..= last, less those still
 /// waiting) among the gateway's readings of it; the gateway keeps the newest `recent`
 /// per device in memory, so older ones are not looked up.
-pub fn check(http: SocketAddr, outcomes: &[Outcome], recent: usize) -> Result<Check> {
+pub fn check(api: &Api, outcomes: &[Outcome], recent: usize) -> Result<Check> {
     let mut c = Check::default();
     for o in outcomes {
-        let url = format!("http://{http}/api/devices/{}/readings?limit={recent}", o.id);
-        let body = ureq::get(&url)
-            .timeout(Duration::from_secs(30))
-            .call()
-            .with_context(|| format!("GET {url}"))?
-            .into_string()?;
+        let body = api.get(
+            &format!("/api/devices/{}/readings?limit={recent}", o.id),
+            Duration::from_secs(30),
+        )?;
         let readings: Vec<serde_json::Value> =
-            serde_json::from_str(&body).with_context(|| format!("readings of {}", o.id))?;
+            serde_json::from_value(body).with_context(|| format!("readings of {}", o.id))?;
         let counters: Vec<u64> = readings
             .iter()
             .filter_map(|r| r.get("counter").and_then(serde_json::Value::as_u64))

@@ -4,9 +4,10 @@
 //! the people on the roster paged on a simulated phone — so a newcomer sees the product
 //! work end to end.
 //!
-//! Owns the demo's directory, the gateway's demo config and the run (the storyline is
-//! the shipped scenario `scenarios/neighbourhood.toml`). Does not own the scenario
-//! runner, the fleet or the gateway.
+//! Owns the demo's directory, the gateway's demo config (with the street map's
+//! coordinates), the dashboard's demo people and the run (the storyline is the shipped
+//! scenario `scenarios/neighbourhood.toml`). Does not own the scenario runner, the fleet
+//! or the gateway.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,97 @@ const FILES: [(&str, &str); 3] = [
 
 /// The page webhook's secret (loopback only).
 const SECRET: &str = "linli-demo-pager";
+
+/// The street map: where the neighbourhood's street assets stand (Elm Street runs east
+/// from the care home; the underpass is at its far end).
+const MAP: &str = r#"
+[web]
+[[web.map]]
+asset = "L-ELM-1"
+label = "Elm St lamp 1"
+lat = 31.23010
+lon = 121.47010
+[[web.map]]
+asset = "L-ELM-2"
+label = "Elm St lamp 2"
+lat = 31.23012
+lon = 121.47060
+[[web.map]]
+asset = "L-ELM-3"
+label = "Elm St lamp 3"
+lat = 31.23014
+lon = 121.47110
+[[web.map]]
+asset = "L-ELM-4"
+label = "Elm St lamp 4"
+lat = 31.23016
+lon = 121.47160
+[[web.map]]
+asset = "M-ELM-1"
+label = "Manhole"
+lat = 31.22995
+lon = 121.47085
+[[web.map]]
+asset = "B-ELM-1"
+label = "Bin 1"
+lat = 31.23030
+lon = 121.47035
+[[web.map]]
+asset = "B-ELM-2"
+label = "Bin 2"
+lat = 31.23030
+lon = 121.47135
+[[web.map]]
+asset = "U-ELM-1"
+label = "Underpass"
+lat = 31.22990
+lon = 121.47210
+"#;
+
+/// The dashboard's people in the demo: (name, shown as, role, zones).
+const PEOPLE: [(&str, &str, linli_gateway::people::Role, &str); 4] = {
+    use linli_gateway::people::Role;
+    [
+        (
+            "zhang.min",
+            "Zhang Min",
+            Role::Caregiver,
+            "wing-a,east-district",
+        ),
+        ("li.wei", "Li Wei", Role::Crew, "elm-street,underpass"),
+        ("chen.jing", "Chen Jing", Role::Supervisor, "*"),
+        ("admin", "Administrator", Role::Admin, "*"),
+    ]
+};
+
+/// Adds the demo's people with fresh passwords; returns (name, role, password) to show.
+fn add_people(data: &Path) -> Result<Vec<(String, &'static str, String)>> {
+    use linli_gateway::people::{People, SessionLimits};
+    let people = People::open(
+        data,
+        SessionLimits {
+            idle_ms: 12 * 3_600_000,
+            max_ms: 24 * 3_600_000,
+        },
+    )?;
+    let mut out = Vec::new();
+    for (name, display, role, zones) in PEOPLE {
+        let mut b = [0u8; 6];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+        let pw = format!("demo-{}", hex::encode(b));
+        let zones: Vec<String> = zones.split(',').map(str::to_owned).collect();
+        people.add(
+            name,
+            display,
+            role,
+            &zones,
+            &pw,
+            linli_gateway::clock::now_ms(),
+        )?;
+        out.push((name.to_owned(), role.as_str(), pw));
+    }
+    Ok(out)
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -74,7 +166,7 @@ fn config_text(data: &Path, p: &Ports, routing: &Path, pager: &str) -> String {
         "# Written by linli-sim demo.\ndata_dir = {data:?}\n\n[broker]\nlisten_v4 = \"{}\"\nlisten_v5 = \"{}\"\n\n\
          [http]\nlisten = \"{}\"\n\n[delivery]\nrouting = {routing:?}\n\n\
          # The people's phones: the demo's pager.\n[[delivery.webhook]]\nname = \"phone\"\nurl = \"{pager}\"\n\
-         secret = \"{SECRET}\"\nreceives = \"pages\"\n\n[log]\nlevel = \"info,rumqttd=warn\"\n",
+         secret = \"{SECRET}\"\nreceives = \"pages\"\n\n[log]\nlevel = \"info,rumqttd=warn\"\n{MAP}",
         p.mqtt, p.mqtt5, p.http
     )
 }
@@ -113,6 +205,7 @@ pub async fn run(cfg: &DemoConfig, say: &mut dyn FnMut(String)) -> Result<Outcom
         Some(log.clone()),
         |data, p| config_text(data, p, &routing, &pager.url()),
     )?;
+    let people = add_people(&gw.data)?;
     gw.start()
         .await
         .with_context(|| format!("starting the gateway (its log: {})", log.display()))?;
@@ -124,6 +217,12 @@ pub async fn run(cfg: &DemoConfig, say: &mut dyn FnMut(String)) -> Result<Outcom
         sc.speed,
         minutes(60.0) / 60.0
     ));
+    say(format!(
+        "  dashboard {http}/  sign in as (passwords made for this run):"
+    ));
+    for (name, role, pw) in &people {
+        say(format!("           {name:<10} {role:<10} {pw}"));
+    }
     say(format!(
         "  gateway  {http}   alarms {http}/api/alarms   devices {http}/api/devices"
     ));
@@ -138,7 +237,10 @@ pub async fn run(cfg: &DemoConfig, say: &mut dyn FnMut(String)) -> Result<Outcom
         "  files    {} (config linli.toml, log linli.log, roster routing.toml)",
         dir.display()
     ));
-    say(format!("  try      curl -s {http}/api/alarms"));
+    say(format!(
+        "  try      curl -s -H \"Authorization: Bearer $(cat {})\" {http}/api/alarms",
+        gw.data.join("api-token").display()
+    ));
 
     let members = fleet::provision(&sc.fleet(), &gw.data)?;
     let n = members.len();

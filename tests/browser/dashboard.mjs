@@ -1,7 +1,8 @@
 // The dashboard's acceptance walk in a real browser (Debian's chromium, headless, through
 // playwright-core): a caregiver sees a fall arrive live, acknowledges and resolves it; a
-// crew member sees the failed lamp and its work order and no resident's data; repeated
-// wrong passwords slow sign-in down. Screenshots go to SHOTS_DIR.
+// crew member sees the failed lamp and its work order and no resident's data; a
+// supervisor sees every device and the gateway's health; repeated wrong passwords slow
+// sign-in down. Screenshots go to SHOTS_DIR.
 //
 // Started by tests/tests/dashboard.rs, which runs the gateway and the simulated devices.
 // It talks to that test over stdin/stdout: it prints `need fall` when the caregiver's
@@ -21,6 +22,8 @@ const env = (k) => {
 const BASE = env('LINLI_URL');
 const CARER = { name: env('CAREGIVER_NAME'), password: env('CAREGIVER_PASSWORD'), display: env('CAREGIVER_DISPLAY') };
 const CREW = { name: env('CREW_NAME'), password: env('CREW_PASSWORD'), display: env('CREW_DISPLAY') };
+const SUPERVISOR = { name: env('SUPERVISOR_NAME'), password: env('SUPERVISOR_PASSWORD'), display: env('SUPERVISOR_DISPLAY') };
+const JUNK_DEVICE = env('JUNK_DEVICE');
 const RESIDENT = env('RESIDENT');
 const RESIDENT_DEVICE = env('RESIDENT_DEVICE');
 const LAMP = env('LAMP_ASSET');
@@ -187,6 +190,34 @@ async function crew(browser) {
   await ctx.close();
 }
 
+async function supervisor(browser) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await ctx.newPage();
+  await signIn(page, SUPERVISOR);
+  for (const view of ['#/residents', '#/street', '#/ops']) {
+    check(await page.locator(`a[href="${view}"]`).isVisible(), `a supervisor has ${view}`);
+  }
+  await page.goto(`${BASE}/#/ops`);
+  await page.getByTestId('ops-view').waitFor();
+  const devices = page.getByTestId('ops-devices');
+  for (const id of [RESIDENT_DEVICE, 'elm-lamp-1', JUNK_DEVICE]) {
+    await devices.locator('tr', { hasText: id }).first().waitFor({ timeout: 20_000 });
+  }
+  check(true, 'operations lists every device with its liveness, battery and firmware');
+  const lamp = await devices.locator('tr', { hasText: 'elm-lamp-1' }).first().innerText();
+  check(/\bok\b/i.test(lamp), `a reporting lamp is live (${lamp.replace(/\s+/g, ' ')})`);
+  // The junk frame the test sent is counted under its reason.
+  const rejections = page.getByTestId('ops-rejections');
+  await rejections.waitFor({ timeout: 20_000 });
+  const text = await rejections.innerText();
+  check(text.trim().length > 0 && /\d/.test(text), `rejections by reason are shown (${text.replace(/\s+/g, ' ')})`);
+  const health = await page.getByTestId('ops-health').innerText();
+  check(/spool/i.test(health) && /ingest|readings/i.test(health), 'gateway health shows ingest and the spool');
+  await page.screenshot({ path: join(SHOTS, 'operations.png'), fullPage: true });
+  log('screenshot', join(SHOTS, 'operations.png'));
+  await ctx.close();
+}
+
 async function bruteForce(browser) {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
@@ -221,6 +252,8 @@ async function main() {
   try {
     await caregiver(browser);
     await crew(browser);
+    await supervisor(browser);
+    // Last: it slows every sign-in from this address for a while.
     await bruteForce(browser);
   } finally {
     await browser.close();

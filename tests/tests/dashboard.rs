@@ -6,7 +6,8 @@
 //! The browser script does the people's part and checks what they see; this test runs
 //! the world (a lamp fails before, the wearer falls when the caregiver's inbox is open)
 //! and checks afterwards what the gateway recorded: the alarm's history and the audit log
-//! name the caregiver. Screenshots: `target/test-artefacts/dashboard/*.png`.
+//! name the caregiver. A supervisor's operations view shows a junk frame's rejection.
+//! Screenshots: `target/test-artefacts/dashboard/*.png`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use linli_firmware::fall::scenario::Kind;
+use linli_protocol::topic::UpChannel;
 use linli_sim::fleet::{self, Description};
 use linli_sim::virtual_board::Handle;
 use linli_system_tests::*;
@@ -62,6 +64,10 @@ zone = "elm-street"
 
 const CARER: (&str, &str, &str) = ("zhang.min", "Zhang Min", "night-shift-wing-a");
 const CREW: (&str, &str, &str) = ("li.wei", "Li Wei", "lamps-and-drains-7");
+const SUPERVISOR: (&str, &str, &str) = ("chen.jing", "Chen Jing", "whole-district-3");
+
+/// The screenshots the walk saves.
+const SHOTS: [&str; 4] = ["inbox.png", "resident.png", "street.png", "operations.png"];
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -111,6 +117,16 @@ async fn caregiver_and_crew_work_their_alarms_in_a_real_browser() -> Result<()> 
     let c = process_config(dir.path(), WEB)?;
     add_person(&c.path, CARER.0, CARER.1, "caregiver", "wing-a", CARER.2)?;
     add_person(&c.path, CREW.0, CREW.1, "crew", "elm-street", CREW.2)?;
+    add_person(
+        &c.path,
+        SUPERVISOR.0,
+        SUPERVISOR.1,
+        "supervisor",
+        "*",
+        SUPERVISOR.2,
+    )?;
+    // A device that sends junk: operations shows the rejection by its reason.
+    let junk = provision_cli(&c.path, "junk-1", "pendant")?;
     let description = Description::parse(FLEET, Path::new("fleet.toml"))?;
     let members = fleet::provision(&description, &dir.path().join("data"))?;
     let gw = spawn_gateway(&c.path, c.mqtt, c.http).await?;
@@ -134,6 +150,12 @@ async fn caregiver_and_crew_work_their_alarms_in_a_real_browser() -> Result<()> 
         Some(Handle::StreetLight(l)) => l.set_broken(true),
         _ => bail!("elm-lamp-1 is not a street light"),
     }
+    mosquitto_pub(
+        c.mqtt,
+        &junk,
+        &junk.topic(UpChannel::Telemetry),
+        b"not a sealed frame",
+    )?;
     let wearer = fleet
         .wearer("wing-a-pendant-1")
         .cloned()
@@ -142,7 +164,7 @@ async fn caregiver_and_crew_work_their_alarms_in_a_real_browser() -> Result<()> 
     // The browser does the people's part.
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artefacts/dashboard");
     std::fs::create_dir_all(&shots)?;
-    for f in ["inbox.png", "resident.png", "street.png"] {
+    for f in SHOTS {
         let _ = std::fs::remove_file(shots.join(f));
     }
     let mut node = Command::new("node")
@@ -155,6 +177,10 @@ async fn caregiver_and_crew_work_their_alarms_in_a_real_browser() -> Result<()> 
         .env("CREW_NAME", CREW.0)
         .env("CREW_DISPLAY", CREW.1)
         .env("CREW_PASSWORD", CREW.2)
+        .env("SUPERVISOR_NAME", SUPERVISOR.0)
+        .env("SUPERVISOR_DISPLAY", SUPERVISOR.1)
+        .env("SUPERVISOR_PASSWORD", SUPERVISOR.2)
+        .env("JUNK_DEVICE", "junk-1")
         .env("RESIDENT", "R-W-1")
         .env("RESIDENT_DEVICE", "wing-a-pendant-1")
         .env("LAMP_ASSET", "L-ELM-1")
@@ -243,7 +269,7 @@ async fn caregiver_and_crew_work_their_alarms_in_a_real_browser() -> Result<()> 
     assert!(!has(CREW.0, "view", "resident:"), "{audit}");
     assert!(has(CREW.0, "sign_in_failed", "session"), "{audit}");
 
-    for f in ["inbox.png", "resident.png", "street.png"] {
+    for f in SHOTS {
         let len = std::fs::metadata(shots.join(f))
             .with_context(|| format!("screenshot {f}"))?
             .len();

@@ -175,7 +175,7 @@ pub async fn resident(
     timeline.sort_by_key(|t| std::cmp::Reverse(t["t_ms"].as_u64().unwrap_or(0)));
     timeline.truncate(500);
     let ids: BTreeSet<String> = devices.iter().map(|(d, _)| d.profile.id.clone()).collect();
-    let series: Vec<Value> = {
+    let mut series: Vec<(usize, String, String)> = {
         let s2 = s.clone();
         tokio::task::spawn_blocking(move || s2.store.series(None))
             .await
@@ -183,9 +183,14 @@ pub async fn resident(
             .map_err(internal)?
             .into_iter()
             .filter(|x| ids.contains(&x.device))
-            .map(|x| json!({"device": x.device, "metric": x.metric}))
+            .filter_map(|x| Some((chart_rank(&x.metric)?, x.device, x.metric)))
             .collect()
     };
+    series.sort();
+    let series: Vec<Value> = series
+        .into_iter()
+        .map(|(_, device, metric)| json!({"device": device, "metric": metric}))
+        .collect();
     Ok(Json(json!({
         "id": id,
         "site": site,
@@ -195,6 +200,29 @@ pub async fn resident(
         "timeline": timeline,
         "series": series,
     })))
+}
+
+/// Where a metric's chart goes on a resident's page: vital signs first, then activity,
+/// then the devices' health; `None` for what says nothing about the resident (uptime,
+/// radio, event counters).
+fn chart_rank(metric: &str) -> Option<usize> {
+    const ORDER: [&str; 14] = [
+        "heart_rate_bpm",
+        "spo2_pct",
+        "respiration_bpm",
+        "vitals_quality",
+        "bed_occupied",
+        "activity",
+        "steps",
+        "still_s",
+        "motion",
+        "motion_count",
+        "door_open",
+        "impact_g",
+        "battery_pct",
+        "battery_v",
+    ];
+    ORDER.iter().position(|m| *m == metric)
 }
 
 /// The state an asset is drawn in: `alarm` (an open alarm of its own), `unknown` (no

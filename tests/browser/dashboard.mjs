@@ -71,7 +71,7 @@ async function caregiver(browser) {
 
   await signIn(page, CARER);
   const cookies = await ctx.cookies();
-  const session = cookies.find((c) => c.name === 'linli_session');
+  const session = cookies.find((c) => c.name === '__Host-linli_session');
   check(session && session.httpOnly && session.secure && session.sameSite === 'Strict',
     'the session cookie is HttpOnly, Secure and SameSite=Strict');
   check(await page.locator('a[href="#/residents"]').isVisible(), 'a caregiver has the Residents view');
@@ -95,12 +95,22 @@ async function caregiver(browser) {
   check(sound === 'playing', `the P1 sound plays (data-sound=${sound})`);
   await page.screenshot({ path: join(SHOTS, 'inbox.png'), fullPage: true });
   log('screenshot', join(SHOTS, 'inbox.png'));
+  // On a tablet held upright: nothing wider than the screen, buttons big enough to tap.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the inbox fits a 768 px tablet (overflow ${overflow} px)`);
+  const ackBox = await row.locator('button[data-action="ack"]').boundingBox();
+  check(ackBox && ackBox.height >= 44, `the acknowledge button is a 44 px touch target (${ackBox && ackBox.height} px)`);
+  await page.screenshot({ path: join(SHOTS, 'inbox-tablet.png') });
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // Acknowledge.
   await row.locator('button[data-action="ack"]').click();
   await page.locator(`[data-alarm-id="${id}"][data-state="active_acked"]`).waitFor({ timeout: 20_000 });
   await page.getByTestId('p1-banner').waitFor({ state: 'hidden', timeout: 20_000 });
   check(true, 'acknowledged: the row shows acked and the banner is gone');
+  const tta = await page.locator(`[data-alarm-id="${id}"] [data-testid="time-to-ack"]`).innerText();
+  check(/\d/.test(tta), `the row shows the time to acknowledge ("${tta.trim()}")`);
 
   // Resolve with a disposition.
   await page.locator(`[data-alarm-id="${id}"] button[data-action="resolve"]`).click();

@@ -67,7 +67,13 @@ const CREW: (&str, &str, &str) = ("li.wei", "Li Wei", "lamps-and-drains-7");
 const SUPERVISOR: (&str, &str, &str) = ("chen.jing", "Chen Jing", "whole-district-3");
 
 /// The screenshots the walk saves.
-const SHOTS: [&str; 4] = ["inbox.png", "resident.png", "street.png", "operations.png"];
+const SHOTS: [&str; 5] = [
+    "inbox.png",
+    "inbox-tablet.png",
+    "resident.png",
+    "street.png",
+    "operations.png",
+];
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")

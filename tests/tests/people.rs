@@ -15,6 +15,23 @@ use linli_sim::device::SimDevice;
 use linli_system_tests::*;
 use serde_json::{json, Value};
 
+/// Adds a person to the gateway's people.
+fn add(
+    gw: &TestGateway,
+    name: &str,
+    display: &str,
+    role: Role,
+    zones: &[&str],
+    pw: &str,
+) -> Result<()> {
+    let zones: Vec<String> = zones.iter().map(|z| z.to_string()).collect();
+    Ok(gw
+        .gw
+        .shared
+        .people
+        .add(name, display, role, &zones, pw, 0)?)
+}
+
 /// An HTTP answer: status, `Set-Cookie`, parsed body.
 struct Answer {
     status: u16,
@@ -27,7 +44,7 @@ fn call(method: &str, url: &str, auth: Auth<'_>, body: Option<&str>) -> Result<A
     let mut r = ureq::request(method, url).timeout(Duration::from_secs(10));
     match auth {
         Auth::None => {}
-        Auth::Cookie(c) => r = r.set("cookie", &format!("linli_session={c}")),
+        Auth::Cookie(c) => r = r.set("cookie", &format!("__Host-linli_session={c}")),
         Auth::Bearer(t) => r = r.set("authorization", &format!("Bearer {t}")),
     }
     let res = match body {
@@ -72,7 +89,7 @@ fn sign_in(http: &str, name: &str, password: &str) -> Result<String> {
         a.body
     );
     let c = a.cookie.context("a session cookie")?;
-    Ok(c.trim_start_matches("linli_session=")
+    Ok(c.trim_start_matches("__Host-linli_session=")
         .split(';')
         .next()
         .unwrap_or_default()
@@ -117,14 +134,13 @@ async fn send(gw: &TestGateway, dev: &mut SimDevice, r: Report) -> Result<()> {
 async fn nothing_answers_without_a_caller_and_a_session_lives_until_sign_out() -> Result<()> {
     let gw = TestGateway::start(|_| {}).await?;
     let http = gw.http();
-    let people = &gw.gw.shared.people;
-    people.add(
+    add(
+        &gw,
         "zhang",
         "Zhang Min",
         Role::Caregiver,
-        &["wing-a".into()],
+        &["wing-a"],
         "night-shift-1",
-        0,
     )?;
 
     // No caller, a wrong token, a wrong cookie: 401 with what to do.
@@ -299,38 +315,37 @@ async fn nothing_answers_without_a_caller_and_a_session_lives_until_sign_out() -
 async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> {
     let gw = TestGateway::start(|_| {}).await?;
     let http = gw.http();
-    let people = &gw.gw.shared.people;
-    people.add(
+    add(
+        &gw,
         "zhang",
         "Zhang Min",
         Role::Caregiver,
-        &["wing-a".into()],
+        &["wing-a"],
         "night-shift-1",
-        0,
     )?;
-    people.add(
+    add(
+        &gw,
         "wang",
         "Wang Fang",
         Role::Caregiver,
-        &["wing-b".into()],
+        &["wing-b"],
         "night-shift-2",
-        0,
     )?;
-    people.add(
+    add(
+        &gw,
         "li",
         "Li Wei",
         Role::Crew,
-        &["wing-a".into(), "elm-street".into()],
+        &["wing-a", "elm-street"],
         "lamps-and-drains",
-        0,
     )?;
-    people.add(
+    add(
+        &gw,
         "chen",
         "Chen Jing",
         Role::Supervisor,
-        &["*".into()],
+        &["*"],
         "supervisor-1",
-        0,
     )?;
     let reg = Registry::open(gw.dir.path())?;
     let mut a = device(
@@ -465,17 +480,74 @@ async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> 
         (&li, "GET", "/api/ops", 403),
         (&zhang, "GET", "/api/residents/R-A", 200),
         (&zhang, "GET", "/api/residents/R-B", 404),
-        (&zhang, "GET", "/api/devices/pendant-b", 403),
+        (&zhang, "GET", "/api/devices/pendant-b", 404),
+        (&zhang, "GET", "/api/series/list?device=pendant-b", 404),
         (&zhang, "GET", "/api/work-orders", 403),
         (&zhang, "POST", "/api/devices/pendant-a/command", 403),
         (&chen, "GET", "/api/ops", 200),
         (&chen, "GET", "/api/audit", 200),
+        (&wang, "GET", "/api/kpis", 403),
+        (&wang, "GET", "/api/notes", 403),
         (&chen, "POST", "/api/rules/reload", 403),
     ] {
         let body = (method == "POST").then_some(r#"{"command": "identify"}"#);
         let a = call(method, &format!("{http}{path}"), Auth::Cookie(who), body)?;
         assert_eq!(a.status, want, "{method} {path}: {}", a.body);
     }
+    // Acting on another zone's resident or source: not found for them.
+    let away = call(
+        "POST",
+        &format!("{http}/api/residents/R-B/away"),
+        Auth::Cookie(&zhang),
+        Some(r#"{"on": true}"#),
+    )?;
+    assert_eq!(away.status, 404, "{}", away.body);
+    let away = call(
+        "POST",
+        &format!("{http}/api/residents/R-A/away"),
+        Auth::Cookie(&zhang),
+        Some(r#"{"on": false}"#),
+    )?;
+    assert_eq!(away.status, 200, "{}", away.body);
+    // A supervisor of one zone may not take another zone out of service.
+    add(
+        &gw,
+        "sun",
+        "Sun Li",
+        Role::Supervisor,
+        &["wing-b"],
+        "supervisor-2",
+    )?;
+    let sun = sign_in(&http, "sun", "supervisor-2")?;
+    for (source, want) in [
+        ("zone:wing-a", 404),
+        ("pendant-a", 404),
+        ("zone:wing-b", 200),
+    ] {
+        let oos = call(
+            "POST",
+            &format!("{http}/api/out-of-service"),
+            Auth::Cookie(&sun),
+            Some(&json!({"source": source, "on": false}).to_string()),
+        )?;
+        assert_eq!(oos.status, want, "{source}: {}", oos.body);
+    }
+    // A supervisor of some zones sees operations but not gateway-wide records.
+    for (path, want) in [
+        ("/api/ops", 200),
+        ("/api/audit", 403),
+        ("/api/deliveries", 403),
+    ] {
+        let a = call("GET", &format!("{http}{path}"), Auth::Cookie(&sun), None)?;
+        assert_eq!(a.status, want, "{path}: {}", a.body);
+    }
+    // A form on another site cannot make a signed-in browser act.
+    let r = ureq::post(&format!("{http}/api/alarms/{b_alarm}/comment"))
+        .set("cookie", &format!("__Host-linli_session={wang}"))
+        .set("sec-fetch-site", "cross-site")
+        .send_json(json!({"text": "from elsewhere"}));
+    assert!(matches!(r, Err(ureq::Error::Status(403, _))), "{r:?}");
+
     // Lists are cut to scope too.
     let devices = call(
         "GET",
@@ -509,6 +581,17 @@ async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> 
             .any(|r| r["name"] == name && r["action"] == action && r["target"] == target)
     };
     assert!(has("zhang", "view", "resident:R-A"), "{audit}");
+    // Lists naming residents are recorded once per person and route, not per poll.
+    let lists = rows
+        .iter()
+        .filter(|r| {
+            r["name"] == "zhang" && r["action"] == "view_list" && r["target"] == "/api/alarms"
+        })
+        .count();
+    assert_eq!(lists, 1, "{audit}");
+    assert!(rows
+        .iter()
+        .any(|r| r["name"] == "zhang" && r["action"] == "view_list" && r["detail"] == "R-A"));
     assert!(
         has("wang", "ack", &format!("/api/alarms/{b_alarm}/ack")),
         "{audit}"

@@ -48,15 +48,7 @@ function route() {
     location.replace('#/inbox');
     return;
   }
-  if (dispose) {
-    try {
-      dispose();
-    } catch (e) {
-      console.error(e);
-    }
-    dispose = null;
-  }
-  for (const d of document.querySelectorAll('dialog')) d.remove();
+  closeView();
   const view = $('view');
   view.replaceChildren();
   setActive(r.nav);
@@ -138,8 +130,8 @@ function start(u) {
   route();
 }
 
-function stop() {
-  user = null;
+// Tears down the current view: its timers and listeners, and any open dialog.
+function closeView() {
   if (dispose) {
     try {
       dispose();
@@ -149,6 +141,11 @@ function stop() {
   }
   dispose = null;
   for (const d of document.querySelectorAll('dialog')) d.remove();
+}
+
+function stop() {
+  user = null;
+  closeView();
   if (es) es.close();
   es = null;
   for (const k of Object.keys(timers)) {

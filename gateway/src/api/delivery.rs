@@ -41,13 +41,28 @@ pub async fn events(
     Extension(caller): Extension<Caller>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.notify.subscribe();
-    let ctx = (s.clone(), caller);
-    let stream = futures_util::stream::unfold((rx, ctx), |(mut rx, ctx)| async move {
+    let residents = Residents::load(&s).unwrap_or_default();
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = Watch {
+        s: s.clone(),
+        caller,
+        residents,
+        recheck,
+    };
+    let stream = futures_util::stream::unfold((rx, state), |(mut rx, mut w)| async move {
         let e = loop {
-            match rx.recv().await {
-                Ok(ev) if !sees_event(&ctx.0, &ctx.1, &ev.body) => continue,
-                Ok(ev) => break Ok(ev),
-                Err(e) => break Err(e),
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(ev) if !sees_event(&w.caller, &w.residents, &ev.body) => continue,
+                    Ok(ev) => break Ok(ev),
+                    Err(e) => break Err(e),
+                },
+                _ = w.recheck.tick() => {
+                    if !w.refresh() {
+                        return None;
+                    }
+                }
             }
         };
         let e = match e {
@@ -67,21 +82,53 @@ pub async fn events(
                 .data(json!({"missed": n}).to_string()),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(e), (rx, ctx)))
+        Some((Ok(e), (rx, w)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+/// How often a live stream re-checks its session and re-reads who belongs to which
+/// resident.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// One live stream's caller and what it needs to filter events.
+struct Watch {
+    s: Arc<Shared>,
+    caller: Caller,
+    residents: Residents,
+    recheck: tokio::time::Interval,
+}
+
+impl Watch {
+    /// Re-reads the session (role and zones may have changed) and the resident index;
+    /// false when the session has ended (signed out, expired, password changed, removed).
+    fn refresh(&mut self) -> bool {
+        if let Some(token) = &self.caller.session {
+            match tokio::task::block_in_place(|| self.s.people.session(token, now_ms())) {
+                Ok(Some(p)) => self.caller.person = p,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live events: session re-check failed; keeping the stream")
+                }
+            }
+        }
+        if let Ok(r) = Residents::load(&self.s) {
+            self.residents = r;
+        }
+        true
+    }
+}
+
 /// Whether an event is for `caller`: alarm events for alarms in their scope, work order
 /// events for street roles, anything else (pages) for operations.
-fn sees_event(s: &Shared, caller: &Caller, body: &Value) -> bool {
+fn sees_event(caller: &Caller, residents: &Residents, body: &Value) -> bool {
     let can = caller.person.role.can();
     if body.get("type").and_then(Value::as_str) == Some("work_order") && !can.street {
         return false;
     }
     match body.get("alarm") {
-        Some(a) => Residents::load(s).is_ok_and(|r| sees_alarm(caller, &r, a)),
-        None => can.ops,
+        Some(a) => sees_alarm(caller, residents, a),
+        None => can.ops && caller.person.sees_zone("*"),
     }
 }
 
@@ -104,28 +151,54 @@ fn wo_view(w: &WorkOrder, now: u64) -> Value {
     v
 }
 
-/// Work orders, newest first (`?open=true` for open ones).
-pub async fn work_orders(
-    State(s): S,
-    q: Result<Query<WorkQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
-    let list = tokio::task::block_in_place(|| {
-        s.notify
-            .work_orders(q.open.unwrap_or(false), q.limit.unwrap_or(200).min(10_000))
-    })
-    .map_err(internal)?;
-    let now = now_ms();
-    Ok(Json(
-        json!({"work_orders": list.iter().map(|w| wo_view(w, now)).collect::<Vec<_>>()}),
-    ))
+/// Whether `caller` may see work order `w`: in their zones, and not about a resident
+/// unless their role sees residents (a lost pendant makes a work order too).
+fn sees_work_order(caller: &Caller, residents: &Residents, w: &WorkOrder) -> bool {
+    let about =
+        json!({"zone": w.zone, "source": w.source, "subject": w.subject, "device": w.device});
+    sees_alarm(caller, residents, &about)
 }
 
-/// One work order with its history.
-pub async fn work_order(State(s): S, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+/// Work order `id` if `caller` may see it (404 otherwise: ids cannot be probed).
+fn scoped_work_order(s: &Shared, caller: &Caller, id: u64) -> Result<WorkOrder, ApiError> {
     let w = tokio::task::block_in_place(|| s.notify.work_order(id))
         .map_err(internal)?
         .ok_or_else(|| not_found(&format!("work order {id}")))?;
+    if !sees_work_order(caller, &Residents::load(s)?, &w) {
+        return Err(not_found(&format!("work order {id}")));
+    }
+    Ok(w)
+}
+
+/// Work orders in the caller's scope, newest first (`?open=true` for open ones).
+pub async fn work_orders(
+    State(s): S,
+    Extension(caller): Extension<Caller>,
+    q: Result<Query<WorkQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(200).min(10_000);
+    let list =
+        tokio::task::block_in_place(|| s.notify.work_orders(q.open.unwrap_or(false), 20_000))
+            .map_err(internal)?;
+    let residents = Residents::load(&s)?;
+    let now = now_ms();
+    let shown: Vec<Value> = list
+        .iter()
+        .filter(|w| sees_work_order(&caller, &residents, w))
+        .take(limit)
+        .map(|w| wo_view(w, now))
+        .collect();
+    Ok(Json(json!({ "work_orders": shown })))
+}
+
+/// One work order with its history.
+pub async fn work_order(
+    State(s): S,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let w = scoped_work_order(&s, &caller, id)?;
     let mut v = wo_view(&w, now_ms());
     v["history"] = serde_json::to_value(&w.history).unwrap_or(Value::Null);
     Ok(Json(v))
@@ -155,6 +228,7 @@ pub async fn work_action(
     }
     let b = body(b)?;
     let by = caller.by(&b.by)?;
+    scoped_work_order(&s, &caller, id)?;
     let w = tokio::task::block_in_place(|| s.notify.work_action(id, &action, by, &b.note))
         .map_err(|e| {
             let (status, code) = match e {

@@ -249,6 +249,14 @@ async fn devices(
 ) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
     let mut all = s.registry.all().map_err(internal)?;
     all.retain(|d| scope::sees_device(&caller, d));
+    let named = all
+        .iter()
+        .filter_map(|d| match &d.profile.subject {
+            Some((SubjectKind::Resident, r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    scope::audit_list(&s, &caller, "/api/devices", &named)?;
     let status = s.alarms.device_status();
     let views = s.views.lock();
     let now = now_ms();

@@ -56,14 +56,22 @@ impl Residents {
     }
 }
 
+impl Residents {
+    /// The resident device `id` reports about, if any.
+    pub fn of_device(&self, id: &str) -> Option<&String> {
+        self.by_device.get(id)
+    }
+}
+
 /// Whether `caller` may see an alarm given as JSON.
 pub fn sees_alarm(caller: &Caller, residents: &Residents, a: &Value) -> bool {
     let zone = a.get("zone").and_then(Value::as_str).unwrap_or_default();
     caller.person.sees(zone, residents.of_alarm(a).is_some())
 }
 
-/// Records that `caller` looked at `resident`'s data through `what`.
-pub fn audit_view(s: &Shared, caller: &Caller, resident: &str, what: &str) {
+/// Records that `caller` looked at `resident`'s data through `what`; when the record
+/// cannot be written the data is not shown (503).
+pub fn audit_view(s: &Shared, caller: &Caller, resident: &str, what: &str) -> Result<(), ApiError> {
     tokio::task::block_in_place(|| {
         s.people.audit(
             &caller.person,
@@ -72,7 +80,45 @@ pub fn audit_view(s: &Shared, caller: &Caller, resident: &str, what: &str) {
             what,
             now_ms(),
         )
-    });
+    })
+    .map_err(|e| ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        code: "not_audited",
+        message: format!("residents' data is shown only when the look is recorded, and the audit log cannot be written: {e}"),
+    })
+}
+
+/// Records that `caller` was shown a list naming `residents` through `route`: one record
+/// per person and route while the set stays the same, again after ten minutes (a
+/// dashboard re-reads its inbox every few seconds).
+pub fn audit_list(
+    s: &Shared,
+    caller: &Caller,
+    route: &str,
+    residents: &std::collections::BTreeSet<String>,
+) -> Result<(), ApiError> {
+    if residents.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<&str> = residents.iter().map(String::as_str).collect();
+    let listed = listed.join(",");
+    let now = now_ms();
+    if !s.people.list_seen(&caller.person.name, route, &listed, now) {
+        return Ok(());
+    }
+    let mut detail: String = listed.chars().take(2_000).collect();
+    if detail.len() < listed.len() {
+        detail.push('…');
+    }
+    tokio::task::block_in_place(|| {
+        s.people
+            .audit(&caller.person, "view_list", route, &detail, now)
+    })
+    .map_err(|e| ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        code: "not_audited",
+        message: format!("residents' data is shown only when the look is recorded, and the audit log cannot be written: {e}"),
+    })
 }
 
 /// The device `id` if `caller` may see it (404 when unknown, 403 when out of scope); a
@@ -92,20 +138,20 @@ pub fn device(
         Some((SubjectKind::Resident, r)) => Some(r.clone()),
         _ => None,
     };
-    if !caller.person.sees(&d.profile.zone, resident.is_some()) {
+    // Resident data is refused outright to a role that never sees residents; otherwise a
+    // device outside their zones does not exist for them (ids cannot be probed).
+    if resident.is_some() && !caller.person.role.can().residents {
         return Err(forbidden(format!(
-            "{} ({}) may not see device {id}: {}",
+            "{} ({}) may not see device {id}: it reports about a resident",
             caller.person.name,
             caller.person.role.as_str(),
-            if resident.is_some() && !caller.person.role.can().residents {
-                "it reports about a resident"
-            } else {
-                "it is outside their zones"
-            }
         )));
     }
+    if !caller.person.sees_zone(&d.profile.zone) {
+        return Err(not_found(&format!("device {id}")));
+    }
     if let Some(r) = resident {
-        audit_view(s, caller, &r, what);
+        audit_view(s, caller, &r, what)?;
     }
     Ok(d)
 }
@@ -114,4 +160,27 @@ pub fn device(
 pub fn sees_device(caller: &Caller, d: &DeviceRecord) -> bool {
     let about_resident = matches!(d.profile.subject, Some((SubjectKind::Resident, _)));
     caller.person.sees(&d.profile.zone, about_resident)
+}
+
+/// Whether `caller` may see (and act on) `source` as out-of-service or away name it:
+/// every registered device it covers must be in their scope, and it must cover one.
+pub fn sees_source(s: &Shared, caller: &Caller, source: &str) -> Result<bool, ApiError> {
+    let all = s.registry.all().map_err(internal)?;
+    let (kind, id) = source.split_once(':').unwrap_or(("device", source));
+    let covered: Vec<&Arc<DeviceRecord>> = all
+        .iter()
+        .filter(|d| {
+            let p = &d.profile;
+            match kind {
+                "device" => p.id == id,
+                "zone" => p.zone == id,
+                "resident" | "asset" => p
+                    .subject
+                    .as_ref()
+                    .is_some_and(|(k, s)| k.as_str() == kind && s == id),
+                _ => false,
+            }
+        })
+        .collect();
+    Ok(!covered.is_empty() && covered.iter().all(|d| sees_device(caller, d)))
 }

@@ -256,19 +256,24 @@ pub async fn list(
     if let Some(d) = &q.device {
         scope::device(&s, &caller, d, "GET /api/series/list")?;
     }
-    let visible: std::collections::HashSet<String> = s
-        .registry
-        .all()
-        .map_err(internal)?
-        .into_iter()
+    let all = s.registry.all().map_err(internal)?;
+    let visible: std::collections::HashSet<String> = all
+        .iter()
         .filter(|d| scope::sees_device(&caller, d))
         .map(|d| d.profile.id.clone())
         .collect();
-    let mut list = tokio::task::spawn_blocking(move || s.store.series(q.device.as_deref()))
+    let residents = scope::Residents::index(&all);
+    let store = s.store.clone();
+    let mut list = tokio::task::spawn_blocking(move || store.series(q.device.as_deref()))
         .await
         .map_err(internal)?
         .map_err(internal)?;
     list.retain(|x| visible.contains(&x.device));
+    let named = list
+        .iter()
+        .filter_map(|x| residents.of_device(&x.device).cloned())
+        .collect();
+    scope::audit_list(&s, &caller, "/api/series/list", &named)?;
     Ok(Json(list).into_response())
 }
 

@@ -25,8 +25,28 @@ use crate::people::db::api_person;
 use crate::people::{roles::route_need, throttle, Person};
 use crate::pipeline::Shared;
 
-/// The session cookie's name.
-pub const COOKIE: &str = "linli_session";
+/// The session cookie's name when cookies are `Secure`: the `__Host-` prefix makes the
+/// browser refuse one set by a sibling host or for a narrower path.
+pub const COOKIE: &str = "__Host-linli_session";
+/// Its name when `web.secure_cookies = false` (the prefix requires `Secure`).
+pub const COOKIE_PLAIN: &str = "linli_session";
+
+/// Password checks run at once at most (each Argon2id check holds about 19 MiB).
+const MAX_CHECKS: usize = 4;
+static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CHECKS);
+
+fn cookie_name(s: &Shared) -> &'static str {
+    if s.config.web.secure_cookies {
+        COOKIE
+    } else {
+        COOKIE_PLAIN
+    }
+}
+
+/// A name as logs show it: at most 64 characters.
+fn short(name: &str) -> String {
+    name.chars().take(64).collect()
+}
 
 /// The caller of a request that passed the guard.
 #[derive(Debug, Clone)]
@@ -35,6 +55,8 @@ pub struct Caller {
     pub person: Person,
     /// Through the machine API token (actions then name their `by` in the body).
     pub via_token: bool,
+    /// The session token (None for the API token), for long requests that re-check it.
+    pub session: Option<String>,
 }
 
 impl Caller {
@@ -71,14 +93,14 @@ pub fn forbidden(message: String) -> ApiError {
     }
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+fn cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -97,21 +119,42 @@ fn resolve(s: &Shared, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> 
         return Ok(s.people.is_api_token(t).then(|| Caller {
             person: api_person(),
             via_token: true,
+            session: None,
         }));
     }
-    let Some(t) = cookie_token(headers) else {
+    let Some(t) = cookie_token(headers, cookie_name(s)) else {
         return Ok(None);
     };
     let p = tokio::task::block_in_place(|| s.people.session(&t, now_ms())).map_err(internal)?;
     Ok(p.map(|person| Caller {
         person,
         via_token: false,
+        session: Some(t),
     }))
+}
+
+/// Refuses a state-changing request another site's page made the browser send (a form
+/// POST, say): browsers mark them `Sec-Fetch-Site: cross-site` or `same-site`.
+fn cross_site(req: &Request) -> bool {
+    req.method() != Method::GET
+        && req.method() != Method::HEAD
+        && req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "same-origin" && v != "none")
 }
 
 /// The guard in front of every `/api/…` route but `/api/session`.
 pub async fn guard(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    if path.starts_with("/api/") && cross_site(&req) {
+        return forbidden(format!(
+            "{} {path} came from another site's page; use the dashboard or the API token",
+            req.method()
+        ))
+        .into_response();
+    }
     if !path.starts_with("/api/") || path == "/api/session" {
         return next.run(req).await;
     }
@@ -127,9 +170,10 @@ pub async fn guard(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -
     };
     let method = req.method().clone();
     let need = route_need(method.as_str(), &path);
-    if !need.met_by(caller.person.role) {
+    if !need.met_by(&caller.person) {
         let p = &caller.person;
-        tokio::task::block_in_place(|| {
+        // A failed audit write is logged by the audit itself; the refusal stands.
+        let _ = tokio::task::block_in_place(|| {
             s.people
                 .audit(p, "denied", &path, method.as_str(), now_ms())
         });
@@ -146,7 +190,8 @@ pub async fn guard(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -
     if method != Method::GET && method != Method::HEAD {
         let action = path.rsplit('/').next().unwrap_or_default();
         let detail = format!("{method} {path} → {}", res.status().as_u16());
-        tokio::task::block_in_place(|| {
+        // The action is done; a failed audit write is logged (error) by the audit itself.
+        let _ = tokio::task::block_in_place(|| {
             s.people
                 .audit(&caller.person, action, &path, &detail, now_ms())
         });
@@ -178,8 +223,9 @@ fn session_cookie(s: &Shared, value: &str, max_age_s: u64) -> HeaderValue {
     } else {
         ""
     };
+    let name = cookie_name(s);
     let c =
-        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -190,37 +236,56 @@ pub async fn sign_in(
     b: Result<Json<SignIn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let b = super::alarms::body(b)?;
+    let bad = || ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        code: "bad_credentials",
+        message: "wrong name or password".into(),
+    };
+    // A name no one can have is refused before it costs anything or reaches the logs.
+    if crate::people::db::check_name(b.name.trim()).is_err() || b.password.len() > 1024 {
+        return Err(bad());
+    }
+    let name = b.name.trim().to_owned();
     let now = now_ms();
-    let keys = throttle::keys(&b.name, Some(addr.ip()));
-    let wait = s.people.throttle.lock().check(&keys, now);
+    let keys = throttle::keys(&name, addr.ip());
+    let wait = {
+        let mut t = s.people.throttle.lock();
+        let wait = t.check(&keys, now);
+        if wait.is_ok() {
+            // Counted now and taken back on success, so parallel guesses cannot all pass.
+            t.failed(&keys, now);
+        }
+        wait
+    };
     if let Err(ms) = wait {
         let secs = ms.div_ceil(1000);
-        tracing::warn!(name = %b.name, addr = %addr.ip(), retry_after_s = secs, "sign-in refused: too many failed attempts");
-        let mut r = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({
-                "error": {"code": "slowed_down", "message": format!("too many failed sign-ins for this name or address: try again in {secs} s")},
-                "retry_after_s": secs,
-            })),
-        )
-            .into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(r);
+        tracing::warn!(name = %name, addr = %addr.ip(), retry_after_s = secs, "sign-in refused: too many failed attempts");
+        return Ok(slowed_down(
+            secs,
+            format!(
+                "too many failed sign-ins for this name from this address: try again in {secs} s"
+            ),
+        ));
     }
+    let Ok(_permit) = CHECKS.try_acquire() else {
+        s.people.throttle.lock().succeeded(&keys);
+        return Ok(slowed_down(
+            1,
+            "the gateway is checking other sign-ins: try again in a moment".into(),
+        ));
+    };
     let found = tokio::task::spawn_blocking({
         let s = s.clone();
-        let (name, pw) = (b.name.clone(), b.password.clone());
+        let (name, pw) = (name.clone(), b.password.clone());
         move || s.people.check(&name, &pw)
     })
     .await
     .map_err(internal)?
     .map_err(internal)?;
     let Some(person) = found else {
-        s.people.throttle.lock().failed(&keys, now);
-        tracing::warn!(name = %b.name, addr = %addr.ip(), "sign-in failed: wrong name or password");
+        tracing::warn!(name = %name, addr = %addr.ip(), "sign-in failed: wrong name or password");
         let who = Person {
-            name: b.name.chars().take(64).collect(),
+            name: short(&name),
             display_name: String::new(),
             role: crate::people::Role::Crew,
             zones: Vec::new(),
@@ -233,12 +298,9 @@ pub async fn sign_in(
                 &addr.ip().to_string(),
                 now,
             )
-        });
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "bad_credentials",
-            message: "wrong name or password".into(),
-        });
+        })
+        .map_err(internal)?;
+        return Err(bad());
     };
     s.people.throttle.lock().succeeded(&keys);
     let token = tokio::task::block_in_place(|| s.people.start_session(&person.name, now))
@@ -246,13 +308,29 @@ pub async fn sign_in(
     tokio::task::block_in_place(|| {
         s.people
             .audit(&person, "sign_in", "session", &addr.ip().to_string(), now)
-    });
+    })
+    .map_err(internal)?;
     tracing::info!(name = %person.name, role = person.role.as_str(), addr = %addr.ip(), "signed in");
     let max_age = s.config.web.session_max_hours * 3600;
     let mut r = Json(user_json(&person)).into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&s, &token, max_age));
     Ok(r)
+}
+
+/// 429 with `Retry-After`.
+fn slowed_down(secs: u64, message: String) -> Response {
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({
+            "error": {"code": "slowed_down", "message": message},
+            "retry_after_s": secs,
+        })),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 /// Who the session belongs to (401 when none).
@@ -268,12 +346,13 @@ pub async fn sign_out(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(t) = cookie_token(&headers) {
+    if let Some(t) = cookie_token(&headers, cookie_name(&s)) {
         if let Some(c) = resolve(&s, &headers)? {
             tokio::task::block_in_place(|| {
                 s.people
                     .audit(&c.person, "sign_out", "session", "", now_ms())
-            });
+            })
+            .map_err(internal)?;
         }
         tokio::task::block_in_place(|| s.people.end_session(&t)).map_err(internal)?;
     }
@@ -294,10 +373,10 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; linli_session=abc123; b=2"),
         );
-        assert_eq!(cookie_token(&h).as_deref(), Some("abc123"));
+        assert_eq!(cookie_token(&h, COOKIE_PLAIN).as_deref(), Some("abc123"));
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("linli_sessionx=1"));
-        assert_eq!(cookie_token(&h), None);
+        assert_eq!(cookie_token(&h, COOKIE_PLAIN), None);
         let mut h = HeaderMap::new();
         h.insert(
             header::AUTHORIZATION,

@@ -14,7 +14,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::scope::{self, audit_view, sees_alarm, Residents};
+use super::scope::{self, audit_list, audit_view, sees_alarm, Residents};
 use super::session::Caller;
 use super::{bad_request, internal, not_found, summary, ApiError, DeviceSummary};
 use crate::alarms::db::Filter;
@@ -90,6 +90,7 @@ pub async fn residents(
             e.2.push(d.profile.id.clone());
         }
     }
+    audit_list(&s, &caller, "/api/residents", &by.keys().cloned().collect())?;
     let list: Vec<Value> = by
         .into_iter()
         .map(|(id, (site, zone, devices))| {
@@ -115,14 +116,14 @@ pub async fn resident(
         return Err(not_found(&format!("resident {id}")));
     };
     let (site, zone) = (first.profile.site.clone(), first.profile.zone.clone());
-    audit_view(&s, &caller, &id, &format!("GET /api/residents/{id}"));
+    audit_view(&s, &caller, &id, &format!("GET /api/residents/{id}"))?;
     let index = Residents::load(&s)?;
     let f = Filter {
         open_only: false,
         zone: None,
         kind: None,
         since_ms: None,
-        limit: 2_000,
+        limit: 20_000,
     };
     let all = tokio::task::block_in_place(|| s.alarms.list(&f)).map_err(internal)?;
     let mut alarms = Vec::new();

@@ -118,7 +118,12 @@ pub struct People {
     limits: SessionLimits,
     /// Failed sign-ins (see `people::throttle`).
     pub throttle: Mutex<Throttle>,
+    /// The lists of residents last recorded per (person, route), with when.
+    lists: Mutex<std::collections::HashMap<(String, String), (String, u64)>>,
 }
+
+/// A list shown again with the same residents is recorded again after this long.
+const LIST_AUDIT_EVERY_MS: u64 = 10 * 60_000;
 
 fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
@@ -215,6 +220,7 @@ impl People {
             api_token_sha256: sha256(&token),
             limits,
             throttle: Mutex::default(),
+            lists: Mutex::default(),
         })
     }
 
@@ -329,7 +335,16 @@ impl People {
     /// Starts a session; returns its token (for the cookie; stored only as a hash).
     pub fn start_session(&self, name: &str, now_ms: u64) -> Result<String, PeopleError> {
         let token = random_hex(32);
-        self.db.lock().execute(
+        let db = self.db.lock();
+        // Sessions nobody presented again until they ran out are cleared here.
+        db.execute(
+            "DELETE FROM sessions WHERE created_ms < ?1 OR seen_ms < ?2",
+            params![
+                now_ms.saturating_sub(self.limits.max_ms) as i64,
+                now_ms.saturating_sub(self.limits.idle_ms) as i64
+            ],
+        )?;
+        db.execute(
             "INSERT INTO sessions (token_sha256, name, created_ms, seen_ms) VALUES (?1, ?2, ?3, ?3)",
             params![&sha256(&token)[..], name, now_ms as i64],
         )?;
@@ -391,15 +406,41 @@ impl People {
         sha256(token) == self.api_token_sha256
     }
 
-    /// Records what someone did or looked at.
-    pub fn audit(&self, who: &Person, action: &str, target: &str, detail: &str, now_ms: u64) {
+    /// Records what someone did or looked at (an error is also logged: callers showing a
+    /// resident's data refuse to when it cannot be recorded).
+    pub fn audit(
+        &self,
+        who: &Person,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now_ms: u64,
+    ) -> Result<(), PeopleError> {
         let r = self.db.lock().execute(
             "INSERT INTO audit (t_ms, name, role, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![now_ms as i64, who.name, who.role.as_str(), action, target, detail],
         );
-        if let Err(e) = r {
+        if let Err(e) = &r {
             tracing::error!(error = %e, who = %who.name, action, target, "audit record not written");
         }
+        r.map(|_| ()).map_err(PeopleError::from)
+    }
+
+    /// Whether showing `listed` (residents) to `name` through `route` at `now_ms` is to be
+    /// recorded: a different set than last time, or the same after ten minutes.
+    pub fn list_seen(&self, name: &str, route: &str, listed: &str, now_ms: u64) -> bool {
+        let mut lists = self.lists.lock();
+        if lists.len() > 10_000 {
+            lists.clear();
+        }
+        let key = (name.to_owned(), route.to_owned());
+        let fresh = lists
+            .get(&key)
+            .is_none_or(|(l, t)| l != listed || now_ms.saturating_sub(*t) >= LIST_AUDIT_EVERY_MS);
+        if fresh {
+            lists.insert(key, (listed.to_owned(), now_ms));
+        }
+        fresh
     }
 
     /// Audit records, newest first; `target` filters by exact target.
@@ -562,8 +603,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = People::open(dir.path(), LIMITS).unwrap();
         let who = api_person();
-        p.audit(&who, "view", "resident:R-1", "GET /api/residents/R-1", 1);
-        p.audit(&who, "ack", "alarm:3", "", 2);
+        p.audit(&who, "view", "resident:R-1", "GET /api/residents/R-1", 1)
+            .unwrap();
+        p.audit(&who, "ack", "alarm:3", "", 2).unwrap();
         let all = p.audit_log(None, 10).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].action, "ack");

@@ -108,6 +108,9 @@ pub enum Need {
     Street,
     /// `Can::ops`.
     Ops,
+    /// `Can::ops` over every zone (`*`): gateway-wide records that name residents and
+    /// staff of every zone (deliveries, notes, audit log, routing, rules, Modbus).
+    OpsEverywhere,
     /// `Can::shelve`.
     Shelve,
     /// `Can::admin`.
@@ -115,14 +118,15 @@ pub enum Need {
 }
 
 impl Need {
-    /// Whether `role` meets it.
-    pub fn met_by(self, role: Role) -> bool {
-        let c = role.can();
+    /// Whether `person` meets it.
+    pub fn met_by(self, person: &Person) -> bool {
+        let c = person.role.can();
         match self {
             Need::Zones => true,
             Need::Residents => c.residents,
             Need::Street => c.street,
             Need::Ops => c.ops,
+            Need::OpsEverywhere => c.ops && person.zones.iter().any(|z| z == "*"),
             Need::Shelve => c.shelve,
             Need::Admin => c.admin,
         }
@@ -135,6 +139,9 @@ impl Need {
             Need::Residents => "residents' data is for caregivers, supervisors and admins",
             Need::Street => "street assets and work orders are for crews, supervisors and admins",
             Need::Ops => "operations are for supervisors and admins",
+            Need::OpsEverywhere => {
+                "gateway-wide records are for supervisors and admins of every zone (*)"
+            }
             Need::Shelve => "shelving and out-of-service are for supervisors and admins",
             Need::Admin => "settings, commands and reloads are for admins",
         }
@@ -155,14 +162,13 @@ pub fn route_need(method: &str, path: &str) -> Need {
         ["api", "alarms", _, "shelve" | "unshelve"] | ["api", "out-of-service"] => Need::Shelve,
         ["api", "residents", ..] => Need::Residents,
         ["api", "work-orders", ..] | ["api", "map"] => Need::Street,
+        ["api", "kpis"] | ["api", "ops"] => Need::Ops,
         ["api", "deliveries", ..]
         | ["api", "routing"]
-        | ["api", "kpis"]
-        | ["api", "ops"]
         | ["api", "audit"]
         | ["api", "notes"]
         | ["api", "modbus", ..]
-        | ["api", "rules"] => Need::Ops,
+        | ["api", "rules"] => Need::OpsEverywhere,
         _ => Need::Zones,
     }
 }
@@ -208,7 +214,9 @@ mod tests {
             ("POST", "/api/modbus/devices/m/write", Need::Admin),
             ("POST", "/api/alarms/4/shelve", Need::Shelve),
             ("POST", "/api/out-of-service", Need::Shelve),
-            ("GET", "/api/audit", Need::Ops),
+            ("GET", "/api/audit", Need::OpsEverywhere),
+            ("GET", "/api/deliveries/3/attempts", Need::OpsEverywhere),
+            ("GET", "/api/modbus/devices", Need::OpsEverywhere),
             ("GET", "/api/kpis", Need::Ops),
             ("GET", "/api/alarms", Need::Zones),
             ("POST", "/api/alarms/4/ack", Need::Zones),
@@ -218,15 +226,21 @@ mod tests {
         for (m, p, want) in cases {
             assert_eq!(route_need(m, p), want, "{m} {p}");
         }
-        assert!(!Need::Residents.met_by(Role::Crew));
-        assert!(Need::Residents.met_by(Role::Caregiver));
-        assert!(!Need::Street.met_by(Role::Caregiver));
-        assert!(!Need::Shelve.met_by(Role::Caregiver));
-        assert!(Need::Shelve.met_by(Role::Supervisor));
-        assert!(!Need::Admin.met_by(Role::Supervisor));
+        let some = |r| person(r, &["wing-a"]);
+        let all = |r| person(r, &["*"]);
+        assert!(!Need::Residents.met_by(&some(Role::Crew)));
+        assert!(Need::Residents.met_by(&some(Role::Caregiver)));
+        assert!(!Need::Street.met_by(&some(Role::Caregiver)));
+        assert!(!Need::Shelve.met_by(&some(Role::Caregiver)));
+        assert!(Need::Shelve.met_by(&some(Role::Supervisor)));
+        assert!(!Need::Admin.met_by(&all(Role::Supervisor)));
+        assert!(Need::Ops.met_by(&some(Role::Supervisor)));
+        assert!(!Need::OpsEverywhere.met_by(&some(Role::Supervisor)));
+        assert!(Need::OpsEverywhere.met_by(&all(Role::Supervisor)));
+        assert!(!Need::OpsEverywhere.met_by(&all(Role::Caregiver)));
         assert!(Role::ALL
             .iter()
-            .all(|r| Need::Admin.met_by(*r) == (*r == Role::Admin)));
+            .all(|r| Need::Admin.met_by(&all(*r)) == (*r == Role::Admin)));
     }
 
     #[test]

@@ -215,7 +215,7 @@ export function seriesUrl({ device, metric, range, mode, agg }) {
  * One chart of one series with its controls: Raw / Bucketed, aggregate, range
  * (1 h, 6 h, 24 h, 7 d) and Reset zoom. Returns `{destroy, reload}`.
  */
-export function seriesPanel(container, { device, metric, title, range = '24h', mode = 'raw', agg = 'mean' }) {
+export function seriesPanel(container, { device, metric, title, range = '6h', mode = 'raw', agg = 'mean' }) {
   const state = { range, mode, agg };
   let seq = 0;
   let alive = true;

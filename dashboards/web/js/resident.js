@@ -179,7 +179,7 @@ export function render(root, { param }) {
       charts.splice(0).forEach((c) => c.destroy());
       chartsBox.replaceChildren();
       if (!series.length) chartsBox.append(el('p', { class: 'muted', text: 'No recorded series for this resident.' }));
-      for (const s of series) charts.push(seriesPanel(chartsBox, { device: s.device, metric: s.metric, range: '24h' }));
+      for (const s of series) charts.push(seriesPanel(chartsBox, { device: s.device, metric: s.metric }));
     }
   }
 

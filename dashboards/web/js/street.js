@@ -314,7 +314,7 @@ export function render(root, { param }) {
       host.append(el('p', { class: 'muted', text: 'No recorded series for these devices.' }));
       return;
     }
-    for (const s of series) detailCharts.push(seriesPanel(host, { device: s.device, metric: s.metric, range: '24h' }));
+    for (const s of series) detailCharts.push(seriesPanel(host, { device: s.device, metric: s.metric }));
   }
 
   // ---- work orders

@@ -605,3 +605,103 @@ async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> 
     );
     Ok(())
 }
+
+/// The `data:` JSON of each server-sent event a session receives, on a channel.
+fn events(http: &str, session: &str) -> std::sync::mpsc::Receiver<Value> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let req = ureq::get(&format!("{http}/api/events"))
+        .set("cookie", &format!("__Host-linli_session={session}"));
+    std::thread::spawn(move || {
+        let Ok(resp) = req.call() else { return };
+        for line in std::io::BufReader::new(resp.into_reader()).lines() {
+            let Ok(line) = line else { return };
+            if let Some(d) = line.strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_reach_only_those_who_may_see_them() -> Result<()> {
+    let gw = TestGateway::start(|_| {}).await?;
+    let http = gw.http();
+    add(
+        &gw,
+        "zhang",
+        "Zhang Min",
+        Role::Caregiver,
+        &["wing-a"],
+        "night-shift-1",
+    )?;
+    add(
+        &gw,
+        "li",
+        "Li Wei",
+        Role::Crew,
+        &["wing-a", "elm-street"],
+        "lamps-and-drains",
+    )?;
+    let reg = Registry::open(gw.dir.path())?;
+    let mut pendant = device(
+        &reg,
+        "pendant-a",
+        DeviceKind::Pendant,
+        "wing-a",
+        (SubjectKind::Resident, "R-A"),
+    )?;
+    let mut smoke = device(
+        &reg,
+        "smoke-e",
+        DeviceKind::Hazard,
+        "elm-street",
+        (SubjectKind::Asset, "KIOSK-1"),
+    )?;
+    let carer = events(&http, &sign_in(&http, "zhang", "night-shift-1")?);
+    let crew = events(&http, &sign_in(&http, "li", "lamps-and-drains")?);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The resident's SOS first, then the street's smoke: events go out in that order, so
+    // a crew stream whose first alarm event is the smoke was never sent the SOS.
+    send(&gw, &mut pendant, Report::Pendant(Pendant::Sos)).await?;
+    send(
+        &gw,
+        &mut smoke,
+        Report::Hazard(Hazard {
+            hazard: HazardKind::Smoke,
+            alarm: true,
+            level: 200,
+        }),
+    )
+    .await?;
+    let first_alarm = |rx: &std::sync::mpsc::Receiver<Value>| -> Option<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(v) if v.get("alarm").is_some() => return Some(v),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    let to_crew =
+        tokio::task::block_in_place(|| first_alarm(&crew)).context("an event for the crew")?;
+    assert_eq!(to_crew["alarm"]["device"], "smoke-e", "{to_crew}");
+    let to_carer = tokio::task::block_in_place(|| first_alarm(&carer))
+        .context("an event for the caregiver")?;
+    assert_eq!(to_carer["alarm"]["source"], "resident:R-A", "{to_carer}");
+    // Nothing about the resident ever reached the crew's stream.
+    let rest: Vec<Value> = crew.try_iter().collect();
+    assert!(
+        !rest.iter().any(|v| v.to_string().contains("R-A")),
+        "{rest:?}"
+    );
+    Ok(())
+}

@@ -252,3 +252,78 @@ fn check_modbus_lists_equipment_and_schedules_and_names_a_bad_profile() -> anyho
     );
     Ok(())
 }
+
+#[test]
+fn people_are_added_listed_given_new_passwords_and_removed_with_clear_errors() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    // Without --password-stdin a password is made and shown once.
+    let (ok, out) = linli(
+        &[
+            "user",
+            "add",
+            "zhang.min",
+            "--role",
+            "caregiver",
+            "--zones",
+            "wing-a, wing-b",
+            "--display-name",
+            "Zhang Min",
+        ],
+        dir.path(),
+    )?;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("zhang.min added (caregiver, zones wing-a,wing-b)"),
+        "{out}"
+    );
+    let pw = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password (shown once): "))
+        .map(str::to_owned);
+    assert!(pw.as_ref().is_some_and(|p| p.len() >= 10), "{out}");
+    let (ok, out) = linli(&["user", "list"], dir.path())?;
+    assert!(ok);
+    assert!(
+        out.contains("zhang.min\tcaregiver\twing-a,wing-b\tZhang Min"),
+        "{out}"
+    );
+    // Mistakes are explained.
+    for (args, says) in [
+        (
+            vec!["user", "add", "x", "--role", "root", "--zones", "a"],
+            "unknown role \"root\"; one of: caregiver, supervisor, crew, admin",
+        ),
+        (
+            vec!["user", "add", "zhang.min", "--role", "crew", "--zones", "a"],
+            "already exists",
+        ),
+        (
+            vec!["user", "add", "a b", "--role", "crew", "--zones", "a"],
+            "use 1-64 letters",
+        ),
+        (
+            vec!["user", "add", "li", "--role", "crew", "--zones", " , "],
+            "name at least one zone",
+        ),
+        (
+            vec!["user", "passwd", "nobody"],
+            "no person named \"nobody\"",
+        ),
+        (
+            vec!["user", "remove", "nobody"],
+            "no person named \"nobody\"",
+        ),
+    ] {
+        let (ok, out) = linli(&args, dir.path())?;
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(out.contains(says), "{args:?}: {out}");
+    }
+    let (ok, out) = linli(&["user", "passwd", "zhang.min"], dir.path())?;
+    assert!(ok && out.contains("password (shown once)"), "{out}");
+    let (ok, out) = linli(&["user", "remove", "zhang.min"], dir.path())?;
+    assert!(ok, "{out}");
+    let (_, out) = linli(&["user", "list"], dir.path())?;
+    assert!(!out.contains("zhang.min"), "{out}");
+    Ok(())
+}

@@ -310,6 +310,29 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&body)?)
 }
 
+/// Reads the server-sent events of `{http}/api/events` on a thread, sent with the header
+/// `auth` (`("authorization", "Bearer …")` or `("cookie", "…")`); each `data:` line's JSON
+/// arrives on the channel.
+pub fn sse(http: &str, auth: (&str, &str)) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let req = ureq::get(&format!("{http}/api/events")).set(auth.0, auth.1);
+    std::thread::spawn(move || {
+        let Ok(resp) = req.call() else { return };
+        for line in std::io::BufReader::new(resp.into_reader()).lines() {
+            let Ok(line) = line else { return };
+            if let Some(d) = line.strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str(d.trim()) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// Value of a Prometheus sample line `name` (with labels, if given in `name`).
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()

@@ -3,7 +3,6 @@
 //! the gateway's own MQTT broker, server-sent events; a webhook that fails for a minute;
 //! kill -9 with deliveries pending; a street-light work order over the API.
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use linli_gateway::config::{SmtpConfig, WebhookConfig};
@@ -161,36 +160,13 @@ async fn open_alarm(http: &str, source: &str) -> anyhow::Result<Value> {
     anyhow::bail!("no open alarm for {source}")
 }
 
-/// Reads server-sent events from `/api/events` on a thread; sends each `data:` line's
-/// JSON on the channel.
-fn sse(http: &str) -> std::sync::mpsc::Receiver<Value> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let url = format!("{http}/api/events");
-    std::thread::spawn(move || {
-        let auth = format!("Bearer {}", API_TOKEN);
-        let Ok(resp) = ureq::get(&url).set("authorization", &auth).call() else {
-            return;
-        };
-        for line in BufReader::new(resp.into_reader()).lines() {
-            let Ok(line) = line else { return };
-            if let Some(d) = line.strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sos_reaches_the_caregiver_by_signed_webhook_and_email_and_the_streams_by_mqtt_and_sse(
 ) -> anyhow::Result<()> {
     let Rig { rx, mail, gw, .. } = rig(|c| c.delivery.mqtt = true).await?;
     let http = gw.http();
-    let events = sse(&http);
+    let auth = format!("Bearer {API_TOKEN}");
+    let events = sse(&http, ("authorization", &auth));
     // A display subscribes to the alarm topics with a device's credentials.
     let display = gw.provision("display-1", DeviceKind::HomeHub, Trust::Sealed)?;
     let mut sub = connect(gw.gw.mqtt_v4, "display-1", &display.id, &display.password).await?;

@@ -130,6 +130,33 @@ async fn send(gw: &TestGateway, dev: &mut SimDevice, r: Report) -> Result<()> {
     Ok(())
 }
 
+/// A street kiosk's smoke detector in alarm.
+const SMOKE: Report = Report::Hazard(Hazard {
+    hazard: HazardKind::Smoke,
+    alarm: true,
+    level: 200,
+});
+
+/// Resident R-A's pendant in wing A and kiosk KIOSK-1's smoke detector on Elm Street.
+fn pendant_and_smoke(gw: &TestGateway) -> Result<(SimDevice, SimDevice)> {
+    let reg = Registry::open(gw.dir.path())?;
+    let pendant = device(
+        &reg,
+        "pendant-a",
+        DeviceKind::Pendant,
+        "wing-a",
+        (SubjectKind::Resident, "R-A"),
+    )?;
+    let smoke = device(
+        &reg,
+        "smoke-e",
+        DeviceKind::Hazard,
+        "elm-street",
+        (SubjectKind::Asset, "KIOSK-1"),
+    )?;
+    Ok((pendant, smoke))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_answers_without_a_caller_and_a_session_lives_until_sign_out() -> Result<()> {
     let gw = TestGateway::start(|_| {}).await?;
@@ -347,14 +374,8 @@ async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> 
         &["*"],
         "supervisor-1",
     )?;
+    let (mut a, mut smoke) = pendant_and_smoke(&gw)?;
     let reg = Registry::open(gw.dir.path())?;
-    let mut a = device(
-        &reg,
-        "pendant-a",
-        DeviceKind::Pendant,
-        "wing-a",
-        (SubjectKind::Resident, "R-A"),
-    )?;
     let mut b = device(
         &reg,
         "pendant-b",
@@ -362,25 +383,9 @@ async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> 
         "wing-b",
         (SubjectKind::Resident, "R-B"),
     )?;
-    let mut smoke = device(
-        &reg,
-        "smoke-e",
-        DeviceKind::Hazard,
-        "elm-street",
-        (SubjectKind::Asset, "KIOSK-1"),
-    )?;
     send(&gw, &mut a, Report::Pendant(Pendant::Sos)).await?;
     send(&gw, &mut b, Report::Pendant(Pendant::Sos)).await?;
-    send(
-        &gw,
-        &mut smoke,
-        Report::Hazard(Hazard {
-            hazard: HazardKind::Smoke,
-            alarm: true,
-            level: 200,
-        }),
-    )
-    .await?;
+    send(&gw, &mut smoke, SMOKE).await?;
     let all = eventually(Duration::from_secs(20), || async {
         get_json(&format!("{http}/api/alarms?open=true"))
             .await
@@ -606,28 +611,6 @@ async fn each_role_sees_its_zones_and_crews_never_see_residents() -> Result<()> 
     Ok(())
 }
 
-/// The `data:` JSON of each server-sent event a session receives, on a channel.
-fn events(http: &str, session: &str) -> std::sync::mpsc::Receiver<Value> {
-    use std::io::BufRead;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let req = ureq::get(&format!("{http}/api/events"))
-        .set("cookie", &format!("__Host-linli_session={session}"));
-    std::thread::spawn(move || {
-        let Ok(resp) = req.call() else { return };
-        for line in std::io::BufReader::new(resp.into_reader()).lines() {
-            let Ok(line) = line else { return };
-            if let Some(d) = line.strip_prefix("data:") {
-                if let Ok(v) = serde_json::from_str::<Value>(d.trim()) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_reach_only_those_who_may_see_them() -> Result<()> {
     let gw = TestGateway::start(|_| {}).await?;
@@ -648,38 +631,22 @@ async fn live_events_reach_only_those_who_may_see_them() -> Result<()> {
         &["wing-a", "elm-street"],
         "lamps-and-drains",
     )?;
-    let reg = Registry::open(gw.dir.path())?;
-    let mut pendant = device(
-        &reg,
-        "pendant-a",
-        DeviceKind::Pendant,
-        "wing-a",
-        (SubjectKind::Resident, "R-A"),
-    )?;
-    let mut smoke = device(
-        &reg,
-        "smoke-e",
-        DeviceKind::Hazard,
-        "elm-street",
-        (SubjectKind::Asset, "KIOSK-1"),
-    )?;
-    let carer = events(&http, &sign_in(&http, "zhang", "night-shift-1")?);
-    let crew = events(&http, &sign_in(&http, "li", "lamps-and-drains")?);
+    let (mut pendant, mut smoke) = pendant_and_smoke(&gw)?;
+    let cookie = |t: String| format!("__Host-linli_session={t}");
+    let carer = sse(
+        &http,
+        ("cookie", &cookie(sign_in(&http, "zhang", "night-shift-1")?)),
+    );
+    let crew = sse(
+        &http,
+        ("cookie", &cookie(sign_in(&http, "li", "lamps-and-drains")?)),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // The resident's SOS first, then the street's smoke: events go out in that order, so
     // a crew stream whose first alarm event is the smoke was never sent the SOS.
     send(&gw, &mut pendant, Report::Pendant(Pendant::Sos)).await?;
-    send(
-        &gw,
-        &mut smoke,
-        Report::Hazard(Hazard {
-            hazard: HazardKind::Smoke,
-            alarm: true,
-            level: 200,
-        }),
-    )
-    .await?;
+    send(&gw, &mut smoke, SMOKE).await?;
     let first_alarm = |rx: &std::sync::mpsc::Receiver<Value>| -> Option<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {

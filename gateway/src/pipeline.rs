@@ -280,10 +280,7 @@ pub async fn start(
 
     let people = Arc::new(crate::people::People::open(
         &config.data_dir,
-        crate::people::SessionLimits {
-            idle_ms: config.web.session_idle_min * 60_000,
-            max_ms: config.web.session_max_hours * 3_600_000,
-        },
+        config.web.session_limits(),
     )?);
     let first_admin_password = people.first_admin(now_ms())?;
     let shared = Arc::new(Shared {

@@ -9,7 +9,7 @@ use std::io::Read;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use linli_gateway::config::Config;
-use linli_gateway::people::{db, People, Role, SessionLimits};
+use linli_gateway::people::{db, People, Role};
 
 #[derive(Subcommand, Debug)]
 pub enum UserAction {
@@ -59,14 +59,8 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn open(config: &Config) -> Result<People> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    People::open(
-        &config.data_dir,
-        SessionLimits {
-            idle_ms: config.web.session_idle_min * 60_000,
-            max_ms: config.web.session_max_hours * 3_600_000,
-        },
-    )
-    .with_context(|| format!("opening the people tables in {}", config.data_dir.display()))
+    People::open(&config.data_dir, config.web.session_limits())
+        .with_context(|| format!("opening the people tables in {}", config.data_dir.display()))
 }
 
 /// The password from stdin (first line), or a new one to print.

@@ -55,6 +55,14 @@ impl Default for WebConfig {
 }
 
 impl WebConfig {
+    /// How long sessions live, as the people records enforce it.
+    pub fn session_limits(&self) -> crate::people::SessionLimits {
+        crate::people::SessionLimits {
+            idle_ms: self.session_idle_min * 60_000,
+            max_ms: self.session_max_hours * 3_600_000,
+        }
+    }
+
     /// Adds every problem to `issues`, each by its key.
     pub fn validate(&self, issues: &mut Vec<ConfigIssue>) {
         let mut check = |ok: bool, key: String, message: &str| {

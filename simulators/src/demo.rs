@@ -103,13 +103,10 @@ const PEOPLE: [(&str, &str, linli_gateway::people::Role, &str); 4] = {
 
 /// Adds the demo's people with fresh passwords; returns (name, role, password) to show.
 fn add_people(data: &Path) -> Result<Vec<(String, &'static str, String)>> {
-    use linli_gateway::people::{People, SessionLimits};
+    use linli_gateway::people::People;
     let people = People::open(
         data,
-        SessionLimits {
-            idle_ms: 12 * 3_600_000,
-            max_ms: 24 * 3_600_000,
-        },
+        linli_gateway::web::WebConfig::default().session_limits(),
     )?;
     let mut out = Vec::new();
     for (name, display, role, zones) in PEOPLE {

@@ -243,35 +243,40 @@ fn summary(d: &DeviceRecord, v: Option<&DeviceView>, liveness: Liveness) -> Devi
     }
 }
 
+/// Every device `caller` may see, with the summary the device list shows.
+fn visible_devices(
+    s: &Shared,
+    caller: &Caller,
+) -> Result<Vec<(Arc<DeviceRecord>, DeviceSummary)>, ApiError> {
+    let all = s.registry.all().map_err(internal)?;
+    let status = s.alarms.device_status();
+    let views = s.views.lock();
+    let now = now_ms();
+    Ok(all
+        .into_iter()
+        .filter(|d| scope::sees_device(caller, d))
+        .map(|d| {
+            let l = device_liveness(&s.config.supervision, &views, &d, now);
+            let mut sum = summary(&d, views.get(&d.profile.id), l);
+            if let Some(st) = status.get(&d.profile.id) {
+                sum.alarm_status = st;
+            }
+            (d, sum)
+        })
+        .collect())
+}
+
 async fn devices(
     State(s): State<Arc<Shared>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
-    let mut all = s.registry.all().map_err(internal)?;
-    all.retain(|d| scope::sees_device(&caller, d));
-    let named = all
+    let visible = visible_devices(&s, &caller)?;
+    let named = visible
         .iter()
-        .filter_map(|d| match &d.profile.subject {
-            Some((SubjectKind::Resident, r)) => Some(r.clone()),
-            _ => None,
-        })
+        .filter_map(|(_, d)| d.resident.clone())
         .collect();
     scope::audit_list(&s, &caller, "/api/devices", &named)?;
-    let status = s.alarms.device_status();
-    let views = s.views.lock();
-    let now = now_ms();
-    Ok(Json(
-        all.iter()
-            .map(|d| {
-                let l = device_liveness(&s.config.supervision, &views, d, now);
-                let mut sum = summary(d, views.get(&d.profile.id), l);
-                if let Some(st) = status.get(&d.profile.id) {
-                    sum.alarm_status = st;
-                }
-                sum
-            })
-            .collect(),
-    ))
+    Ok(Json(visible.into_iter().map(|(_, d)| d).collect()))
 }
 
 async fn device(

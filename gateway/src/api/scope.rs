@@ -69,6 +69,15 @@ pub fn sees_alarm(caller: &Caller, residents: &Residents, a: &Value) -> bool {
     caller.person.sees(zone, residents.of_alarm(a).is_some())
 }
 
+/// 503: residents' data is not shown when the look cannot be recorded.
+fn not_audited(e: crate::people::PeopleError) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        code: "not_audited",
+        message: format!("residents' data is shown only when the look is recorded, and the audit log cannot be written: {e}"),
+    }
+}
+
 /// Records that `caller` looked at `resident`'s data through `what`; when the record
 /// cannot be written the data is not shown (503).
 pub fn audit_view(s: &Shared, caller: &Caller, resident: &str, what: &str) -> Result<(), ApiError> {
@@ -81,11 +90,7 @@ pub fn audit_view(s: &Shared, caller: &Caller, resident: &str, what: &str) -> Re
             now_ms(),
         )
     })
-    .map_err(|e| ApiError {
-        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        code: "not_audited",
-        message: format!("residents' data is shown only when the look is recorded, and the audit log cannot be written: {e}"),
-    })
+    .map_err(not_audited)
 }
 
 /// Records that `caller` was shown a list naming `residents` through `route`: one record
@@ -114,11 +119,7 @@ pub fn audit_list(
         s.people
             .audit(&caller.person, "view_list", route, &detail, now)
     })
-    .map_err(|e| ApiError {
-        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        code: "not_audited",
-        message: format!("residents' data is shown only when the look is recorded, and the audit log cannot be written: {e}"),
-    })
+    .map_err(not_audited)
 }
 
 /// The device `id` if `caller` may see it (404 when unknown, 403 when out of scope); a

@@ -14,40 +14,16 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::scope::{self, audit_list, audit_view, sees_alarm, Residents};
+use super::scope::{audit_list, audit_view, sees_alarm, Residents};
 use super::session::Caller;
-use super::{bad_request, internal, not_found, summary, ApiError, DeviceSummary};
+use super::{bad_request, internal, not_found, ApiError, DeviceSummary};
 use crate::alarms::db::Filter;
-use crate::clock::now_ms;
 use crate::ingest::Rejection;
-use crate::pipeline::{device_liveness, Shared};
+use crate::pipeline::Shared;
 use crate::registry::{DeviceRecord, SubjectKind};
 use crate::supervision::Liveness;
 
 type S = State<Arc<Shared>>;
-
-/// Every device `caller` may see, as the device list shows them.
-fn device_summaries(
-    s: &Shared,
-    caller: &Caller,
-) -> Result<Vec<(Arc<DeviceRecord>, DeviceSummary)>, ApiError> {
-    let all = s.registry.all().map_err(internal)?;
-    let status = s.alarms.device_status();
-    let views = s.views.lock();
-    let now = now_ms();
-    Ok(all
-        .into_iter()
-        .filter(|d| scope::sees_device(caller, d))
-        .map(|d| {
-            let l = device_liveness(&s.config.supervision, &views, &d, now);
-            let mut sum = summary(&d, views.get(&d.profile.id), l);
-            if let Some(st) = status.get(&d.profile.id) {
-                sum.alarm_status = st;
-            }
-            (d, sum)
-        })
-        .collect())
-}
 
 fn subject_of(d: &DeviceRecord, kind: SubjectKind) -> Option<&str> {
     match &d.profile.subject {
@@ -59,10 +35,8 @@ fn subject_of(d: &DeviceRecord, kind: SubjectKind) -> Option<&str> {
 fn open_alarms(s: &Shared) -> Result<Vec<Value>, ApiError> {
     let f = Filter {
         open_only: true,
-        zone: None,
-        kind: None,
-        since_ms: None,
         limit: 10_000,
+        ..Filter::default()
     };
     let list = tokio::task::block_in_place(|| s.alarms.list(&f)).map_err(internal)?;
     Ok(list.iter().map(super::alarms::view).collect())
@@ -73,7 +47,7 @@ pub async fn residents(
     State(s): S,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    let devices = device_summaries(&s, &caller)?;
+    let devices = super::visible_devices(&s, &caller)?;
     let index = Residents::load(&s)?;
     let mut open: BTreeMap<String, usize> = BTreeMap::new();
     for a in open_alarms(&s)? {
@@ -107,7 +81,7 @@ pub async fn resident(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let devices: Vec<(Arc<DeviceRecord>, DeviceSummary)> = device_summaries(&s, &caller)?
+    let devices: Vec<(Arc<DeviceRecord>, DeviceSummary)> = super::visible_devices(&s, &caller)?
         .into_iter()
         .filter(|(d, _)| subject_of(d, SubjectKind::Resident) == Some(id.as_str()))
         .collect();
@@ -119,11 +93,8 @@ pub async fn resident(
     audit_view(&s, &caller, &id, &format!("GET /api/residents/{id}"))?;
     let index = Residents::load(&s)?;
     let f = Filter {
-        open_only: false,
-        zone: None,
-        kind: None,
-        since_ms: None,
         limit: 20_000,
+        ..Filter::default()
     };
     let all = tokio::task::block_in_place(|| s.alarms.list(&f)).map_err(internal)?;
     let mut alarms = Vec::new();
@@ -251,7 +222,7 @@ pub async fn map(
     State(s): S,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    let devices = device_summaries(&s, &caller)?;
+    let devices = super::visible_devices(&s, &caller)?;
     let open = open_alarms(&s)?;
     let mut out = Vec::new();
     for m in &s.config.web.map {

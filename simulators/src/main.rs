@@ -209,6 +209,10 @@ struct ModbusBenchArgs {
     /// Runs; medians are printed over them.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Skip the peer (Debian's pymodbus polling the same street with the same reads,
+    /// measured in each run beside the gateway; needs python3-pymodbus).
+    #[arg(long)]
+    no_peer: bool,
     #[command(flatten)]
     gateway: crate::gateway_arg::GatewayBin,
 }
@@ -571,6 +575,7 @@ fn main() -> Result<()> {
                 warmup_s: a.warmup,
                 seconds: a.seconds,
                 runs: a.runs,
+                peer: !a.no_peer,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

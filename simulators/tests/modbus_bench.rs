@@ -1,6 +1,7 @@
 //! `bench modbus` at tiny size: the real gateway (debug build) polls a few simulated lamps
-//! and meters; every poll lands as a reading and none fails. No CPU or jitter threshold:
-//! a slow machine must not fail this.
+//! and meters; every poll lands as a reading and none fails. The pymodbus peer polls the
+//! same street with the same reads and every poll of its succeeds too. No CPU or jitter
+//! threshold: a slow machine must not fail this.
 
 mod common;
 use common::linli_bin;
@@ -17,10 +18,11 @@ async fn every_poll_becomes_a_reading() {
         warmup_s: 2.0,
         seconds: 3.0,
         runs: 1,
+        peer: true,
     };
-    let runs = run_bench(&cfg).await.unwrap();
-    assert_eq!(runs.len(), 1);
-    let r = runs[0];
+    let report = run_bench(&cfg).await.unwrap();
+    assert_eq!(report.gateway.len(), 1);
+    let r = report.gateway[0];
     assert_eq!(r.errors, 0.0, "{r:?}");
     // 25 devices at 2 polls/s: about 50 readings/s (timing at the edges is loose).
     assert!(r.readings_per_s > 30.0 && r.readings_per_s < 70.0, "{r:?}");
@@ -30,4 +32,10 @@ async fn every_poll_becomes_a_reading() {
         "{r:?}"
     );
     assert!(r.gateway_cpu_pct > 0.0, "{r:?}");
+    assert_eq!(report.peer.len(), 1);
+    let p = report.peer[0];
+    assert_eq!(p.errors, 0.0, "{p:?}");
+    assert!(p.readings_per_s > 30.0 && p.readings_per_s < 70.0, "{p:?}");
+    assert!(p.polls >= 100, "{p:?}");
+    assert!(p.cpu_pct > 0.0, "{p:?}");
 }

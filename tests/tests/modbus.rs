@@ -460,6 +460,7 @@ async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_oth
     })
     .await;
     assert!(down, "the silent lamp's polls time out");
+    let down_at = unix_ms();
     let readings_at_outage = device_json(&http, "lamp-0001").await?["readings"].as_u64();
     let mut seen_late = false;
     let mut other_always_ok = true;
@@ -502,6 +503,7 @@ async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_oth
     assert_eq!(o["consecutive_failures"], 0);
 
     // It answers again: reconnected, fresh readings, live.
+    let answering_at = unix_ms();
     fleet.set_fault("lamp-0001", None)?;
     let back = eventually(Duration::from_secs(20), || async {
         device_json(&http, "lamp-0001").await.ok().is_some_and(|d| {
@@ -518,7 +520,28 @@ async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_oth
             .unwrap_or(0)
             >= 1
     );
+    // The store agrees: points before the outage and after it, none while it was silent.
+    let fresh = eventually(Duration::from_secs(10), || async {
+        stored_power_times(&http, "lamp-0001")
+            .await
+            .is_ok_and(|t| t.range(answering_at..).next().is_some())
+    })
+    .await;
+    assert!(fresh, "fresh points stored after the outage");
+    let stored = stored_power_times(&http, "lamp-0001").await?;
+    assert!(stored.range(..down_at).next().is_some(), "{stored:?}");
+    let stale: Vec<_> = stored.range(down_at..answering_at).collect();
+    assert!(
+        stale.is_empty(),
+        "points stored while the lamp was silent: {stale:?}"
+    );
     Ok(())
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Waits until command `id` of `device` has verification `verify` with read-back `observed`.
@@ -626,11 +649,7 @@ async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimm
 
 /// `HH:MM` in UTC, `minutes` from now.
 fn utc_clock(minutes: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let m = (now / 60 + minutes).rem_euclid(24 * 60);
+    let m = (unix_ms() / 60_000 + minutes).rem_euclid(24 * 60);
     format!("{:02}:{:02}", m / 60, m % 60)
 }
 
@@ -782,9 +801,10 @@ async fn a_silent_unit_on_an_rtu_bus_does_not_stop_its_neighbour() -> Result<()>
     Ok(())
 }
 
-async fn stored_power_times(http: &str) -> Result<std::collections::BTreeSet<i64>> {
+/// When the store holds a `power_w` point of `device` (ms since the epoch).
+async fn stored_power_times(http: &str, device: &str) -> Result<std::collections::BTreeSet<i64>> {
     let r = get_json(&format!(
-        "{http}/api/series?device=lamp-0001&metric=power_w&from=0&to=now"
+        "{http}/api/series?device={device}&metric=power_w&from=0&to=now"
     ))
     .await?;
     let points = r["points"].as_array().cloned().unwrap_or_default();
@@ -819,16 +839,18 @@ async fn kill_9_keeps_stored_polled_readings_and_the_command_audit() -> Result<(
     let id = rec["id"].as_i64().context("id")?;
     assert!(checked(&http, "lamp-0001", id, "verified", 70.0).await);
     let stored = eventually(Duration::from_secs(20), || async {
-        stored_power_times(&http).await.is_ok_and(|t| t.len() >= 10)
+        stored_power_times(&http, "lamp-0001")
+            .await
+            .is_ok_and(|t| t.len() >= 10)
     })
     .await;
     assert!(stored, "polled readings stored");
-    let before = stored_power_times(&http).await?;
+    let before = stored_power_times(&http, "lamp-0001").await?;
     gw.child.kill()?; // SIGKILL
     let _ = gw.child.wait();
 
     let gw = linli_system_tests::spawn_gateway(&config, mqtt, http_addr).await?;
-    let after = stored_power_times(&gw.http).await?;
+    let after = stored_power_times(&gw.http, "lamp-0001").await?;
     let lost: Vec<&i64> = before.difference(&after).collect();
     assert!(
         lost.is_empty(),
@@ -842,7 +864,7 @@ async fn kill_9_keeps_stored_polled_readings_and_the_command_audit() -> Result<(
     );
     // And polling goes on after the restart.
     let more = eventually(Duration::from_secs(20), || async {
-        stored_power_times(&gw.http)
+        stored_power_times(&gw.http, "lamp-0001")
             .await
             .is_ok_and(|t| t.len() > after.len())
     })

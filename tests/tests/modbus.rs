@@ -354,8 +354,13 @@ async fn alarm(http: &str, rule: &str, device: &str) -> Option<Value> {
         .cloned()
 }
 
-/// The simulator's fleet, each device on its own TCP listener, polled every 200 ms.
-async fn simulated(lamps: usize, meters: usize) -> Result<(Fleet, TestGateway)> {
+/// The simulator's fleet, each device on its own TCP listener, polled every 200 ms by a
+/// gateway whose config `tweak` may change.
+async fn simulated(
+    lamps: usize,
+    meters: usize,
+    tweak: impl FnOnce(&mut Config),
+) -> Result<(Fleet, TestGateway)> {
     let fleet = Fleet::start(&FleetConfig {
         lamps,
         meters,
@@ -379,6 +384,7 @@ async fn simulated(lamps: usize, meters: usize) -> Result<(Fleet, TestGateway)> 
     let gw = TestGateway::start(|c| {
         modbus_defaults(c, &profiles);
         c.modbus.device = devices;
+        tweak(c);
     })
     .await?;
     Ok((fleet, gw))
@@ -394,7 +400,7 @@ fn lamp(fleet: &Fleet, id: &str) -> Result<LampState> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_values_decode_and_a_silent_lamp_goes_late_then_lost_while_others_keep_polling(
 ) -> Result<()> {
-    let (fleet, gw) = simulated(2, 1).await?;
+    let (fleet, gw) = simulated(2, 1, |_| {}).await?;
     let http = gw.http();
     let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let l = registers_read(
@@ -565,7 +571,7 @@ async fn checked(http: &str, device: &str, id: i64, verify: &str, observed: f64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimming_fault(
 ) -> Result<()> {
-    let (fleet, gw) = simulated(2, 0).await?;
+    let (fleet, gw) = simulated(2, 0, |_| {}).await?;
     let http = gw.http();
     let write = |id: &str, register: &str, value: f64| {
         let url = format!("{http}/api/modbus/devices/{id}/write");
@@ -643,6 +649,71 @@ async fn a_command_dims_a_lamp_verified_by_read_back_and_a_deaf_lamp_raises_dimm
     assert!(
         refused,
         "a publish under a polled device's id is refused and counted"
+    );
+    Ok(())
+}
+
+/// A zone where the local hour is now `hour` (`Etc/GMT-N` is UTC+N).
+fn zone_at(hour: i64) -> String {
+    let utc_hour = (unix_ms() / 3_600_000).rem_euclid(24);
+    let mut east = (hour - utc_hour).rem_euclid(24);
+    if east > 14 {
+        east -= 24;
+    }
+    match east {
+        0 => "Etc/UTC".to_string(),
+        e if e > 0 => format!("Etc/GMT-{e}"),
+        e => format!("Etc/GMT+{}", -e),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_lamp_lit_at_noon_raises_day_burner_and_switching_it_off_clears_it() -> Result<()>
+{
+    // At midnight a lit lamp is what a lamp is for: many polls, no day_burner.
+    let (_night_fleet, night) = simulated(1, 0, |c| c.alarms.timezone = Some(zone_at(0))).await?;
+    let polled = eventually(Duration::from_secs(10), || async {
+        device_json(&night.http(), "lamp-0001")
+            .await
+            .is_ok_and(|d| d["readings"].as_u64().unwrap_or(0) >= 10)
+    })
+    .await;
+    assert!(polled, "the lamp is polled at night");
+    assert!(alarm(&night.http(), "day_burner", "lamp-0001")
+        .await
+        .is_none());
+    drop(night);
+
+    // At noon the same lit lamp burns by day: after three polls, day_burner.
+    let (fleet, gw) = simulated(1, 0, |c| c.alarms.timezone = Some(zone_at(12))).await?;
+    let http = gw.http();
+    let raised = eventually(Duration::from_secs(10), || async {
+        alarm(&http, "day_burner", "lamp-0001")
+            .await
+            .is_some_and(|a| a["condition"] == true)
+    })
+    .await;
+    assert!(raised, "day_burner raised for a lamp lit at noon");
+
+    // A crew switches it off from the API: the next polls verify it, the condition clears.
+    let (status, rec) = post_json(
+        &format!("{http}/api/modbus/devices/lamp-0001/write"),
+        serde_json::json!({"register": "relay_command", "value": 0, "by": "crew-wu"}),
+    )
+    .await?;
+    assert_eq!(status, 200, "{rec:#}");
+    let id = rec["id"].as_i64().context("command id")?;
+    assert!(checked(&http, "lamp-0001", id, "verified", 0.0).await);
+    assert!(!lamp(&fleet, "lamp-0001")?.relay_on);
+    let cleared = eventually(Duration::from_secs(10), || async {
+        alarm(&http, "day_burner", "lamp-0001")
+            .await
+            .is_some_and(|a| a["condition"] == false)
+    })
+    .await;
+    assert!(
+        cleared,
+        "day_burner's condition cleared once the lamp is off"
     );
     Ok(())
 }

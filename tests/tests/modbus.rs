@@ -116,6 +116,23 @@ type = "u16"
             ));
         }
     }
+    // Fed by a register whose value (holding 60) is always out of range: the device
+    // answers, but never gives a report.
+    s.push_str(
+        r#"
+[[profile]]
+name = "refused-level"
+kind = "water_level"
+
+[[profile.register]]
+name = "level"
+table = "holding"
+address = 60
+type = "u16"
+max = 1000
+feeds = "water_level_m"
+"#,
+    );
     s
 }
 
@@ -213,6 +230,9 @@ async fn pymodbus_tcp_every_type_and_word_order_decodes_and_the_reading_is_store
         let mut d = device("tank-1", "all-types", 300);
         d.tcp = Some(format!("127.0.0.1:{port}"));
         c.modbus.device.push(d);
+        let mut d = device("tank-2", "refused-level", 300);
+        d.tcp = Some(format!("127.0.0.1:{port}"));
+        c.modbus.device.push(d);
     })
     .await?;
     let http = gw.http();
@@ -257,6 +277,33 @@ async fn pymodbus_tcp_every_type_and_word_order_decodes_and_the_reading_is_store
             >= 1.0
     );
     assert!(scrape(&http, "linli_modbus_readings_total").await? >= 1.0);
+
+    // tank-2 answers every poll, but its level is always out of range: no level is
+    // stored, yet it stays live (heartbeats), so no silent-equipment alarm.
+    let polled = eventually(Duration::from_secs(20), || async {
+        device_json(&http, "tank-2")
+            .await
+            .is_ok_and(|d| d["polls"].as_u64().unwrap_or(0) >= 20)
+    })
+    .await;
+    assert!(polled, "tank-2 polled");
+    let d = device_json(&http, "tank-2").await?;
+    assert_eq!(d["liveness"], "ok", "{d:#}");
+    assert_eq!(d["state"], "up", "{d:#}");
+    assert!(
+        d["registers"]["level"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("range")),
+        "{d:#}"
+    );
+    assert!(alarm(&http, "equipment_silent", "tank-2").await.is_none());
+    let latest = get_json(&format!("{http}/api/devices/tank-2/latest")).await?;
+    assert!(
+        !latest
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m["metric"] == "water_level_m")),
+        "a refused value is not stored: {latest:#}"
+    );
     Ok(())
 }
 

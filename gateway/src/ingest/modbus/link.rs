@@ -85,6 +85,13 @@ struct Unit {
     /// Command checks ingest had no room for: sent with the next poll's report (a lost
     /// check would leave a fault alarm raised, or never raise it).
     unsent: Vec<linli_protocol::Report>,
+    /// The slowest interval of the registers feeding the report: how often a device
+    /// that answers shows supervision it is alive.
+    alive_every: Duration,
+    /// When the pipeline last heard of it (a report or a heartbeat).
+    last_alive: Option<Instant>,
+    /// When polling it began (a heartbeat's uptime).
+    since: Instant,
 }
 
 /// Why a poll or a write failed in a way that drops the connection.
@@ -144,6 +151,15 @@ impl Link {
                     .map(|p| Duration::from_millis(p + p / 2))
                     .collect();
                 let per_register = periods.clone();
+                let alive_every = dev
+                    .profile
+                    .registers
+                    .iter()
+                    .zip(&per_register)
+                    .filter(|(r, _)| r.feeds.is_some())
+                    .map(|(_, p)| *p)
+                    .max()
+                    .unwrap_or(dev.poll_ms);
                 periods.sort_unstable();
                 periods.dedup();
                 let groups = periods
@@ -167,6 +183,9 @@ impl Link {
                     backoff: Duration::from_millis(shared.config.backoff_min_ms),
                     counter: seed,
                     unsent: Vec::new(),
+                    alive_every: Duration::from_millis(alive_every),
+                    last_alive: None,
+                    since: start,
                     dev,
                 }
             })
@@ -374,8 +393,14 @@ impl Link {
         for g in due {
             for (bi, b) in unit.groups[*g].blocks.iter().enumerate() {
                 let words = match tokio::time::timeout(timeout, read_block(ctx, b)).await {
-                    Err(_) => return Err(LinkError::Timeout),
-                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        forget(&mut unit.values, due, &unit.groups);
+                        return Err(LinkError::Timeout);
+                    }
+                    Ok(Err(e)) => {
+                        forget(&mut unit.values, due, &unit.groups);
+                        return Err(e);
+                    }
                     Ok(Ok(Err(code))) => {
                         if code == ILLEGAL_DATA_ADDRESS && b.registers.len() > 1 {
                             split.push((*g, bi));
@@ -502,7 +527,10 @@ impl Link {
                         .map_or(f64::NAN, |(v, _)| v)
                 };
                 match super::assemble::assemble(profile.kind, value) {
-                    Ok(report) => out.push(report),
+                    Ok(report) => {
+                        out.push(report);
+                        unit.last_alive = Some(now);
+                    }
                     Err(e) => {
                         self.shared.metrics.unfit.fetch_add(1, Relaxed);
                         unit.dev.status.lock().rejected += 1;
@@ -510,6 +538,20 @@ impl Link {
                     }
                 }
             }
+        }
+        // It answered, but a refused or rejected feeding register left no report: it is
+        // still alive, so supervision hears a heartbeat (at most once per slowest feeding
+        // interval) instead of calling it silent. Its values are not repeated.
+        if unit
+            .last_alive
+            .is_none_or(|t| now.duration_since(t) >= unit.alive_every)
+        {
+            let uptime_s =
+                u32::try_from(now.duration_since(unit.since).as_secs()).unwrap_or(u32::MAX);
+            out.push(linli_protocol::Report::Heartbeat(
+                linli_protocol::report::Heartbeat { uptime_s },
+            ));
+            unit.last_alive = Some(now);
         }
         // A lamp that is off may report any dimming level: dimming is judged while lit.
         let dark = profile
@@ -701,6 +743,18 @@ fn phase(id: &str, period_ms: u64) -> Duration {
 
 /// How long a reopened serial line is left quiet before its input is dropped.
 const RTU_QUIET: Duration = Duration::from_millis(50);
+
+/// A failed poll leaves the registers of the groups it was reading without a current
+/// value: a report built later must not carry them as if fresh.
+fn forget(values: &mut [Option<(f64, Instant)>], due: &[usize], groups: &[Group]) {
+    for g in due {
+        for b in &groups[*g].blocks {
+            for r in &b.registers {
+                values[*r] = None;
+            }
+        }
+    }
+}
 
 /// Modbus exception 0x02.
 const ILLEGAL_DATA_ADDRESS: u8 = 0x02;

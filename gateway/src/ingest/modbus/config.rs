@@ -263,12 +263,18 @@ impl ModbusConfig {
             }
         }
         let mut buses = HashSet::new();
+        let mut ports = HashSet::new();
         for (i, b) in self.bus.iter().enumerate() {
             let k = |f: &str| format!("modbus.bus[{i}].{f}");
             check(
                 !b.name.is_empty() && buses.insert(b.name.as_str()),
                 k("name"),
                 "must be set and unique",
+            );
+            check(
+                ports.insert(b.port.as_path()),
+                k("port"),
+                "another [[modbus.bus]] uses this serial port: put its units under one bus",
             );
             check(
                 (300..=1_000_000).contains(&b.baud),
@@ -283,6 +289,7 @@ impl ModbusConfig {
         }
         let mut ids = HashSet::new();
         let mut units = HashSet::new();
+        let mut endpoints = HashSet::new();
         for (i, d) in self.device.iter().enumerate() {
             let k = |f: &str| format!("modbus.device[{i}].{f}");
             check(
@@ -309,13 +316,20 @@ impl ModbusConfig {
                 "must be between 100 and 3600000",
             );
             match (&d.tcp, &d.bus) {
-                (Some(addr), None) => check(
-                    addr.rsplit_once(':').is_some_and(|(h, p)| {
-                        !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
-                    }),
-                    k("tcp"),
-                    "must be host:port, e.g. \"10.1.2.3:502\"",
-                ),
+                (Some(addr), None) => {
+                    check(
+                        addr.rsplit_once(':').is_some_and(|(h, p)| {
+                            !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                        }),
+                        k("tcp"),
+                        "must be host:port, e.g. \"10.1.2.3:502\"",
+                    );
+                    check(
+                        endpoints.insert((addr.as_str(), d.unit)),
+                        k("unit"),
+                        "another device has the same tcp address and unit id",
+                    );
+                }
                 (None, Some(bus)) => {
                     check(
                         self.bus.iter().any(|b| &b.name == bus),
@@ -352,6 +366,9 @@ timeout_ms = 5
 name = "b1"
 port = "/dev/null"
 stop_bits = 3
+[[bus]]
+name = "b3"
+port = "/dev/null"
 [[device]]
 id = "lamp 1"
 profile = "street-light"
@@ -370,6 +387,18 @@ id = "m2"
 profile = "eastron-sdm"
 site = "s"
 zone = "z"
+[[device]]
+id = "m3"
+profile = "eastron-sdm"
+tcp = "10.0.0.1:502"
+site = "s"
+zone = "z"
+[[device]]
+id = "m4"
+profile = "eastron-sdm"
+tcp = "10.0.0.1:502"
+site = "s"
+zone = "z"
 "#,
         )
         .expect("parses");
@@ -381,11 +410,13 @@ zone = "z"
             [
                 "modbus.timeout_ms",
                 "modbus.bus[0].stop_bits",
+                "modbus.bus[1].port",
                 "modbus.device[0].id",
                 "modbus.device[0].tcp",
                 "modbus.device[1].bus",
                 "modbus.device[1].unit",
                 "modbus.device[2].tcp",
+                "modbus.device[4].unit",
             ]
         );
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_modbus::client::{Client, Context, Writer};
+use tokio_modbus::client::{Client, Context};
 use tokio_modbus::prelude::{Request, Response, Slave, SlaveContext};
 
 use super::audit::CommandRecord;
@@ -672,25 +672,24 @@ impl Link {
             return Err(LinkError::Transport("not connected".into()));
         };
         ctx.set_slave(Slave(unit.dev.unit));
-        let a = pr.reg.address;
-        let write = async {
-            match (pr.reg.table, words.as_slice()) {
-                (Table::Coil, [w]) => ctx.write_single_coil(a, *w != 0).await,
-                (Table::Holding, [w]) => ctx.write_single_register(a, *w).await,
-                (Table::Holding, ws) => ctx.write_multiple_registers(a, ws).await,
-                _ => Ok(Err(tokio_modbus::ExceptionCode::IllegalFunction)),
-            }
-        };
-        let outcome = tokio::time::timeout(timeout, write).await;
+        let outcome = tokio::time::timeout(
+            timeout,
+            write_words(ctx, pr.reg.table, pr.reg.address, &words),
+        )
+        .await;
         let result = match outcome {
             Err(_) => Err(LinkError::Timeout),
-            Ok(Err(e)) => Err(link_error(e)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok(Err(code))) => {
-                self.shared.metrics.exception(u8::from(code));
-                return Err(LinkError::Protocol(format!(
-                    "exception {:#04x} ({code})",
-                    u8::from(code)
-                )));
+                self.shared.metrics.exception(code);
+                *unit
+                    .dev
+                    .status
+                    .lock()
+                    .exceptions
+                    .entry(format!("{code:#04x}"))
+                    .or_default() += 1;
+                return Err(LinkError::Protocol(format!("exception {code:#04x}")));
             }
             Ok(Ok(Ok(()))) => Ok(()),
         };
@@ -768,6 +767,46 @@ fn link_error(e: tokio_modbus::Error) -> LinkError {
 
 /// Reads a block through `Client::call`, so a reply of the wrong length is our protocol
 /// error rather than tokio-modbus's debug assertion (which would end the link task).
+/// Writes `words` at `address` through `Client::call` (tokio-modbus's `Writer` helpers
+/// only `debug_assert` the device's echo, which would panic the link in a debug build and
+/// pass a wrong echo in a release one): an echo that does not match the request is a
+/// protocol error. `Ok(Err(code))` is a Modbus exception.
+async fn write_words(
+    ctx: &mut Context,
+    table: Table,
+    address: u16,
+    words: &[u16],
+) -> Result<Result<(), u8>, LinkError> {
+    let request = match (table, words) {
+        (Table::Coil, [w]) => Request::WriteSingleCoil(address, *w != 0),
+        (Table::Holding, [w]) => Request::WriteSingleRegister(address, *w),
+        (Table::Holding, ws) => Request::WriteMultipleRegisters(address, ws.to_vec().into()),
+        _ => {
+            return Err(LinkError::Protocol(format!(
+                "{table:?} {address} cannot be written with {} word(s)",
+                words.len()
+            )))
+        }
+    };
+    let echoed = match ctx.call(request).await.map_err(link_error)? {
+        Err(code) => return Ok(Err(u8::from(code))),
+        Ok(Response::WriteSingleCoil(a, on)) => a == address && words == [u16::from(on)],
+        Ok(Response::WriteSingleRegister(a, w)) => a == address && words == [w],
+        Ok(Response::WriteMultipleRegisters(a, n)) => a == address && usize::from(n) == words.len(),
+        Ok(other) => {
+            return Err(LinkError::Protocol(format!(
+                "wrote {table:?} {address}, got {other:?}"
+            )))
+        }
+    };
+    if !echoed {
+        return Err(LinkError::Protocol(format!(
+            "the device's echo of the write to {table:?} {address} does not match it"
+        )));
+    }
+    Ok(Ok(()))
+}
+
 async fn read_block(ctx: &mut Context, b: &Block) -> Result<Result<Vec<u16>, u8>, LinkError> {
     let request = match b.table {
         Table::Holding => Request::ReadHoldingRegisters(b.start, b.count),

@@ -290,6 +290,11 @@ fn build_profile(i: usize, def: &ProfileDef, issues: &mut Vec<ProfileIssue>) -> 
         if scale == 0.0 || !scale.is_finite() {
             issue(format!("{key}.scale"), "must be a non-zero number".into());
         }
+        for (field, v) in [("offset", r.offset), ("min", r.min), ("max", r.max)] {
+            if v.is_some_and(|v| !v.is_finite()) {
+                issue(format!("{key}.{field}"), "must be a finite number".into());
+            }
+        }
         if let (Some(lo), Some(hi)) = (r.min, r.max) {
             if lo > hi {
                 issue(format!("{key}.min"), "is above max".into());
@@ -430,6 +435,8 @@ type = "bool"
 feeds = "current_a"
 writable = true
 verifies = "nothing"
+offset = nan
+max = inf
 "#;
         let issues = Profiles::build(Some(text)).expect_err("invalid");
         let keys: Vec<&str> = issues.iter().map(|i| i.key.as_str()).collect();
@@ -442,6 +449,8 @@ verifies = "nothing"
             "profile[x].register[1].feeds",
             "profile[x].register",
             "profile[x].register[1].verifies",
+            "profile[x].register[1].offset",
+            "profile[x].register[1].max",
         ] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }

@@ -177,8 +177,8 @@ impl Register {
         let b = bytes(&w[..need as usize], self.order);
         let raw = match self.data_type {
             DataType::Bool => f64::from(u8::from(w[0] != 0)),
-            DataType::U16 => f64::from(w[0]),
-            DataType::I16 => f64::from(w[0] as i16),
+            DataType::U16 => f64::from(u16::from_be_bytes([b[0], b[1]])),
+            DataType::I16 => f64::from(i16::from_be_bytes([b[0], b[1]])),
             DataType::U32 => f64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
             DataType::I32 => f64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
             DataType::F32 => f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]])),
@@ -190,6 +190,11 @@ impl Register {
             });
         }
         let value = raw * self.scale + self.offset;
+        if !value.is_finite() {
+            return Err(DecodeError::NotANumber {
+                name: self.name.clone(),
+            });
+        }
         let below = self.min.is_some_and(|m| value < m);
         let above = self.max.is_some_and(|m| value > m);
         if below || above {
@@ -210,20 +215,29 @@ impl Register {
             return None;
         }
         let raw = (value - self.offset) / self.scale;
+        if !raw.is_finite() {
+            return None;
+        }
         let int = |lo: f64, hi: f64| Some(raw.round()).filter(|r| (lo..=hi).contains(r));
         let b: Vec<u8> = match self.data_type {
             DataType::Bool => return Some(vec![u16::from(raw.round() != 0.0)]),
-            DataType::U16 => return int(0.0, f64::from(u16::MAX)).map(|r| vec![r as u16]),
-            DataType::I16 => {
-                return int(f64::from(i16::MIN), f64::from(i16::MAX)).map(|r| vec![r as i16 as u16])
-            }
+            DataType::U16 => (int(0.0, f64::from(u16::MAX))? as u16)
+                .to_be_bytes()
+                .to_vec(),
+            DataType::I16 => (int(f64::from(i16::MIN), f64::from(i16::MAX))? as i16)
+                .to_be_bytes()
+                .to_vec(),
             DataType::U32 => (int(0.0, f64::from(u32::MAX))? as u32)
                 .to_be_bytes()
                 .to_vec(),
             DataType::I32 => (int(f64::from(i32::MIN), f64::from(i32::MAX))? as i32)
                 .to_be_bytes()
                 .to_vec(),
-            DataType::F32 => (raw as f32).to_be_bytes().to_vec(),
+            // Beyond f32's range the cast gives infinity: not a value to write.
+            DataType::F32 => Some(raw as f32)
+                .filter(|f| f.is_finite())?
+                .to_be_bytes()
+                .to_vec(),
             DataType::F64 => raw.to_be_bytes().to_vec(),
         };
         Some(words(&b, self.order))
@@ -331,6 +345,22 @@ mod tests {
         assert_eq!(u(Order::Cdab), Some(vec![0x3344, 0x1122]));
         assert_eq!(u(Order::Badc), Some(vec![0x2211, 0x4433]));
         assert_eq!(u(Order::Dcba), Some(vec![0x4433, 0x2211]));
+        // A 16-bit register's bytes swap in the byte-swapped orders; its one word has no
+        // word order.
+        let h = |o| reg("x", Table::Holding, 0, DataType::U16, o);
+        assert_eq!(
+            h(Order::Abcd).encode(f64::from(0x1122u16)),
+            Some(vec![0x1122])
+        );
+        assert_eq!(
+            h(Order::Cdab).encode(f64::from(0x1122u16)),
+            Some(vec![0x1122])
+        );
+        assert_eq!(
+            h(Order::Badc).encode(f64::from(0x1122u16)),
+            Some(vec![0x2211])
+        );
+        assert_eq!(h(Order::Dcba).decode(&[0x2211]), Ok(f64::from(0x1122u16)));
     }
 
     #[test]
@@ -361,6 +391,19 @@ mod tests {
         assert_eq!(t.encode(25.2), Some(vec![652]));
         let small = reg("x", Table::Holding, 0, DataType::U16, Order::Abcd);
         assert_eq!(small.encode(70_000.0), None, "does not fit a u16");
+        let f = reg("x", Table::Holding, 0, DataType::F32, Order::Abcd);
+        assert_eq!(
+            f.encode(1e39),
+            None,
+            "beyond f32 is not written as infinity"
+        );
+        let mut tiny = reg("x", Table::Holding, 0, DataType::F64, Order::Abcd);
+        tiny.scale = 1e-300;
+        assert_eq!(
+            tiny.encode(1e300),
+            None,
+            "an infinite raw value is not written"
+        );
     }
 
     #[test]

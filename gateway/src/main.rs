@@ -496,15 +496,15 @@ fn check_modbus(path: Option<&std::path::Path>) -> anyhow::Result<()> {
         });
     let now = linli_gateway::clock::now_ms();
     for s in &plan.schedules {
-        let want = s.desired(&local, place, now).map_or_else(
-            || "no sunrise or sunset today here".to_string(),
-            |w| {
-                format!(
-                    "now: {} at {} %",
-                    if w.relay_on { "on" } else { "off" },
-                    w.dimming_pct
-                )
+        let w = s.desired(&local, place, now);
+        let want = format!(
+            "now: {} at {} %",
+            match w.relay_on {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "relay left alone (no sunrise or sunset today here)",
             },
+            w.dimming_pct
         );
         println!(
             "  schedule {}: {} lamp(s); {want} ({})",

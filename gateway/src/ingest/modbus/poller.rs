@@ -315,44 +315,64 @@ impl Modbus {
                 _ = stop.changed() => return,
             }
             let now = now_ms();
+            // Each lamp's commands run beside the others' (a lamp that does not answer
+            // costs its own timeout, not the street's); one lamp's commands in turn.
+            let mut jobs = Vec::new();
             for s in &schedules {
-                let Some(want) = s.desired(&local, place, now) else {
-                    if warned.insert(s.name.clone()) {
-                        tracing::warn!(schedule = %s.name, "no sunrise or sunset today at these coordinates: schedule not applied");
-                    }
-                    continue;
-                };
-                let by = format!("schedule:{}", s.name);
+                let want = s.desired(&local, place, now);
+                if want.relay_on.is_none() && warned.insert(s.name.clone()) {
+                    tracing::warn!(schedule = %s.name, "no sunrise or sunset today at these coordinates: relays left as they are, dimming still applied");
+                }
                 for id in &s.devices {
                     let Some(d) = self.devices.get(id) else {
                         continue;
                     };
-                    if d.status.lock().state == super::stats::LinkState::Down {
-                        continue;
-                    }
-                    for (metric, value) in [
-                        ("relay_on", f64::from(u8::from(want.relay_on))),
-                        ("dimming_pct", f64::from(want.dimming_pct)),
-                    ] {
-                        let key = (id.clone(), metric);
-                        if applied.get(&key) == Some(&value) {
-                            continue;
-                        }
-                        let Some(register) = d.profile.command_register(metric) else {
-                            continue;
-                        };
-                        match self.command(id, register, value, "schedule", &by).await {
-                            Ok(_) => {
-                                applied.insert(key, value);
-                            }
-                            Err(e) => {
-                                tracing::warn!(device = %id, schedule = %s.name, error = %e, "scheduled command failed; retried next tick");
-                            }
-                        }
+                    let todo: Vec<(&'static str, f64, String)> = [
+                        ("relay_on", want.relay_on.map(|on| f64::from(u8::from(on)))),
+                        ("dimming_pct", Some(f64::from(want.dimming_pct))),
+                    ]
+                    .into_iter()
+                    .filter_map(|(metric, value)| {
+                        let value = value?;
+                        let register = d.profile.command_register(metric)?;
+                        (applied.get(&(id.clone(), metric)) != Some(&value))
+                            .then(|| (metric, value, register.to_string()))
+                    })
+                    .collect();
+                    if !todo.is_empty() {
+                        jobs.push(self.schedule_lamp(id, d, todo, format!("schedule:{}", s.name)));
                     }
                 }
             }
+            for done in futures_util::future::join_all(jobs).await {
+                applied.extend(done);
+            }
         }
+    }
+
+    /// Sends one lamp its scheduled commands in turn; stops at the first that fails (the
+    /// rest wait for the next tick). Gives back what was commanded.
+    async fn schedule_lamp(
+        &self,
+        id: &str,
+        d: &DeviceState,
+        todo: Vec<(&'static str, f64, String)>,
+        by: String,
+    ) -> Vec<((String, &'static str), f64)> {
+        let mut done = Vec::new();
+        for (metric, value, register) in todo {
+            if d.status.lock().state == super::stats::LinkState::Down {
+                break;
+            }
+            match self.command(id, &register, value, "schedule", &by).await {
+                Ok(_) => done.push(((id.to_string(), metric), value)),
+                Err(e) => {
+                    tracing::warn!(device = %id, by = %by, error = %e, "scheduled command failed; retried next tick");
+                    break;
+                }
+            }
+        }
+        done
     }
 
     /// Every device's status.

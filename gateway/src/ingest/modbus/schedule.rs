@@ -63,6 +63,17 @@ impl Moment {
     fn needs_sun(&self) -> bool {
         !matches!(self, Moment::At(_))
     }
+
+    /// Minutes after midnight it usually falls at (sunrise ~06:00, sunset ~18:00): tells
+    /// an overnight schedule (`sunset` → `sunrise`, `18:00` → `06:00`) from an evening
+    /// one (`sunset` → `23:00`) whatever the season does to the sun.
+    fn nominal_minutes(&self) -> i64 {
+        match self {
+            Moment::At(t) => i64::from(t.hour()) * 60 + i64::from(t.minute()),
+            Moment::Sunrise(m) => 6 * 60 + m,
+            Moment::Sunset(m) => 18 * 60 + m,
+        }
+    }
 }
 
 /// Where the sun is computed for.
@@ -77,8 +88,9 @@ pub struct Place {
 /// What a lamp should be doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Desired {
-    /// Relay closed.
-    pub relay_on: bool,
+    /// Relay closed; `None` when the sun neither rises nor sets on a day the schedule
+    /// needs (polar day or night): the relay is then left as it is.
+    pub relay_on: Option<bool>,
     /// Dimming level, %.
     pub dimming_pct: u8,
 }
@@ -104,29 +116,34 @@ impl Schedule {
         self.on.needs_sun() || self.off.needs_sun()
     }
 
-    /// The state a lamp should be in at `t_ms`; `None` when the sun neither rises nor
-    /// sets that day at `place` (polar day or night) or a sun moment has no place.
-    pub fn desired(&self, lt: &LocalTime, place: Option<Place>, t_ms: u64) -> Option<Desired> {
+    /// The state a lamp should be in at `t_ms`. The lamps are lit from `on` until the
+    /// next `off`: the same evening for an evening schedule, the next morning for an
+    /// overnight one. A day whose `off` comes before its `on` (a summer sunset after an
+    /// evening schedule's clock-time end) has no lit time at all, rather than a day-long
+    /// one. Dimming applies whatever the sun does.
+    pub fn desired(&self, lt: &LocalTime, place: Option<Place>, t_ms: u64) -> Desired {
+        let overnight = self.off.nominal_minutes() <= self.on.nominal_minutes();
         let today = lt.date_of(t_ms);
-        let mut relay_on = false;
-        for day in [today.yesterday().ok()?, today] {
+        let lit_on = |day: Date| -> Option<bool> {
             let on = resolve(self.on, lt, place, day)?;
-            let mut off = resolve(self.off, lt, place, day)?;
-            if off <= on {
-                off = resolve(self.off, lt, place, day.tomorrow().ok()?)?;
-            }
-            relay_on |= on <= t_ms && t_ms < off;
-        }
+            let off_day = if overnight { day.tomorrow().ok()? } else { day };
+            let off = resolve(self.off, lt, place, off_day)?;
+            Some(on < off && on <= t_ms && t_ms < off)
+        };
+        let relay_on = match today.yesterday() {
+            Ok(yesterday) => lit_on(yesterday).zip(lit_on(today)).map(|(a, b)| a || b),
+            Err(_) => None,
+        };
         let all = Calendar::default();
         let dimming_pct = self
             .dims
             .iter()
             .find(|(w, _)| lt.containing(w, &all, t_ms).is_some())
             .map_or(100, |(_, level)| *level);
-        Some(Desired {
+        Desired {
             relay_on,
             dimming_pct,
-        })
+        }
     }
 }
 
@@ -186,39 +203,61 @@ mod tests {
         let lt = LocalTime::named("Asia/Shanghai").unwrap();
         let s = schedule();
         let at = |t: &str| s.desired(&lt, Some(SHANGHAI), lt.parse_local(t).unwrap());
+        let lit = |t: &str| at(t).relay_on;
         // Midsummer in Shanghai: sunrise ~04:50, sunset ~19:00 local.
-        let day = at("2026-06-21T12:00").unwrap();
-        assert!(!day.relay_on);
-        assert!(
-            !at("2026-06-21T19:05").unwrap().relay_on,
-            "before sunset+10m"
-        );
+        assert_eq!(lit("2026-06-21T12:00"), Some(false));
+        assert_eq!(lit("2026-06-21T19:05"), Some(false), "before sunset+10m");
         assert_eq!(
             at("2026-06-21T19:30"),
-            Some(Desired {
-                relay_on: true,
+            Desired {
+                relay_on: Some(true),
                 dimming_pct: 100
-            })
+            }
         );
         assert_eq!(
             at("2026-06-22T01:00"),
-            Some(Desired {
-                relay_on: true,
+            Desired {
+                relay_on: Some(true),
                 dimming_pct: 50
-            }),
+            },
             "after midnight: the night that began yesterday"
         );
-        assert!(
-            !at("2026-06-22T04:45").unwrap().relay_on,
-            "sunrise-15m passed"
-        );
+        assert_eq!(lit("2026-06-22T04:45"), Some(false), "sunrise-15m passed");
         // Midwinter: sunset ~17:00, so 17:30 is dark already.
-        assert!(at("2026-12-21T17:30").unwrap().relay_on);
-        assert!(!at("2026-12-21T16:30").unwrap().relay_on);
+        assert_eq!(lit("2026-12-21T17:30"), Some(true));
+        assert_eq!(lit("2026-12-21T16:30"), Some(false));
     }
 
     #[test]
-    fn clock_times_need_no_place_and_the_sun_does() {
+    fn an_evening_schedule_whose_end_comes_before_sunset_stays_dark_that_day() {
+        // Helsinki at midsummer: sunset ~22:50, so "sunset+10m" to "23:00" is empty.
+        // It must not become a day-long window ending at 23:00 tomorrow.
+        let lt = LocalTime::named("Europe/Helsinki").unwrap();
+        let helsinki = Place {
+            latitude: 60.17,
+            longitude: 24.94,
+        };
+        let s = Schedule {
+            on: Moment::parse("sunset+10m").unwrap(),
+            off: Moment::parse("23:00").unwrap(),
+            dims: vec![],
+            ..schedule()
+        };
+        let lit = |t: &str| {
+            s.desired(&lt, Some(helsinki), lt.parse_local(t).unwrap())
+                .relay_on
+        };
+        for t in ["2026-06-21T12:00", "2026-06-21T23:30", "2026-06-22T12:00"] {
+            assert_eq!(lit(t), Some(false), "{t}");
+        }
+        // In October the sun sets ~18:20: lit from 18:30 to 23:00, not overnight.
+        assert_eq!(lit("2026-10-15T20:00"), Some(true));
+        assert_eq!(lit("2026-10-16T02:00"), Some(false));
+        assert_eq!(lit("2026-10-16T12:00"), Some(false));
+    }
+
+    #[test]
+    fn clock_times_need_no_place_and_polar_days_leave_the_relay_alone() {
         let lt = LocalTime::named("UTC").unwrap();
         let s = Schedule {
             on: Moment::parse("18:00").unwrap(),
@@ -227,14 +266,23 @@ mod tests {
         };
         assert!(!s.needs_sun());
         let t = lt.parse_local("2026-03-01T05:59").unwrap();
-        assert_eq!(s.desired(&lt, None, t).map(|d| d.relay_on), Some(true));
+        assert_eq!(s.desired(&lt, None, t).relay_on, Some(true));
+        let noon = lt.parse_local("2026-03-01T12:00").unwrap();
+        assert_eq!(s.desired(&lt, None, noon).relay_on, Some(false));
         assert!(schedule().needs_sun());
-        assert_eq!(schedule().desired(&lt, None, t), None);
+        assert_eq!(schedule().desired(&lt, None, t).relay_on, None);
         let north_pole = Place {
             latitude: 89.9,
             longitude: 0.0,
         };
-        let midsummer = lt.parse_local("2026-06-21T12:00").unwrap();
-        assert_eq!(schedule().desired(&lt, Some(north_pole), midsummer), None);
+        let midsummer_night = lt.parse_local("2026-06-21T23:30").unwrap();
+        assert_eq!(
+            schedule().desired(&lt, Some(north_pole), midsummer_night),
+            Desired {
+                relay_on: None,
+                dimming_pct: 50
+            },
+            "no sunset: the relay is left alone, the dimming window still applies"
+        );
     }
 }

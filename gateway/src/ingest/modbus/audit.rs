@@ -132,13 +132,21 @@ impl Audit {
         Ok(())
     }
 
-    /// Checks left pending by a previous run (a restart loses the poll state that was to
-    /// decide them): marked `superseded`.
+    /// What a previous run left open (a restart loses the poll state that was to decide
+    /// it): checks still pending are marked `superseded`, and requests whose write never
+    /// reported back (the gateway stopped between request and answer) `interrupted` —
+    /// the device may or may not have taken them.
     pub fn close_pending(&self) -> Result<usize, AuditError> {
-        Ok(self.db.lock().execute(
+        let db = self.db.lock();
+        let checks = db.execute(
             "UPDATE commands SET verify = 'superseded' WHERE verify = 'pending'",
             [],
-        )?)
+        )?;
+        let writes = db.execute(
+            "UPDATE commands SET result = 'interrupted' WHERE result = 'pending'",
+            [],
+        )?;
+        Ok(checks + writes)
     }
 
     /// The newest `limit` commands, of one device or all.
@@ -215,5 +223,18 @@ mod tests {
         assert_eq!(all[1].verify.as_deref(), Some("not_applied"));
         assert_eq!(all[1].observed, Some(100.0));
         assert!(a.list(Some("lamp-2"), 10).expect("list").is_empty());
+
+        // A restart closes what the last run left open.
+        let open = a
+            .request("lamp-1", "relay_command", 0.0, "api", "ops-li", 11)
+            .expect("req");
+        let checking = a
+            .request("lamp-1", "dimming_setpoint", 30.0, "api", "ops-li", 12)
+            .expect("req");
+        a.written(checking, None, true).expect("written");
+        assert_eq!(a.close_pending().expect("close"), 2);
+        let r = |id| a.get(id).expect("get").expect("row");
+        assert_eq!(r(open).result, "interrupted");
+        assert_eq!(r(checking).verify.as_deref(), Some("superseded"));
     }
 }

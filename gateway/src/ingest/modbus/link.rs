@@ -466,6 +466,23 @@ impl Link {
                 }
             }
         }
+        // A pending check whose read-back this poll could not read still uses up a poll.
+        let unread: Vec<usize> = due
+            .iter()
+            .flat_map(|g| unit.groups[*g].blocks.iter())
+            .flat_map(|b| b.registers.iter().copied())
+            .filter(|r| !read.contains(r))
+            .collect();
+        for r in unread {
+            if let Some(command) = unit.verifier.unreadable(r) {
+                tracing::warn!(device = %unit.dev.id, command, register = %profile.registers[r].reg.name, "command unverified: its read-back could not be read");
+                if let Err(e) = tokio::task::block_in_place(|| {
+                    shared.audit.verified(command, "unreadable", None, now_ms())
+                }) {
+                    tracing::error!(error = %e, "cannot record a command's verification");
+                }
+            }
+        }
         for (g, bi) in split.into_iter().rev() {
             let group = &mut unit.groups[g];
             let b = group.blocks.remove(bi);

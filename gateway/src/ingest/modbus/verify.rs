@@ -99,6 +99,25 @@ impl Verifier {
         Some(out)
     }
 
+    /// A poll could not read register `register` (an exception, a rejected value): a
+    /// pending check on it uses up a poll all the same. When its polls run out without a
+    /// read-back, the check ends undecided: the command's audit id is returned. No
+    /// `CommandCheck` follows, so nothing is raised on a guess.
+    pub fn unreadable(&mut self, register: usize) -> Option<i64> {
+        let i = self.pending.iter().position(|p| p.readback == register)?;
+        let p = &mut self.pending[i];
+        p.polls_left = p.polls_left.saturating_sub(1);
+        if p.polls_left > 0 {
+            return None;
+        }
+        // A check that already failed stays open for a late success: only an undecided
+        // one ends here.
+        if p.failed {
+            return None;
+        }
+        Some(self.pending.swap_remove(i).command)
+    }
+
     /// Checks still open.
     pub fn len(&self) -> usize {
         self.pending.len()
@@ -164,5 +183,23 @@ mod tests {
         assert_eq!(v.expect(dim(2, 60.0)), Some(1));
         assert_eq!(v.len(), 1);
         assert_eq!(v.observe(3, 60.0).map(|o| o.command), Some(2));
+    }
+
+    #[test]
+    fn a_read_back_that_cannot_be_read_ends_the_check_undecided() {
+        let mut v = Verifier::default();
+        v.expect(dim(7, 40.0));
+        assert_eq!(v.unreadable(9), None, "another register");
+        assert_eq!(v.unreadable(3), None);
+        assert_eq!(v.unreadable(3), None);
+        assert_eq!(v.unreadable(3), Some(7), "out of polls");
+        assert!(v.is_empty());
+        // One that already failed stays open for a late success.
+        v.expect(dim(8, 40.0));
+        for _ in 0..3 {
+            v.observe(3, 100.0);
+        }
+        assert_eq!(v.unreadable(3), None);
+        assert_eq!(v.observe(3, 40.0).map(|o| o.applied), Some(true));
     }
 }

@@ -297,6 +297,12 @@ async fn pymodbus_tcp_every_type_and_word_order_decodes_and_the_reading_is_store
         "{d:#}"
     );
     assert!(alarm(&http, "equipment_silent", "tank-2").await.is_none());
+    // Two units at one address (a Modbus TCP gateway) share one connection, asked in turn.
+    assert_eq!(
+        d["transport"],
+        device_json(&http, "tank-1").await?["transport"]
+    );
+    assert_eq!(scrape(&http, "linli_modbus_connects_total").await?, 1.0);
     let latest = get_json(&format!("{http}/api/devices/tank-2/latest")).await?;
     assert!(
         !latest

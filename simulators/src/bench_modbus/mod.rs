@@ -171,9 +171,12 @@ pub async fn run_once(
     peer_first: bool,
 ) -> Result<(ModbusRun, Option<peer::PeerRun>)> {
     std::fs::create_dir_all(dir)?;
+    // Each device its own TCP listener, as a street of controllers is (units sharing a
+    // listener would be a Modbus TCP gateway, which the gateway polls in turn).
     let fleet = Fleet::start(&FleetConfig {
         lamps: cfg.lamps,
         meters: cfg.meters,
+        units_per_listener: 1,
         ..FleetConfig::default()
     })
     .await?;

@@ -37,6 +37,17 @@ pub enum Transport {
     Rtu(RtuBus),
 }
 
+impl Transport {
+    /// True when both reach the same line: one TCP address, or one bus.
+    pub fn same_link(&self, other: &Transport) -> bool {
+        match (self, other) {
+            (Transport::Tcp(a), Transport::Tcp(b)) => a == b,
+            (Transport::Rtu(a), Transport::Rtu(b)) => a.name == b.name,
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -223,25 +223,22 @@ impl Modbus {
             ingest,
             ingest_metrics,
         });
-        // Group devices into links: each TCP device alone, each bus with its units.
+        // Group devices into links: one per TCP address (several units at one host:port
+        // sit behind a Modbus TCP gateway on one RS-485 line: one connection, asked in
+        // turn), one per serial bus with its units.
         let mut links: Vec<(Transport, Vec<usize>)> = Vec::new();
         for (i, d) in config.device.iter().enumerate() {
-            match (&d.tcp, &d.bus) {
-                (Some(addr), _) => links.push((Transport::Tcp(addr.clone()), vec![i])),
-                (None, Some(bus)) => {
-                    match links
-                        .iter_mut()
-                        .find(|(t, _)| matches!(t, Transport::Rtu(b) if &b.name == bus))
-                    {
-                        Some((_, members)) => members.push(i),
-                        None => {
-                            if let Some(b) = config.bus.iter().find(|b| &b.name == bus) {
-                                links.push((Transport::Rtu(b.clone()), vec![i]));
-                            }
-                        }
-                    }
-                }
-                (None, None) => {}
+            let transport = match (&d.tcp, &d.bus) {
+                (Some(addr), _) => Transport::Tcp(addr.clone()),
+                (None, Some(bus)) => match config.bus.iter().find(|b| &b.name == bus) {
+                    Some(b) => Transport::Rtu(b.clone()),
+                    None => continue,
+                },
+                (None, None) => continue,
+            };
+            match links.iter_mut().find(|(t, _)| t.same_link(&transport)) {
+                Some((_, members)) => members.push(i),
+                None => links.push((transport, vec![i])),
             }
         }
         let mut devices = BTreeMap::new();

@@ -183,6 +183,20 @@ pub(crate) struct Server {
     pub(crate) child: Child,
 }
 
+impl Server {
+    /// Starts `linli run --config CONFIG` from `bin`, its log on our stderr.
+    pub(crate) fn gateway(bin: &Path, config: &Path) -> Result<Server> {
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Server { child })
+    }
+}
+
 impl Drop for Server {
     /// Asks the server to stop (SIGINT, as Ctrl-C would), then kills it after 10 s.
     fn drop(&mut self) {
@@ -438,14 +452,7 @@ impl IngestBench {
                 extra = std::env::var("LINLI_BENCH_BROKER").unwrap_or_default()
             ),
         )?;
-        let child = Command::new(&self.gateway_bin)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting linli")?;
-        let server = Server { child };
+        let server = Server::gateway(&self.gateway_bin, &cfg)?;
         wait_port(http, Duration::from_secs(30)).await?;
         let conns = connect_all(mqtt, devices, true, true).await?;
         let pid = server.child.id();

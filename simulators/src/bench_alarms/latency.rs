@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -336,14 +335,7 @@ pub async fn run(cfg: &LatencyConfig, work: &Path) -> Result<LatencyRun> {
     );
     let (mqtt, http) = (free_addr()?, free_addr()?);
     let config = gateway_config(work, &data, mqtt, http, cfg)?;
-    let child = Command::new(&cfg.gateway_bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))?;
-    let server = Server { child };
+    let server = Server::gateway(&cfg.gateway_bin, &config)?;
     let pid = server.child.id();
     wait_port(http, Duration::from_secs(30)).await?;
     wait_port(mqtt, Duration::from_secs(30)).await?;

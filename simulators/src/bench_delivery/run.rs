@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -285,14 +284,7 @@ pub async fn run_once(
         t.elapsed().as_secs_f64()
     );
 
-    let child = Command::new(&cfg.gateway_bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))?;
-    let mut server = Server { child };
+    let mut server = Server::gateway(&cfg.gateway_bin, &config)?;
     let pid = server.child.id();
     wait_port(http, Duration::from_secs(60)).await?;
     wait_port(mqtt, Duration::from_secs(60)).await?;

@@ -14,10 +14,9 @@ pub mod peer;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::bench::{cpu_seconds, free_addr, wait_port, Server};
 use crate::bench_alarms::latency::scrape;
@@ -122,14 +121,7 @@ async fn wait_measuring(seconds: f64) {
 /// The gateway polling `fleet`: started fresh, warmed up, measured, stopped.
 async fn measure_gateway(cfg: &ModbusBenchConfig, fleet: &Fleet, dir: &Path) -> Result<ModbusRun> {
     let (config, http) = gateway_config(dir, fleet, cfg.poll_ms)?;
-    let child = Command::new(&cfg.gateway_bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))?;
-    let server = Server { child };
+    let server = Server::gateway(&cfg.gateway_bin, &config)?;
     let pid = server.child.id().to_string();
     let me = std::process::id().to_string();
     wait_port(http, Duration::from_secs(60)).await?;

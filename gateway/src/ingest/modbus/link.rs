@@ -397,6 +397,10 @@ impl Link {
         let profile = unit.dev.profile.clone();
         let mut read: Vec<usize> = Vec::new();
         let mut clean = true;
+        // Some block came back with data (even data then rejected): the device is there.
+        // A unit that only answers exceptions (a Modbus TCP gateway's 0x0B for a dead unit
+        // behind it) is not.
+        let mut answered = false;
         let mut exception = None;
         // Blocks a device refused as a whole (0x02: it does not implement some address the
         // block spans): read register by register from the next poll on.
@@ -405,11 +409,11 @@ impl Link {
             for (bi, b) in unit.groups[*g].blocks.iter().enumerate() {
                 let words = match tokio::time::timeout(timeout, read_block(ctx, b)).await {
                     Err(_) => {
-                        forget(&mut unit.values, due, &unit.groups);
+                        forget(unit, due, &read);
                         return Err(LinkError::Timeout);
                     }
                     Ok(Err(e)) => {
-                        forget(&mut unit.values, due, &unit.groups);
+                        forget(unit, due, &read);
                         return Err(e);
                     }
                     Ok(Ok(Err(code))) => {
@@ -436,7 +440,10 @@ impl Link {
                         }
                         continue;
                     }
-                    Ok(Ok(Ok(w))) => w,
+                    Ok(Ok(Ok(w))) => {
+                        answered = true;
+                        w
+                    }
                 };
                 let now = now_ms();
                 let at = Instant::now();
@@ -524,13 +531,13 @@ impl Link {
                 });
             }
         }
-        self.deliver(i, &read);
+        self.deliver(i, &read, answered);
         Ok(())
     }
 
     /// Builds the device's report when this poll read any register that feeds it and
     /// every such register is current; then checks pending commands' read-backs.
-    fn deliver(&mut self, i: usize, read: &[usize]) {
+    fn deliver(&mut self, i: usize, read: &[usize], answered: bool) {
         let now = Instant::now();
         let unit = &mut self.units[i];
         let profile = unit.dev.profile.clone();
@@ -570,9 +577,12 @@ impl Link {
         // It answered, but a refused or rejected feeding register left no report: it is
         // still alive, so supervision hears a heartbeat (at most once per slowest feeding
         // interval) instead of calling it silent. Its values are not repeated.
-        if unit
-            .last_alive
-            .is_none_or(|t| now.duration_since(t) >= unit.alive_every)
+        // Half the interval: a poll finishing a little earlier than the last one must not
+        // skip a beat and leave a gap supervision counts as missed.
+        if answered
+            && unit
+                .last_alive
+                .is_none_or(|t| now.duration_since(t) >= unit.alive_every / 2)
         {
             let uptime_s =
                 u32::try_from(now.duration_since(unit.since).as_secs()).unwrap_or(u32::MAX);
@@ -771,14 +781,21 @@ fn phase(id: &str, period_ms: u64) -> Duration {
 /// How long a reopened serial line is left quiet before its input is dropped.
 const RTU_QUIET: Duration = Duration::from_millis(50);
 
-/// A failed poll leaves the registers of the groups it was reading without a current
-/// value: a report built later must not carry them as if fresh.
-fn forget(values: &mut [Option<(f64, Instant)>], due: &[usize], groups: &[Group]) {
+/// A failed poll leaves the registers it had not read yet without a current value (a
+/// report built later must not carry them as if fresh), and their groups are asked again
+/// as soon as the device answers rather than a whole interval later.
+fn forget(unit: &mut Unit, due: &[usize], read: &[usize]) {
     for g in due {
-        for b in &groups[*g].blocks {
-            for r in &b.registers {
-                values[*r] = None;
+        let group = &mut unit.groups[*g];
+        let mut missed = false;
+        for r in group.blocks.iter().flat_map(|b| b.registers.iter()) {
+            if !read.contains(r) {
+                unit.values[*r] = None;
+                missed = true;
             }
+        }
+        if missed {
+            group.next_due = Instant::now();
         }
     }
 }

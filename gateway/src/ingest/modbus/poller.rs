@@ -213,7 +213,7 @@ impl Modbus {
         if stale > 0 {
             tracing::info!(
                 commands = stale,
-                "command checks left open by the last run marked superseded"
+                "commands left open by the last run closed: checks marked superseded, unanswered writes interrupted"
             );
         }
         let shared = Arc::new(Shared {

@@ -63,18 +63,13 @@ impl Moment {
     fn needs_sun(&self) -> bool {
         !matches!(self, Moment::At(_))
     }
-
-    /// Minutes after midnight it usually falls at (sunrise ~06:00, sunset ~18:00): tells
-    /// an overnight schedule (`sunset` → `sunrise`, `18:00` → `06:00`) from an evening
-    /// one (`sunset` → `23:00`) whatever the season does to the sun.
-    fn nominal_minutes(&self) -> i64 {
-        match self {
-            Moment::At(t) => i64::from(t.hour()) * 60 + i64::from(t.minute()),
-            Moment::Sunrise(m) => 6 * 60 + m,
-            Moment::Sunset(m) => 18 * 60 + m,
-        }
-    }
 }
+
+/// The longest a schedule lights its lamps in one go. An overnight window at 65° N in
+/// December (sunset+10m to sunrise-15m) is under 21 h; a window that would run longer is
+/// a clash of clock and sun (an evening end before a summer sunset, a morning start after
+/// a summer sunrise), not a night.
+const MAX_LIT_MS: u64 = 22 * 3_600_000;
 
 /// Where the sun is computed for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,19 +111,20 @@ impl Schedule {
         self.on.needs_sun() || self.off.needs_sun()
     }
 
-    /// The state a lamp should be in at `t_ms`. The lamps are lit from `on` until the
-    /// next `off`: the same evening for an evening schedule, the next morning for an
-    /// overnight one. A day whose `off` comes before its `on` (a summer sunset after an
-    /// evening schedule's clock-time end) has no lit time at all, rather than a day-long
-    /// one. Dimming applies whatever the sun does.
+    /// The state a lamp should be in at `t_ms`. The lamps are lit from a day's `on`
+    /// until that day's `off` when it comes later, else until the next day's `off`
+    /// (overnight) — unless that would light them for more than [`MAX_LIT_MS`], which
+    /// leaves them dark that day rather than lit round the clock. Dimming applies
+    /// whatever the sun does.
     pub fn desired(&self, lt: &LocalTime, place: Option<Place>, t_ms: u64) -> Desired {
-        let overnight = self.off.nominal_minutes() <= self.on.nominal_minutes();
         let today = lt.date_of(t_ms);
         let lit_on = |day: Date| -> Option<bool> {
             let on = resolve(self.on, lt, place, day)?;
-            let off_day = if overnight { day.tomorrow().ok()? } else { day };
-            let off = resolve(self.off, lt, place, off_day)?;
-            Some(on < off && on <= t_ms && t_ms < off)
+            let mut off = resolve(self.off, lt, place, day)?;
+            if off <= on {
+                off = resolve(self.off, lt, place, day.tomorrow().ok()?)?;
+            }
+            Some(off - on <= MAX_LIT_MS && on <= t_ms && t_ms < off)
         };
         let relay_on = match today.yesterday() {
             Ok(yesterday) => lit_on(yesterday).zip(lit_on(today)).map(|(a, b)| a || b),
@@ -254,6 +250,28 @@ mod tests {
         assert_eq!(lit("2026-10-15T20:00"), Some(true));
         assert_eq!(lit("2026-10-16T02:00"), Some(false));
         assert_eq!(lit("2026-10-16T12:00"), Some(false));
+    }
+
+    #[test]
+    fn a_morning_schedule_lights_until_sunrise_and_not_all_day_in_summer() {
+        let lt = LocalTime::named("Asia/Shanghai").unwrap();
+        let s = Schedule {
+            on: Moment::parse("06:30").unwrap(),
+            off: Moment::parse("sunrise").unwrap(),
+            dims: vec![],
+            ..schedule()
+        };
+        let lit = |t: &str| {
+            s.desired(&lt, Some(SHANGHAI), lt.parse_local(t).unwrap())
+                .relay_on
+        };
+        // Midwinter sunrise ~06:52: lit 06:30-06:52.
+        assert_eq!(lit("2026-12-21T06:40"), Some(true));
+        assert_eq!(lit("2026-12-21T12:00"), Some(false));
+        // Midsummer sunrise ~04:50, before 06:30: dark all day, not lit until tomorrow.
+        for t in ["2026-06-21T06:40", "2026-06-21T12:00", "2026-06-21T23:00"] {
+            assert_eq!(lit(t), Some(false), "{t}");
+        }
     }
 
     #[test]

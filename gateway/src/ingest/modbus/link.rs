@@ -574,10 +574,10 @@ impl Link {
                 }
             }
         }
-        // It answered, but a refused or rejected feeding register left no report: it is
-        // still alive, so supervision hears a heartbeat (at most once per slowest feeding
-        // interval) instead of calling it silent. Its values are not repeated.
-        // Half the interval: a poll finishing a little earlier than the last one must not
+        // It answered with data, but a refused or rejected feeding register left no
+        // report: it is still alive, so supervision hears a heartbeat instead of calling
+        // it silent; its values are not repeated. At most once per half of the slowest
+        // feeding interval: a poll finishing a little earlier than the last one must not
         // skip a beat and leave a gap supervision counts as missed.
         if answered
             && unit

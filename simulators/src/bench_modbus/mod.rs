@@ -107,6 +107,14 @@ async fn jitter(api: &crate::api::Api, reset: bool) -> Result<serde_json::Value>
     })
 }
 
+/// p50, p99 and max (ms) and the polls they cover, from a jitter report: the gateway's
+/// `/api/modbus/jitter` and the peer's `report` share its form.
+fn jitter_of(v: &serde_json::Value) -> (f64, f64, f64, usize) {
+    let ms = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let polls = v["samples"].as_u64().unwrap_or(0) as usize;
+    (ms("p50_ms"), ms("p99_ms"), ms("max_ms"), polls)
+}
+
 /// Sleeps `seconds`, saying every 5 s how far the measurement is.
 async fn wait_measuring(seconds: f64) {
     let mut left = seconds;
@@ -137,7 +145,8 @@ async fn measure_gateway(cfg: &ModbusBenchConfig, fleet: &Fleet, dir: &Path) -> 
         t0.elapsed().as_secs_f64(),
     );
     let m1 = tokio::task::block_in_place(|| scrape(http))?;
-    let j = jitter(&api, false).await?;
+    let (jitter_p50_ms, jitter_p99_ms, jitter_max_ms, polls) =
+        jitter_of(&jitter(&api, false).await?);
     drop(server);
     let readings = |m: &std::collections::HashMap<String, f64>| {
         m.get("linli_modbus_readings_total").copied().unwrap_or(0.0)
@@ -145,10 +154,10 @@ async fn measure_gateway(cfg: &ModbusBenchConfig, fleet: &Fleet, dir: &Path) -> 
     Ok(ModbusRun {
         gateway_cpu_pct: (gw1 - gw0) / dt * 100.0,
         simulator_cpu_pct: (me1 - me0) / dt * 100.0,
-        jitter_p50_ms: j["p50_ms"].as_f64().unwrap_or(f64::NAN),
-        jitter_p99_ms: j["p99_ms"].as_f64().unwrap_or(f64::NAN),
-        jitter_max_ms: j["max_ms"].as_f64().unwrap_or(f64::NAN),
-        polls: j["samples"].as_u64().unwrap_or(0) as usize,
+        jitter_p50_ms,
+        jitter_p99_ms,
+        jitter_max_ms,
+        polls,
         readings_per_s: (readings(&m1) - readings(&m0)) / dt,
         errors: errors(&m1) - errors(&m0),
     })

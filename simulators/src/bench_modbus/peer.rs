@@ -167,13 +167,13 @@ pub async fn measure(
     let report = tokio::task::block_in_place(|| peer.command("report"))?;
     let r: Value = serde_json::from_str(&report)
         .with_context(|| format!("the pymodbus peer's report {report:?}"))?;
-    let ms = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let (jitter_p50_ms, jitter_p99_ms, jitter_max_ms, polls) = super::jitter_of(&r);
     Ok(PeerRun {
         cpu_pct: (cpu1 - cpu0) / dt * 100.0,
-        jitter_p50_ms: ms("p50_ms"),
-        jitter_p99_ms: ms("p99_ms"),
-        jitter_max_ms: ms("max_ms"),
-        polls: r["samples"].as_u64().unwrap_or(0) as usize,
+        jitter_p50_ms,
+        jitter_p99_ms,
+        jitter_max_ms,
+        polls,
         readings_per_s: r["readings"].as_f64().unwrap_or(0.0) / dt,
         errors: r["errors"].as_f64().unwrap_or(0.0),
     })
